@@ -1,0 +1,24 @@
+# The two commands a new user types: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export LINERNOTES_HOME ?= $(CURDIR)/.linernotes
+
+.PHONY: setup demo test ui bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup
+	@$(VENV)/bin/linernotes demo
+
+test: setup
+	@$(PY) -m pytest -q $(PYTEST_ARGS)
+
+ui: setup
+	@DAGSTER_HOME=$(LINERNOTES_HOME)/dagster $(VENV)/bin/dagster dev -w workspace.yaml
+
+bench: setup
+	@for b in bench/*.py; do $(PY) $$b; done
+
+clean:
+	rm -rf $(LINERNOTES_HOME)

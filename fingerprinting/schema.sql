@@ -1,0 +1,38 @@
+CREATE TABLE IF NOT EXISTS fingerprints (
+    track_id VARCHAR PRIMARY KEY,
+    algorithm INTEGER NOT NULL,
+    duration_s DOUBLE NOT NULL,
+    seconds_used DOUBLE NOT NULL,
+    items UINTEGER[] NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    computed_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS optout_registry (
+    optout_id VARCHAR PRIMARY KEY,
+    claimant VARCHAR NOT NULL,
+    isrc VARCHAR,
+    title VARCHAR,
+    note VARCHAR,
+    audio_sha256 VARCHAR NOT NULL,
+    items UINTEGER[] NOT NULL,
+    registered_at TIMESTAMPTZ NOT NULL
+);
+-- Evidence behind every audio-identity decision: score and threshold are kept with the match.
+CREATE TABLE IF NOT EXISTS audio_matches (
+    track_id VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,            -- 'optout' | 'duplicate'
+    matched_ref VARCHAR NOT NULL,     -- optout_id or track_id
+    score DOUBLE NOT NULL,
+    threshold DOUBLE NOT NULL,
+    offset_s DOUBLE,
+    span_s DOUBLE,
+    bit_error_rate DOUBLE,
+    matched_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (track_id, kind, matched_ref)
+);
+CREATE TABLE IF NOT EXISTS duplicate_clusters (
+    cluster_id VARCHAR NOT NULL,
+    track_id VARCHAR PRIMARY KEY,
+    isrc VARCHAR NOT NULL,
+    resolved BOOLEAN NOT NULL DEFAULT FALSE
+);

@@ -1,0 +1,97 @@
+-- Contract read by shards, training and lineage; licensing may add tables and columns.
+CREATE TABLE IF NOT EXISTS policies (
+    policy_hash VARCHAR PRIMARY KEY,
+    policy_id VARCHAR NOT NULL,
+    version VARCHAR NOT NULL,
+    content JSON NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id VARCHAR PRIMARY KEY,
+    track_id VARCHAR NOT NULL,
+    isrc VARCHAR NOT NULL,
+    purpose VARCHAR NOT NULL,
+    territory VARCHAR NOT NULL,
+    on_date DATE NOT NULL,
+    allowed BOOLEAN NOT NULL,
+    reason_codes VARCHAR[] NOT NULL,
+    explanation VARCHAR NOT NULL,
+    policy_hash VARCHAR NOT NULL,
+    inputs_hash VARCHAR NOT NULL,
+    deal_id VARCHAR,
+    consent_ids VARCHAR[],
+    evidence JSON,
+    decided_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (
+    release_id VARCHAR PRIMARY KEY,
+    purpose VARCHAR NOT NULL,
+    territory VARCHAR NOT NULL,
+    on_date DATE NOT NULL,
+    policy_hash VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,          -- proposed | approved | rejected | revoked
+    proposed_by VARCHAR NOT NULL,
+    proposed_at TIMESTAMPTZ NOT NULL,
+    track_count INTEGER NOT NULL,
+    content_sha256 VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS release_tracks (
+    release_id VARCHAR NOT NULL,
+    track_id VARCHAR NOT NULL,
+    isrc VARCHAR NOT NULL,
+    decision_id VARCHAR NOT NULL,
+    PRIMARY KEY (release_id, track_id)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    release_id VARCHAR NOT NULL,
+    actor VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,          -- approve | reject
+    comment VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parties (
+    party_id VARCHAR PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    isni VARCHAR,
+    ipi VARCHAR
+);
+CREATE TABLE IF NOT EXISTS deals (
+    deal_id VARCHAR PRIMARY KEY,
+    licensor_party_id VARCHAR NOT NULL,
+    license VARCHAR,                  -- e.g. CC-BY-SA-3.0, or a contract reference
+    use_types VARCHAR[] NOT NULL,
+    territories_included VARCHAR[] NOT NULL,
+    territories_excluded VARCHAR[] NOT NULL,
+    valid_from DATE,
+    valid_to DATE,
+    conditions VARCHAR[] NOT NULL,
+    source VARCHAR NOT NULL,
+    imported_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deal_recordings (
+    deal_id VARCHAR NOT NULL,
+    isrc VARCHAR NOT NULL,
+    PRIMARY KEY (deal_id, isrc)
+);
+CREATE TABLE IF NOT EXISTS rights_controllers (
+    deal_id VARCHAR NOT NULL,
+    isrc VARCHAR NOT NULL,
+    party_id VARCHAR NOT NULL,
+    share DOUBLE NOT NULL,            -- percent, 0..100
+    PRIMARY KEY (deal_id, isrc, party_id)
+);
+CREATE TABLE IF NOT EXISTS consents (
+    consent_id VARCHAR PRIMARY KEY,
+    party_id VARCHAR NOT NULL,
+    scope VARCHAR NOT NULL,           -- recording | work | all
+    scope_ref VARCHAR,                -- ISRC or ISWC when scope is not 'all'
+    ai_training VARCHAR NOT NULL,     -- allowed | notAllowed | constrained
+    ai_generative_training VARCHAR NOT NULL,
+    data_mining VARCHAR NOT NULL,
+    ai_inference VARCHAR NOT NULL,
+    evidence_ref VARCHAR,
+    evidence_sha256 VARCHAR,
+    granted_at TIMESTAMPTZ,
+    revoked_at TIMESTAMPTZ,
+    source VARCHAR NOT NULL
+);

@@ -1,0 +1,1 @@
+"""Where linernotes keeps its state: the data directory, the DuckDB ledger, object storage."""

@@ -1,0 +1,64 @@
+"""The DuckDB ledger: catalog, decisions, releases, lineage and audit in one file.
+
+Every domain package keeps its tables in its own ``schema.sql``; :func:`connect` applies them
+all (idempotently) so a fresh data directory is usable at once. Connections are short-lived
+and retried on DuckDB's single-writer file lock, so a CLI command and a Dagster run can take
+turns on the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+SCHEMA_PACKAGES = ("store", "catalog", "fingerprinting", "licensing", "shards", "training", "lineage")
+_LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
+_applied: set[Path] = set()
+
+
+def schema_sql() -> str:
+    parts: list[str] = []
+    for package in SCHEMA_PACKAGES:
+        try:
+            resource = importlib.resources.files(package).joinpath("schema.sql")
+        except ModuleNotFoundError:
+            continue
+        if resource.is_file():
+            parts.append(f"-- {package}\n{resource.read_text(encoding='utf-8')}")
+    return "\n".join(parts)
+
+
+def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if not any(m in str(exc) for m in _LOCK_MARKERS) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay + random.random() * delay)
+            delay = min(delay * 2, 0.5)
+
+
+@contextlib.contextmanager
+def connect(path: Path, *, read_only: bool = False, timeout_s: float = 120.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the ledger, creating its tables on first use, and close it on exit."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if read_only and not path.exists():
+        read_only = False
+    con = _open(path, read_only, timeout_s)
+    try:
+        if not read_only and path not in _applied:
+            con.execute(schema_sql())
+            _applied.add(path)
+        yield con
+    finally:
+        con.close()
