@@ -1,0 +1,92 @@
+"""Probe an audio file without decoding it: format, codec, duration, embedded tags, content hash."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac"})
+
+
+class AudioProbeError(Exception):
+    """A file that cannot be ingested as audio, with a machine-readable reason code."""
+
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: Path
+    sha256: str
+    bytes: int
+    container: str
+    codec: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tags(*sources: dict[str, str]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for source in sources:
+        for key, value in source.items():
+            merged.setdefault(key.strip().upper(), str(value).strip())
+    return merged
+
+
+def probe(path: Path) -> AudioInfo:
+    """Read what ingest needs from the container headers; raise AudioProbeError for anything unusable."""
+    import av
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise AudioProbeError("unreadable", f"{path}: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise AudioProbeError("empty_file", f"{path}: file is empty")
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioProbeError("not_audio", f"{path}: no audio stream ({container.format.name})")
+            stream = container.streams.audio[0]
+            ctx = stream.codec_context
+            if ctx is None or not ctx.name:
+                raise AudioProbeError("unsupported_codec", f"{path}: no decoder for its audio stream")
+            duration = 0.0
+            if stream.duration and stream.time_base:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration:
+                duration = container.duration / 1_000_000
+            if duration <= 0:
+                raise AudioProbeError("truncated", f"{path}: no playable duration")
+            info = AudioInfo(
+                path=path,
+                sha256=sha256_file(path),
+                bytes=size,
+                container=container.format.name,
+                codec=ctx.name,
+                sample_rate=int(ctx.sample_rate or 0),
+                channels=int(ctx.channels or 0),
+                duration_s=round(duration, 3),
+                tags=_tags(dict(stream.metadata), dict(container.metadata)),
+            )
+    except AudioProbeError:
+        raise
+    except av.error.FFmpegError as exc:
+        raise AudioProbeError("not_audio", f"{path}: cannot be read as audio ({exc})") from exc
+    if info.sample_rate <= 0 or info.channels <= 0:
+        raise AudioProbeError("unsupported_codec", f"{path}: stream has no sample rate or channels")
+    return info
