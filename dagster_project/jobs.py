@@ -1,0 +1,30 @@
+"""Jobs: one per stage boundary where the partitioning changes (delivery, catalog, release, run)."""
+
+import dagster as dg
+
+from dagster_project.partitions import deliveries, releases, training_runs
+
+ingest_job = dg.define_asset_job(
+    "ingest_delivery", partitions_def=deliveries,
+    selection=dg.AssetSelection.assets("catalog_delivery", "delivery_rights", "track_fingerprints"),
+    description="Ingest one delivery: tracks, rights records, fingerprints.",
+)
+decisions_job = dg.define_asset_job(
+    "match_and_decide",
+    selection=dg.AssetSelection.assets("optout_registry", "duplicate_clusters", "optout_matches", "rights_decisions"),
+    description="Match audio against the catalog and the opt-out registry, then decide every track.",
+)
+release_job = dg.define_asset_job(
+    "propose_release", partitions_def=releases, selection=dg.AssetSelection.assets("training_release"),
+    description="Freeze the allowed tracks for one purpose as a release awaiting rights-team approval.",
+)
+shards_job = dg.define_asset_job(
+    "build_shards", partitions_def=releases, selection=dg.AssetSelection.assets("release_shards"),
+    description="Write attribution-tagged shards for an approved release.",
+)
+training_job = dg.define_asset_job(
+    "train_model", partitions_def=training_runs,
+    selection=dg.AssetSelection.assets("training_run", "model_lineage"),
+    description="Train on an approved release's shards and record the model's lineage.",
+)
+ALL_JOBS = [ingest_job, decisions_job, release_job, shards_job, training_job]
