@@ -14,11 +14,10 @@ class TrainingRunConfig(dg.Config):
     started_by: str = Field(description="The ML engineer starting the run.")
     model: str = "reference"
     epochs: int = 2
-    batch_size: int = 16
+    batch_size: int = 8
     learning_rate: float = 1e-3
     seed: int = 0
     nproc: int = 2
-    max_steps_per_epoch: int | None = None
     acknowledge_denied: str | None = Field(default=None, description="Train even though tracks were denied "
                                                                       "since approval; the reason is recorded.")
 
@@ -28,17 +27,24 @@ class TrainingRunConfig(dg.Config):
 def training_run(context: dg.AssetExecutionContext, config: TrainingRunConfig,
                  ledger: LedgerResource) -> dg.MaterializeResult:
     """A training run: gated on rights, distributed over torchrun, exposure recorded per sample."""
-    from training.launcher import TrainConfig, launch_run
+    from schemas.runs import TrainConfig
+    from training.launcher import TrainingFailed, TrainingRefused, launch_run
 
     train_config = TrainConfig(
         release_id=config.release, model=config.model, epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, seed=config.seed, nproc=config.nproc,
-        max_steps_per_epoch=config.max_steps_per_epoch,
     )
-    record = launch_run(ledger.data_home().db_path, run_id=context.partition_key, config=train_config,
-                        actor=config.started_by, acknowledge=config.acknowledge_denied)
+    home = ledger.data_home()
+    try:
+        record = launch_run(home.db_path, run_id=context.partition_key, config=train_config,
+                            actor=config.started_by, acknowledge=config.acknowledge_denied, runs_dir=home.runs)
+    except TrainingRefused as exc:
+        raise dg.Failure(f"training refused: {exc}") from exc
+    except TrainingFailed as exc:
+        raise dg.Failure(f"training failed: {exc}") from exc
     return dg.MaterializeResult(metadata={
         "release": record.release_id, "status": record.status, "device": record.device,
         "samples_consumed": record.samples_consumed, "checkpoint_uri": record.checkpoint_uri,
-        "checkpoint_sha256": record.checkpoint_sha256, "metrics": record.metrics,
+        "checkpoint_sha256": record.checkpoint_sha256,
+        "metrics": [m.model_dump(mode="json") for m in record.metrics],
     })

@@ -62,7 +62,7 @@ def write_roles(home: Home) -> Path:
 
 
 def run_demo(home: Home, *, tracks_per_package: int | None = None, epochs: int = 2,
-             max_steps_per_epoch: int | None = 12, say: Callable[[str], None] = print) -> DemoOutcome:
+             say: Callable[[str], None] = print) -> DemoOutcome:
     """Run every stage of the pipeline on the demo catalog; raise if any Dagster run fails."""
     import dagster as dg
 
@@ -129,8 +129,7 @@ def run_demo(home: Home, *, tracks_per_package: int | None = None, epochs: int =
         run("build_shards", decide_key, partition=release_id,
             run_config={"ops": {"release_shards": {"config": {"built_by": ML_ENGINEER}}}})
 
-        train_config = {"release": release_id, "started_by": ML_ENGINEER, "epochs": epochs,
-                        "max_steps_per_epoch": max_steps_per_epoch}
+        train_config = {"release": release_id, "started_by": ML_ENGINEER, "epochs": epochs}
         run_id = f"run-{_key(train_config)[:10]}"
         outcome.run_id = run_id
         instance.add_dynamic_partitions("training_runs", [run_id])

@@ -26,9 +26,9 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     home.downloads.rmdir()
     home.downloads.symlink_to(DOWNLOAD_CACHE)
     saved = {k: os.environ.get(k) for k in ("LINERNOTES_HOME", "DAGSTER_HOME")}
-    outcome = run_demo(home, tracks_per_package=3, epochs=1, max_steps_per_epoch=3, say=lambda _: None)
+    outcome = run_demo(home, tracks_per_package=3, epochs=1, say=lambda _: None)
     home.outcome = outcome  # type: ignore[attr-defined]
-    second = run_demo(home, tracks_per_package=3, epochs=1, max_steps_per_epoch=3, say=lambda _: None)
+    second = run_demo(home, tracks_per_package=3, epochs=1, say=lambda _: None)
     home.second = second  # type: ignore[attr-defined]
     yield home
     for key, value in saved.items():

@@ -17,7 +17,6 @@ def register(app: typer.Typer) -> None:
         home: str | None = HomeOption,
         tracks_per_package: int | None = typer.Option(None, help="Use only this many tracks of each package."),
         epochs: int = typer.Option(2, help="Training epochs."),
-        max_steps_per_epoch: int | None = typer.Option(12, help="Cap on optimizer steps per epoch (None: full)."),
     ) -> None:
         """Fetch the demo catalog and run ingest -> fingerprint -> enforce -> approve -> shards -> train -> lineage."""
         from catalog.demo import DemoSetupError
@@ -28,8 +27,7 @@ def register(app: typer.Typer) -> None:
 
         data_home = home_from(home)
         try:
-            outcome = run_demo(data_home, tracks_per_package=tracks_per_package, epochs=epochs,
-                               max_steps_per_epoch=max_steps_per_epoch, say=console.print)
+            outcome = run_demo(data_home, tracks_per_package=tracks_per_package, epochs=epochs, say=console.print)
         except DemoSetupError as exc:
             fail(str(exc))
         with connect(data_home.db_path, read_only=True) as con:
