@@ -84,9 +84,10 @@ def main() -> None:
     session.restore(model, optimizer)
     for epoch in session.epochs():
         model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
         started = time.perf_counter()
+        timed = 0
         for batch in session.batches(epoch):
+            sums = session.epoch_state
             audio = batch["audio"].to(session.device, non_blocking=True)
             target = torch.tensor([labels[t] for t in batch["track_id"]], device=session.device)
             logits = model(audio)
@@ -94,21 +95,24 @@ def main() -> None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(target)
-            correct += int((logits.argmax(dim=1) == target).sum())
-            seen += len(target)
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * len(target)
+            sums["correct"] = sums.get("correct", 0) + int((logits.argmax(dim=1) == target).sum())
+            sums["seen"] = sums.get("seen", 0) + len(target)
+            timed += len(target)
             session.maybe_checkpoint(model, optimizer)
         elapsed = time.perf_counter() - started
-        loss_total, correct_total, seen_total = session.all_reduce_sum([loss_sum, correct, seen])
+        sums = session.epoch_state
+        loss_total, correct_total, seen_total, timed_total = session.all_reduce_sum(
+            [sums.get("loss", 0.0), sums.get("correct", 0), sums.get("seen", 0), timed])
         session.end_epoch(
             epoch, model, optimizer,
             samples=int(seen_total),
             loss=loss_total / max(seen_total, 1),
             accuracy=correct_total / max(seen_total, 1),
             chance=1.0 / len(labels),
-            samples_per_s=seen_total / elapsed if elapsed > 0 else 0.0,
+            samples_per_s=timed_total / elapsed if elapsed > 0 else 0.0,
         )
-    session.save_model(model, model="reference", classes=len(labels))
+    session.save_model(model, architecture="reference-crop-classifier", classes=len(labels))
     session.close()
 
 

@@ -104,6 +104,8 @@ class TrainingSession:
         self._dataset: IterableDataset | None = None
         self._pending: list[str] | None = None
         self.samples_consumed = 0
+        # Running sums a loop keeps for its epoch metrics; checkpointed so a resumed epoch reports the whole epoch.
+        self.epoch_state: dict[str, float] = {}
         torch.manual_seed(int(self.config["seed"]))
 
     @classmethod
@@ -152,7 +154,8 @@ class TrainingSession:
             self.start_epoch = int(state["epoch"]) + (1 if state["epoch_done"] else 0)
             if not state["epoch_done"]:
                 self._resume = {"epoch": int(state["epoch"]), "step_in_epoch": int(state["step_in_epoch"]),
-                                "loader": state["loader"][self.rank]}
+                                "loader": state["loader"][self.rank],
+                                "epoch_state": state["epoch_state"][self.rank]}
             torch.set_rng_state(state["rng"][self.rank].cpu())
         self.exposure.rollback_to(step)
 
@@ -167,9 +170,11 @@ class TrainingSession:
         dataset = self._factory(self.spec.manifest_uri, **kwargs)
         self._dataset = dataset
         self._epoch, self._step_in_epoch = epoch, 0
+        self.epoch_state = {}
         skip = 0
         if self._resume is not None and self._resume["epoch"] == epoch:
             self._step_in_epoch = self._resume["step_in_epoch"]
+            self.epoch_state = dict(self._resume["epoch_state"])
             if hasattr(dataset, "load_state_dict") and self._resume["loader"] is not None:
                 dataset.load_state_dict(self._resume["loader"])
             else:
@@ -220,7 +225,8 @@ class TrainingSession:
         loader_state = None
         if self._dataset is not None and hasattr(self._dataset, "state_dict") and not epoch_done:
             loader_state = self._dataset.state_dict()
-        mine = {"loader": loader_state, "rng": torch.get_rng_state(), "samples": self.samples_consumed}
+        mine = {"loader": loader_state, "rng": torch.get_rng_state(), "samples": self.samples_consumed,
+                "epoch_state": dict(self.epoch_state)}
         gathered: list[Any] = [mine]
         if self.world_size > 1:
             gathered = [None] * self.world_size
@@ -231,6 +237,7 @@ class TrainingSession:
                 "epoch": self._epoch, "epoch_done": epoch_done, "step_in_epoch": self._step_in_epoch,
                 "global_step": self.global_step, "loader": [g["loader"] for g in gathered],
                 "rng": [g["rng"] for g in gathered], "samples_consumed": [g["samples"] for g in gathered],
+                "epoch_state": [g["epoch_state"] for g in gathered],
                 "config": self.config,
             }
             self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
