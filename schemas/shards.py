@@ -1,0 +1,132 @@
+"""Shard contracts: the build configuration, the manifest every reader trusts, acknowledgements.
+
+The manifest is the one document a training run, an auditor and ``linernotes shards verify`` agree
+on: every shard with its hash, size, rows, ISRCs and a Merkle root over its sample IDs, and the
+release, approval and policy hash the shards were built under. Export its JSON Schema with
+:func:`manifest_json_schema`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+SCHEMA_VERSION = 1
+FORMAT_VERSION = "linernotes-shards/1"
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class ShardConfig(BaseModel):
+    """How samples are cut from a release: same release + config gives byte-identical shards.
+
+    Samples are mono 16 kHz int16 little-endian PCM crops of 4 s (64 000 samples, 128 000 bytes):
+    enough bandwidth for music tagging/embedding models, half the bytes of float32, exact to store.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sample_rate: Literal[16000] = 16000
+    crop_seconds: float = Field(default=4.0, gt=0, le=60)
+    crops_per_track: int = Field(default=8, ge=1, le=10_000)
+    seed: int = Field(default=0, ge=0)
+    rows_per_shard: int = Field(default=512, ge=1)
+    rows_per_row_group: int = Field(default=64, ge=1)
+    compression: Literal["zstd"] = "zstd"
+    compression_level: int = Field(default=1, ge=1, le=22)
+
+    @property
+    def crop_samples(self) -> int:
+        return int(round(self.sample_rate * self.crop_seconds))
+
+
+class Acknowledgement(BaseModel):
+    """A named person accepting, for a stated reason, to go past a compliance refusal."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    actor: str = Field(min_length=1)
+    reason: str = Field(min_length=3)
+
+
+class AcknowledgementRecord(BaseModel):
+    """An acknowledgement as it was used: what it overrode and when."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    actor: str
+    reason: str
+    context: Literal["build", "load"]
+    overridden: tuple[str, ...]
+    skipped_track_ids: tuple[str, ...] = ()
+    recorded_at: datetime
+
+
+class ApprovalRef(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    actor: str
+    comment: str
+    recorded_at: datetime
+
+
+class ShardEntry(BaseModel):
+    """One Parquet shard: where it is, what it hashes to and which recordings it holds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int = Field(ge=0)
+    name: str = Field(pattern=r"^shard-\d{5}-[0-9a-f]{16}\.parquet$")
+    uri: str
+    sha256: Sha256
+    bytes: int = Field(ge=0)
+    rows: int = Field(ge=1)
+    row_groups: tuple[int, ...]
+    isrcs: tuple[str, ...]
+    track_ids: tuple[str, ...]
+    first_sample_id: str
+    last_sample_id: str
+    merkle_root: Sha256
+
+
+class ExcludedTrack(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    track_id: str
+    isrc: str | None
+    reason_code: str
+    message: str
+
+
+class ShardManifest(BaseModel):
+    """Everything needed to trust, locate and attribute a shard set; written last, atomically."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    format_version: str = FORMAT_VERSION
+    code_version: str
+    release_id: str
+    purpose: str
+    territory: str
+    on_date: str
+    policy_hash: str
+    release_content_sha256: str
+    approval: ApprovalRef
+    config: ShardConfig
+    sample_format: dict[str, Any]
+    shards: tuple[ShardEntry, ...]
+    total_rows: int = Field(ge=0)
+    track_count: int = Field(ge=0)
+    merkle_root: Sha256
+    excluded: tuple[ExcludedTrack, ...] = ()
+    acknowledgements: tuple[AcknowledgementRecord, ...] = ()
+    built_by: str
+    built_at: datetime
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    """JSON Schema of the manifest, generated from the model."""
+    return ShardManifest.model_json_schema()

@@ -1,0 +1,342 @@
+"""Serve verified, approved shards to PyTorch: exact splits, deterministic shuffle, exact resume.
+
+Order of an epoch. The shards' row groups are permuted from (seed, epoch), then taken
+``shuffle_window`` at a time and the samples inside each window permuted again: a sample-level
+shuffle that still reads each row group once. That global order is cut into ``world_size``
+contiguous ranges, one per rank, and each rank's range into one contiguous range per DataLoader
+worker. Every sample of the manifest goes to exactly one (rank, worker); nothing is padded or
+dropped, so with N samples and W ranks the first ``N % W`` ranks get one sample more than the
+others. DDP training loops must tolerate that (e.g. ``torch.distributed.algorithms.Join``), or
+stop all ranks at ``min_rank_samples`` and accept that the tail is not seen that epoch.
+
+Resume. ``state_dict()`` names the samples of this rank's range already consumed in the epoch.
+Without DataLoader workers the dataset sees what it yields and keeps count itself; with workers
+it runs in other processes, so the training loop reports each consumed batch with
+``mark_consumed(batch["sample_id"])`` (the same IDs it gives the exposure recorder). After
+``load_state_dict`` each worker serves its range minus the consumed samples, starting the
+round-robin at the worker that was due next, so the remaining batches are the same batches, in
+the same order, as in the uninterrupted run (with the same batch size and worker count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from schemas.shards import Acknowledgement, AcknowledgementRecord, ShardManifest
+from shards import gate as release_gate
+from shards.verify import manifest_location, shard_location
+from store.objects import ObjectStore
+
+STATE_VERSION = 1
+_COLUMNS = ["sample_id", "track_id", "isrc", "audio"]
+
+
+class ShardIntegrityError(Exception):
+    """A shard's bytes differ from its manifest entry; nothing from the manifest is served."""
+
+
+def _rng(*parts: object) -> np.random.Generator:
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return np.random.Generator(np.random.PCG64(int.from_bytes(digest[:16], "little")))
+
+
+def _bounds(n: int, parts: int) -> list[int]:
+    return [(i * n) // parts for i in range(parts + 1)]
+
+
+def _ranges(mask: np.ndarray) -> list[list[int]]:
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
+
+
+class ShardDataset(IterableDataset):  # type: ignore[type-arg]
+    """Iterable over the samples of a manifest: ``{"sample_id", "track_id", "isrc", "audio"}``.
+
+    ``audio`` is a float32 tensor of 64 000 samples in [-1, 1). Construction verifies every
+    shard's SHA-256 and the release's standing in the ledger (revoked, or a recording denied since
+    approval, is refused unless ``acknowledge`` is given; then the acknowledgement is recorded and
+    the denied recordings are not served).
+    """
+
+    def __init__(self, manifest_uri: str, *, seed: int = 0, epoch: int = 0, rank: int | None = None,
+                 world_size: int | None = None, ledger_path: str | os.PathLike[str] | None = None,
+                 acknowledge: Acknowledgement | None = None, shuffle: bool = True, shuffle_window: int = 16,
+                 store: ObjectStore | None = None) -> None:
+        super().__init__()
+        self.store = store or ObjectStore()
+        self.manifest_uri = manifest_location(manifest_uri)
+        self.manifest = ShardManifest.model_validate_json(self.store.get(self.manifest_uri))
+        self.seed, self.shuffle, self.shuffle_window = seed, shuffle, max(1, shuffle_window)
+        if rank is None or world_size is None:
+            dist_rank, dist_world = _distributed()
+            rank = dist_rank if rank is None else rank
+            world_size = dist_world if world_size is None else world_size
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.rank, self.world_size = rank, world_size
+        self.acknowledgement = self._admit(ledger_path, acknowledge)
+        self.skip_track_ids = frozenset(self.acknowledgement.skipped_track_ids if self.acknowledgement else ())
+        self._verify_hashes()
+        self._uris = [shard_location(self.manifest_uri, e) for e in self.manifest.shards]
+        self._units = self._unit_table()
+        self._epoch = epoch
+        self._order = self._rank_order(epoch)
+        self._consumed = np.zeros(len(self._order), dtype=bool)
+        self._resume_rotation = 0
+        self._id_rows: dict[str, int] | None = None
+
+    # -- admission -----------------------------------------------------------------------------
+
+    def _admit(self, ledger_path: str | os.PathLike[str] | None,
+               acknowledge: Acknowledgement | None) -> AcknowledgementRecord | None:
+        from store.database import connect
+        from store.home import Home
+
+        path = Path(ledger_path) if ledger_path is not None else Home.from_env().db_path
+        if not path.exists():
+            raise release_gate.ReleaseRefused(
+                release_gate.ReleaseGate(release_id=self.manifest.release_id, reasons=(release_gate.RELEASE_UNKNOWN,)),
+                f"no ledger at {path}: cannot confirm release {self.manifest.release_id} is still approved")
+        with connect(path, read_only=True) as con:
+            gate = release_gate.check_release(con, self.manifest.release_id,
+                                              expected_content_sha256=self.manifest.release_content_sha256)
+        ack = release_gate.admit(gate, acknowledge, context="load")
+        if ack is not None:
+            with connect(path) as con:
+                release_gate.record_acknowledgement(con, gate, ack, subject=self.manifest_uri)
+        return ack
+
+    def _verify_hashes(self) -> None:
+        def check(entry: Any) -> str | None:
+            uri = shard_location(self.manifest_uri, entry)
+            try:
+                sha, size = self.store.sha256(uri)
+            except FileNotFoundError:
+                return f"{entry.name}: missing"
+            if sha != entry.sha256 or size != entry.bytes:
+                return f"{entry.name}: sha256 {sha} ({size} bytes), manifest says {entry.sha256} ({entry.bytes} bytes)"
+            return None
+
+        with ThreadPoolExecutor(max_workers=min(8, max(1, len(self.manifest.shards)))) as pool:
+            problems = [p for p in pool.map(check, self.manifest.shards) if p]
+        if problems:
+            raise ShardIntegrityError("refusing to serve " + self.manifest_uri + ": " + "; ".join(problems))
+
+    # -- order ---------------------------------------------------------------------------------
+
+    def _unit_table(self) -> np.ndarray:
+        """One row per row group: (shard index, row group index, first global row, rows)."""
+        rows: list[tuple[int, int, int, int]] = []
+        start = 0
+        for entry in self.manifest.shards:
+            for rg, n in enumerate(entry.row_groups):
+                rows.append((entry.index, rg, start, n))
+                start += n
+        return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+    def _global_order(self, epoch: int) -> np.ndarray:
+        units = self._units
+        if not self.shuffle:
+            return np.arange(self.manifest.total_rows, dtype=np.int64)
+        perm = _rng("units", self.seed, epoch).permutation(len(units))
+        parts: list[np.ndarray] = []
+        for w, start in enumerate(range(0, len(perm), self.shuffle_window)):
+            chosen = units[perm[start:start + self.shuffle_window]]
+            ids = np.concatenate([np.arange(s, s + n, dtype=np.int64) for s, n in chosen[:, 2:4]])
+            parts.append(ids[_rng("window", self.seed, epoch, w).permutation(len(ids))])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def _rank_order(self, epoch: int) -> np.ndarray:
+        order = self._global_order(epoch)
+        b = _bounds(len(order), self.world_size)
+        return order[b[self.rank]:b[self.rank + 1]]
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank serves in a full epoch."""
+        return len(self._order)
+
+    @property
+    def min_rank_samples(self) -> int:
+        """Samples of the smallest rank: a common stopping point for all ranks."""
+        return self.manifest.total_rows // self.world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Switch to another epoch's order; consumption starts afresh unless it is the current epoch."""
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._order = self._rank_order(epoch)
+            self._consumed = np.zeros(len(self._order), dtype=bool)
+            self._resume_rotation = 0
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this rank is in the epoch: which of its samples were consumed."""
+        return {"version": STATE_VERSION, "manifest_merkle_root": self.manifest.merkle_root, "seed": self.seed,
+                "shuffle": self.shuffle, "shuffle_window": self.shuffle_window, "epoch": self._epoch,
+                "rank": self.rank, "world_size": self.world_size, "num_samples": len(self._order),
+                "consumed": _ranges(self._consumed), "consumed_count": int(self._consumed.sum())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`; refuses a state taken over other shards or another split."""
+        expect = {"version": STATE_VERSION, "manifest_merkle_root": self.manifest.merkle_root, "seed": self.seed,
+                  "shuffle": self.shuffle, "shuffle_window": self.shuffle_window, "rank": self.rank,
+                  "world_size": self.world_size}
+        for key, value in expect.items():
+            if state.get(key) != value:
+                raise ValueError(f"state {key}={state.get(key)!r} does not match this dataset ({value!r})")
+        self.set_epoch(int(state["epoch"]))
+        self._consumed = np.zeros(len(self._order), dtype=bool)
+        for start, end in state["consumed"]:
+            self._consumed[start:end] = True
+        self._resume_rotation = -1
+
+    def mark_consumed(self, sample_ids: Sequence[str]) -> None:
+        """Record that the training loop consumed these samples (needed with DataLoader workers)."""
+        if self._id_rows is None:
+            self._id_rows = self._read_id_rows()
+        rows = np.fromiter((self._id_rows[s] for s in sample_ids), dtype=np.int64, count=len(sample_ids))
+        positions = self._positions_of(rows)
+        if (positions < 0).any():
+            raise ValueError("some sample IDs are not served by this rank in this epoch")
+        self._consumed[positions] = True
+
+    def _positions_of(self, rows: np.ndarray) -> np.ndarray:
+        inverse = np.full(self.manifest.total_rows, -1, dtype=np.int64)
+        inverse[self._order] = np.arange(len(self._order))
+        return inverse[rows]
+
+    def _read_id_rows(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        start = 0
+        for entry, uri in zip(self.manifest.shards, self._uris):
+            with self.store.open(uri) as handle:
+                ids = pq.ParquetFile(handle).read(columns=["sample_id"]).column("sample_id").to_pylist()
+            out.update((s, start + i) for i, s in enumerate(ids))
+            start += entry.rows
+        return out
+
+    # -- iteration -----------------------------------------------------------------------------
+
+    def _worker_positions(self, worker: int, workers: int) -> np.ndarray:
+        b = _bounds(len(self._order), workers)
+        rotation = self._rotation(workers, b)
+        chunk = (worker + rotation) % workers
+        positions = np.arange(b[chunk], b[chunk + 1], dtype=np.int64)
+        return positions[~self._consumed[positions]]
+
+    def _rotation(self, workers: int, b: list[int]) -> int:
+        if self._resume_rotation >= 0 or workers == 1:
+            return max(self._resume_rotation, 0) % workers
+        # Round-robin gave the first chunks one batch more than the rest; the first short one is due next.
+        counts = [int(self._consumed[b[i]:b[i + 1]].sum()) for i in range(workers)]
+        remaining = [b[i + 1] - b[i] - counts[i] for i in range(workers)]
+        if max(counts) == min(counts) or min(remaining) == 0:
+            return 0
+        top = max(counts)
+        leaders = sum(1 for c in counts if c == top)
+        if counts[:leaders] != [top] * leaders:
+            return 0
+        return leaders
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        positions = self._worker_positions(worker, workers)
+        rows = self._order[positions]
+        unit_starts = self._units[:, 2]
+        unit_of = np.searchsorted(unit_starts, rows, side="right") - 1
+        last_use: dict[int, int] = {int(u): i for i, u in enumerate(unit_of)}
+        cache: dict[int, _RowGroup] = {}
+        files: dict[int, tuple[pq.ParquetFile, Any]] = {}
+        in_process = info is None
+        try:
+            for i, (position, row, unit) in enumerate(zip(positions, rows, unit_of)):
+                u = int(unit)
+                group = cache.get(u)
+                if group is None:
+                    group = cache[u] = self._load_unit(u, files)
+                local = int(row - unit_starts[u])
+                if i == last_use[u]:
+                    del cache[u]
+                if group.track_ids[local] in self.skip_track_ids:
+                    if in_process:
+                        self._consumed[position] = True
+                    continue
+                sample = group.sample(local)
+                if in_process:
+                    self._consumed[position] = True
+                yield sample
+        finally:
+            for _, handle in files.values():
+                if handle is not None:
+                    handle.close()
+
+    def _load_unit(self, unit: int, files: dict[int, tuple[pq.ParquetFile, Any]]) -> "_RowGroup":
+        shard, rg = int(self._units[unit, 0]), int(self._units[unit, 1])
+        if shard not in files:
+            local = self.store.local_path(self._uris[shard])
+            handle = None if local is not None else self.store.open(self._uris[shard])
+            source = str(local) if local is not None else handle
+            files[shard] = (pq.ParquetFile(source, page_checksum_verification=True), handle)
+        return _RowGroup(files[shard][0].read_row_group(rg, columns=_COLUMNS))
+
+
+class _RowGroup:
+    __slots__ = ("sample_ids", "track_ids", "isrcs", "pcm", "starts", "ends")
+
+    def __init__(self, table: Any) -> None:
+        self.sample_ids = table.column("sample_id").to_pylist()
+        self.track_ids = table.column("track_id").to_pylist()
+        self.isrcs = table.column("isrc").to_pylist()
+        audio = table.column("audio").combine_chunks()
+        _, offsets_buf, data_buf = audio.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int32)[audio.offset:audio.offset + len(audio) + 1]
+        self.pcm = torch.from_numpy(np.frombuffer(data_buf, dtype="<i2").copy())
+        self.starts = (offsets[:-1] // 2).tolist()
+        self.ends = (offsets[1:] // 2).tolist()
+
+    def sample(self, i: int) -> dict[str, Any]:
+        audio = self.pcm[self.starts[i]:self.ends[i]].to(torch.float32).mul_(1.0 / 32768.0)
+        return {"sample_id": self.sample_ids[i], "track_id": self.track_ids[i], "isrc": self.isrcs[i],
+                "audio": audio}
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def make_loader(dataset: ShardDataset, *, batch_size: int, num_workers: int = 2, **kwargs: Any) -> DataLoader:  # type: ignore[type-arg]
+    """A DataLoader over the dataset: pinned memory when CUDA is present, workers re-created each epoch."""
+    kwargs.setdefault("pin_memory", torch.cuda.is_available())
+    kwargs.setdefault("prefetch_factor", 4 if num_workers else None)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, persistent_workers=False, **kwargs)
+
+
+def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """Move a batch's tensors to ``device``; copies from pinned memory are non-blocking."""
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.to(device, non_blocking=value.is_pinned())
+        else:
+            out[key] = value
+    return out

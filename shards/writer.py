@@ -1,0 +1,395 @@
+"""Build attribution-tagged Parquet shards from an approved release, then its manifest, last.
+
+One row per training sample: a 4 s mono 16 kHz int16 crop in the ``audio`` column, and beside it
+who owns the recording and why it was allowed (deal, rights holders and shares, consents, decision,
+policy hash, release). The same release, config and seed give byte-identical shards; shard file
+names carry their content hash, so a rebuild never overwrites a shard an older manifest points to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lineage import audit
+from schemas.shards import (
+    FORMAT_VERSION,
+    Acknowledgement,
+    ExcludedTrack,
+    ShardConfig,
+    ShardEntry,
+    ShardManifest,
+)
+from shards import gate as release_gate
+from shards.audio import AudioError, crop_offsets, verified_pcm
+from shards.merkle import merkle_root
+from store.objects import ObjectStore, join
+
+__all__ = ["ShardConfig", "build_shards", "MANIFEST_NAME", "SHARD_SCHEMA", "code_version", "load_manifest"]
+
+MANIFEST_NAME = "manifest.json"
+SHARD_NAME = re.compile(r"^shard-\d{5}-[0-9a-f]{16}\.parquet$")
+
+RIGHTS_HOLDER = pa.struct([("party_id", pa.string()), ("name", pa.string()), ("share", pa.float64())])
+SHARD_SCHEMA = pa.schema([
+    ("sample_id", pa.string()),
+    ("track_id", pa.string()),
+    ("isrc", pa.string()),
+    ("title", pa.string()),
+    ("artists", pa.list_(pa.string())),
+    ("rights_holders", pa.list_(RIGHTS_HOLDER)),
+    ("license", pa.string()),
+    ("deal_id", pa.string()),
+    ("consent_ids", pa.list_(pa.string())),
+    ("decision_id", pa.string()),
+    ("policy_hash", pa.string()),
+    ("release_id", pa.string()),
+    ("source_audio_sha256", pa.string()),
+    ("crop_index", pa.int32()),
+    ("crop_offset_samples", pa.int64()),
+    ("crop_offset_s", pa.float64()),
+    ("sample_rate", pa.int32()),
+    ("num_samples", pa.int32()),
+    ("audio", pa.binary()),
+])
+_META_COLUMNS = [f.name for f in SHARD_SCHEMA if f.name != "audio"]
+_DICTIONARY_COLUMNS = ["track_id", "isrc", "title", "license", "deal_id", "decision_id", "policy_hash",
+                       "release_id", "source_audio_sha256"]
+
+
+def code_version() -> str:
+    try:
+        return f"linernotes {importlib.metadata.version('linernotes')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "linernotes 0+unknown"
+
+
+def sample_format(config: ShardConfig) -> dict[str, Any]:
+    return {"column": "audio", "encoding": "pcm_s16le", "channels": 1, "sample_rate": config.sample_rate,
+            "num_samples": config.crop_samples, "bytes": config.crop_samples * 2,
+            "decoder": f"PyAV {_av_version()} AudioResampler(s16, mono, {config.sample_rate})"}
+
+
+def _av_version() -> str:
+    import av
+
+    return str(av.__version__)
+
+
+@dataclass
+class _TrackRow:
+    track_id: str
+    isrc: str
+    decision_id: str
+    title: str | None = None
+    artists: list[str] = field(default_factory=list)
+    source_path: str | None = None
+    audio_sha256: str | None = None
+    license: str | None = None
+    deal_id: str | None = None
+    consent_ids: list[str] = field(default_factory=list)
+    policy_hash: str | None = None
+    rights_holders: list[dict[str, Any]] = field(default_factory=list)
+    exclusion: tuple[str, str] | None = None
+
+
+def _release_tracks(con: duckdb.DuckDBPyConnection, release_id: str, purpose: str) -> list[_TrackRow]:
+    rows = con.execute(
+        """
+        SELECT rt.track_id, rt.isrc, rt.decision_id,
+               t.track_id IS NOT NULL, t.isrc, t.title, t.artists, t.source_path, t.audio_sha256,
+               d.decision_id IS NOT NULL, d.track_id, d.allowed, d.purpose, d.policy_hash, d.deal_id,
+               d.consent_ids, dl.license
+        FROM release_tracks rt
+        LEFT JOIN tracks t ON t.track_id = rt.track_id
+        LEFT JOIN decisions d ON d.decision_id = rt.decision_id
+        LEFT JOIN deals dl ON dl.deal_id = d.deal_id
+        WHERE rt.release_id = ?
+        """,
+        [release_id],
+    ).fetchall()
+    holders: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for deal_id, isrc, party_id, name, share in con.execute(
+        """
+        SELECT rc.deal_id, rc.isrc, rc.party_id, COALESCE(p.name, rc.party_id), rc.share
+        FROM rights_controllers rc
+        LEFT JOIN parties p ON p.party_id = rc.party_id
+        WHERE (rc.deal_id, rc.isrc) IN (
+            SELECT (d.deal_id, rt.isrc) FROM release_tracks rt JOIN decisions d ON d.decision_id = rt.decision_id
+            WHERE rt.release_id = ?)
+        ORDER BY rc.deal_id, rc.isrc, rc.party_id
+        """,
+        [release_id],
+    ).fetchall():
+        holders.setdefault((deal_id, isrc), []).append({"party_id": party_id, "name": name, "share": float(share)})
+
+    out: list[_TrackRow] = []
+    for (track_id, rel_isrc, decision_id, has_track, isrc, title, artists, source_path, audio_sha,
+         has_decision, decision_track, allowed, decision_purpose, policy_hash, deal_id, consent_ids, license_) in rows:
+        row = _TrackRow(track_id=track_id, isrc=isrc or rel_isrc, decision_id=decision_id, title=title,
+                        artists=list(artists or []), source_path=source_path, audio_sha256=audio_sha,
+                        license=license_, deal_id=deal_id, consent_ids=list(consent_ids or []),
+                        policy_hash=policy_hash,
+                        rights_holders=holders.get((deal_id, isrc or rel_isrc), []))
+        if not has_track:
+            row.exclusion = ("track_missing", f"track {track_id} is not in the catalog")
+        elif not has_decision:
+            row.exclusion = ("decision_missing", f"decision {decision_id} not found")
+        elif decision_track != track_id:
+            row.exclusion = ("decision_track_mismatch", f"decision {decision_id} is about {decision_track}")
+        elif decision_purpose != purpose:
+            row.exclusion = ("decision_purpose_mismatch",
+                             f"decision {decision_id} is for {decision_purpose!r}, release is for {purpose!r}")
+        elif not allowed:
+            row.exclusion = ("decision_not_allow", f"decision {decision_id} is a deny")
+        out.append(row)
+    out.sort(key=lambda r: (r.track_id + ":").encode("utf-8"))
+    return out
+
+
+class _Samples:
+    """Column buffers for the rows waiting to be written."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[Any]] = {name: [] for name in _META_COLUMNS}
+        self.audio: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def add(self, track: _TrackRow, release_id: str, config: ShardConfig, index: int, offset: int,
+            crop: np.ndarray) -> None:
+        c = self.columns
+        c["sample_id"].append(f"{track.track_id}:{index:04d}")
+        c["track_id"].append(track.track_id)
+        c["isrc"].append(track.isrc)
+        c["title"].append(track.title)
+        c["artists"].append(track.artists)
+        c["rights_holders"].append(track.rights_holders)
+        c["license"].append(track.license)
+        c["deal_id"].append(track.deal_id)
+        c["consent_ids"].append(track.consent_ids)
+        c["decision_id"].append(track.decision_id)
+        c["policy_hash"].append(track.policy_hash)
+        c["release_id"].append(release_id)
+        c["source_audio_sha256"].append(track.audio_sha256)
+        c["crop_index"].append(index)
+        c["crop_offset_samples"].append(offset)
+        c["crop_offset_s"].append(offset / config.sample_rate)
+        c["sample_rate"].append(config.sample_rate)
+        c["num_samples"].append(len(crop))
+        self.audio.append(crop)
+
+    def take(self, n: int) -> tuple[dict[str, list[Any]], list[np.ndarray]]:
+        head = {k: v[:n] for k, v in self.columns.items()}
+        audio = self.audio[:n]
+        self.columns = {k: v[n:] for k, v in self.columns.items()}
+        self.audio = self.audio[n:]
+        return head, audio
+
+
+def _audio_array(crops: list[np.ndarray]) -> pa.Array:
+    data = np.concatenate(crops).astype("<i2", copy=False).tobytes() if crops else b""
+    lengths = np.fromiter((c.nbytes for c in crops), dtype=np.int64, count=len(crops))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    if offsets[-1] >= 2**31:
+        raise ValueError("shard audio exceeds 2 GiB: lower rows_per_shard")
+    return pa.Array.from_buffers(pa.binary(), len(crops), [None, pa.py_buffer(offsets.astype(np.int32)),
+                                                            pa.py_buffer(data)])
+
+
+def encode_shard(columns: dict[str, list[Any]], crops: list[np.ndarray], *, config: ShardConfig,
+                 metadata: dict[str, str]) -> bytes:
+    """Serialise one shard to Parquet bytes; deterministic for identical inputs."""
+    arrays = [pa.array(columns[f.name], type=f.type) if f.name != "audio" else _audio_array(crops)
+              for f in SHARD_SCHEMA]
+    schema = SHARD_SCHEMA.with_metadata({k.encode(): v.encode() for k, v in sorted(metadata.items())})
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    sink = io.BytesIO()
+    pq.write_table(
+        table, sink,
+        row_group_size=config.rows_per_row_group,
+        compression=config.compression,
+        compression_level=config.compression_level,
+        use_dictionary=_DICTIONARY_COLUMNS,
+        write_statistics=_META_COLUMNS,
+        write_page_checksum=True,
+    )
+    return sink.getvalue()
+
+
+def _row_groups(rows: int, per_group: int) -> tuple[int, ...]:
+    full, rest = divmod(rows, per_group)
+    return tuple([per_group] * full + ([rest] if rest else []))
+
+
+def load_manifest(uri: str, store: ObjectStore | None = None) -> ShardManifest:
+    """Read and validate a manifest from a URI (the manifest file, or the directory holding it)."""
+    store = store or ObjectStore()
+    if not uri.endswith(".json"):
+        uri = join(uri, MANIFEST_NAME)
+    return ShardManifest.model_validate_json(store.get(uri))
+
+
+def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri: str,
+                 config: ShardConfig | None = None, actor: str,
+                 acknowledge: Acknowledgement | None = None,
+                 store: ObjectStore | None = None) -> ShardManifest:
+    """Write the release's samples as Parquet shards under ``output_uri``, then ``manifest.json``.
+
+    Refuses (:class:`shards.gate.ReleaseRefused`) a release that is not approved, is revoked or has
+    a recording denied since approval, unless ``acknowledge`` names who accepts it and why; then the
+    denied recordings are left out and the acknowledgement is recorded. Tracks that cannot yield
+    samples are listed in ``shard_exclusions`` and the manifest with a reason; the build goes on.
+    """
+    config = config or ShardConfig()
+    store = store or ObjectStore()
+    output_uri = output_uri.rstrip("/")
+    gate = release_gate.check_release(con, release_id)
+    ack = release_gate.admit(gate, acknowledge, context="build")
+    if gate.approval is None or gate.purpose is None:
+        raise release_gate.ReleaseRefused(gate)
+    manifest_uri = join(output_uri, MANIFEST_NAME)
+    if store.exists(manifest_uri):
+        previous = load_manifest(manifest_uri, store)
+        if previous.release_id != release_id:
+            raise FileExistsError(f"{output_uri} holds shards of release {previous.release_id}; choose another output")
+
+    skipped = set(ack.skipped_track_ids) if ack else set()
+    metadata = {
+        "linernotes.release_id": release_id,
+        "linernotes.policy_hash": gate.policy_hash or "",
+        "linernotes.code_version": code_version(),
+        "linernotes.format_version": FORMAT_VERSION,
+        "linernotes.config": config.model_dump_json(),
+        "linernotes.sample_format": json.dumps(sample_format(config), sort_keys=True),
+    }
+    excluded: list[ExcludedTrack] = []
+    entries: list[ShardEntry] = []
+    per_shard_tracks: list[dict[str, tuple[str, int]]] = []
+    all_ids: list[str] = []
+    pending = _Samples()
+    tracks_with_samples = 0
+
+    def flush(n: int) -> None:
+        columns, crops = pending.take(n)
+        index = len(entries)
+        data = encode_shard(columns, crops, config=config,
+                            metadata={**metadata, "linernotes.shard_index": str(index)})
+        sha = hashlib.sha256(data).hexdigest()
+        name = f"shard-{index:05d}-{sha[:16]}.parquet"
+        uri = join(output_uri, name)
+        store.put(uri, data)
+        counts: dict[str, tuple[str, int]] = {}
+        for track_id, isrc in zip(columns["track_id"], columns["isrc"]):
+            counts[track_id] = (isrc, counts.get(track_id, (isrc, 0))[1] + 1)
+        per_shard_tracks.append(counts)
+        ids = columns["sample_id"]
+        entries.append(ShardEntry(
+            index=index, name=name, uri=uri, sha256=sha, bytes=len(data), rows=len(ids),
+            row_groups=_row_groups(len(ids), config.rows_per_row_group),
+            isrcs=tuple(sorted({isrc for isrc, _ in counts.values()})), track_ids=tuple(sorted(counts)),
+            first_sample_id=ids[0], last_sample_id=ids[-1], merkle_root=merkle_root(ids),
+        ))
+        all_ids.extend(ids)
+
+    for track in _release_tracks(con, release_id, gate.purpose):
+        reason = track.exclusion
+        if reason is None and track.track_id in skipped:
+            reason = (release_gate.DENIED_SINCE_APPROVAL, "denied since approval; left out under acknowledgement")
+        crops: list[tuple[int, int, np.ndarray]] = []
+        if reason is None:
+            try:
+                pcm = verified_pcm(track.source_path or "", track.audio_sha256 or "", config.sample_rate)
+            except AudioError as exc:
+                reason = (exc.reason_code, str(exc))
+            else:
+                offsets = crop_offsets(len(pcm), config.crop_samples, config.crops_per_track,
+                                       seed=config.seed, track_id=track.track_id)
+                if not offsets:
+                    reason = ("audio_too_short",
+                              f"{len(pcm) / config.sample_rate:.2f} s is shorter than one {config.crop_seconds} s crop")
+                crops = [(i, off, pcm[off:off + config.crop_samples]) for i, off in enumerate(offsets)]
+        if reason is not None:
+            excluded.append(ExcludedTrack(track_id=track.track_id, isrc=track.isrc, reason_code=reason[0],
+                                          message=reason[1]))
+            continue
+        tracks_with_samples += 1
+        for index, offset, crop in crops:
+            pending.add(track, release_id, config, index, offset, crop)
+        while len(pending) >= config.rows_per_shard:
+            flush(config.rows_per_shard)
+    if len(pending):
+        flush(len(pending))
+
+    built_at = datetime.now(UTC)
+    manifest = ShardManifest(
+        code_version=code_version(), release_id=release_id, purpose=gate.purpose,
+        territory=gate.territory or "", on_date=str(gate.on_date), policy_hash=gate.policy_hash or "",
+        release_content_sha256=gate.content_sha256 or "", approval=gate.approval, config=config,
+        sample_format=sample_format(config), shards=tuple(entries), total_rows=len(all_ids),
+        track_count=tracks_with_samples, merkle_root=merkle_root(all_ids), excluded=tuple(excluded),
+        acknowledgements=(ack,) if ack else (), built_by=actor, built_at=built_at,
+    )
+    manifest_bytes = manifest.model_dump_json(indent=2).encode("utf-8")
+    store.put(manifest_uri, manifest_bytes)
+    keep = {e.name for e in entries}
+    for uri in store.list(output_uri):
+        name = uri.rsplit("/", 1)[-1]
+        if SHARD_NAME.match(name) and name not in keep:
+            store.delete(uri)
+
+    _record(con, manifest, manifest_uri=manifest_uri, manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+            output_uri=output_uri, per_shard_tracks=per_shard_tracks, gate=gate, actor=actor)
+    return manifest
+
+
+def _record(con: duckdb.DuckDBPyConnection, manifest: ShardManifest, *, manifest_uri: str, manifest_sha256: str,
+            output_uri: str, per_shard_tracks: list[dict[str, tuple[str, int]]],
+            gate: release_gate.ReleaseGate, actor: str) -> None:
+    build_id = f"{manifest.release_id}:{manifest_sha256[:16]}"
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "INSERT INTO shard_builds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [build_id, manifest.release_id, output_uri, manifest_uri, manifest_sha256, manifest.policy_hash,
+             manifest.code_version, manifest.config.model_dump_json(), len(manifest.shards), manifest.total_rows,
+             manifest.track_count, len(manifest.excluded), manifest.merkle_root, bool(manifest.acknowledgements),
+             actor, manifest.built_at],
+        )
+        for entry, tracks in zip(manifest.shards, per_shard_tracks):
+            con.execute("INSERT INTO shard_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [build_id, entry.index, manifest.release_id, entry.uri, entry.sha256, entry.bytes,
+                         entry.rows, entry.merkle_root])
+            con.executemany("INSERT INTO shard_file_tracks VALUES (?, ?, ?, ?, ?)",
+                            [[build_id, entry.index, t, isrc, n] for t, (isrc, n) in sorted(tracks.items())])
+        if manifest.excluded:
+            con.executemany("INSERT INTO shard_exclusions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            [[build_id, manifest.release_id, e.track_id, e.isrc, e.reason_code, e.message,
+                              manifest.built_at] for e in manifest.excluded])
+        for ack in manifest.acknowledgements:
+            release_gate.record_acknowledgement(con, gate, ack, subject=manifest_uri)
+        reasons: dict[str, int] = {}
+        for e in manifest.excluded:
+            reasons[e.reason_code] = reasons.get(e.reason_code, 0) + 1
+        audit.record(con, actor=actor, action="shards.build", subject=manifest.release_id, payload={
+            "build_id": build_id, "manifest_uri": manifest_uri, "manifest_sha256": manifest_sha256,
+            "shards": len(manifest.shards), "rows": manifest.total_rows, "merkle_root": manifest.merkle_root,
+            "excluded": reasons, "output_uri": output_uri
+        })
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
