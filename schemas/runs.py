@@ -10,13 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEMA_VERSION = 1
 
 RunStatus = Literal["running", "completed", "failed"]
-RefusalCode = Literal[
-    "release_unknown",
-    "release_not_approved",
-    "manifest_missing",
-    "shard_verification_failed",
-    "track_denied_since_approval",
-]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -34,6 +27,7 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(default=1e-3, gt=0)
     seed: int = 0
     nproc: int = Field(default=2, ge=1)
+    loader_workers: int = Field(default=0, ge=0, description="DataLoader worker processes per rank.")
     checkpoint_every: int = Field(default=10, ge=1, description="Optimizer steps between checkpoints.")
     shuffle: bool = True
     manifest_uri: str | None = Field(default=None, description="Shard manifest; default: the release's latest.")
@@ -71,7 +65,10 @@ class GateDecision(BaseModel):
 
     release_id: str
     allowed: bool
-    reason_codes: tuple[RefusalCode, ...]
+    # release_unknown, release_not_approved, release_revoked, approval_missing, release_changed,
+    # denied_since_approval (the only one an acknowledgement overrides), manifest_missing,
+    # shard_verification_failed
+    reason_codes: tuple[str, ...]
     message: str
     manifest_uri: str | None = None
     manifest_sha256: str | None = None

@@ -22,7 +22,7 @@ from lineage import audit
 from schemas.runs import AttributionStatement, CodeVersion, EpochMetrics, GateDecision, RunRecord, TrainConfig
 from store.database import connect
 from training import attribution, card, gate
-from training.runtime import DEFAULT_DATASET, SPEC_ENV, RunSpec
+from training.runtime import SPEC_ENV, RunSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,7 +147,6 @@ def launch_run(
     acknowledge: str | None = None,
     resume: bool = False,
     runs_dir: Path | None = None,
-    dataset_factory: str = DEFAULT_DATASET,
     timeout_s: float | None = None,
 ) -> RunRecord:
     """Gate, train under torchrun, and record the run; return the completed :class:`RunRecord`.
@@ -188,7 +187,7 @@ def launch_run(
             device="cuda" if torch.cuda.is_available() else "cpu", world_size=config.nproc,
             started_at=previous.started_at if previous else datetime.now(UTC),
             attempts=previous.attempts + 1 if previous else 1,
-            acknowledgement=decision.acknowledgement or (previous.acknowledgement if previous else None),
+            acknowledgement=decision.acknowledgement,
         )
         con.execute("BEGIN")
         _save(con, record)
@@ -202,10 +201,10 @@ def launch_run(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir / "spec.json"
+    ack = decision.acknowledgement
     RunSpec(run_id=run_id, run_dir=str(run_dir), manifest_uri=decision.manifest_uri, ledger_path=str(ledger_path),
-            config=config.model_dump(mode="json"), labels=labels, acknowledge=acknowledge if decision.acknowledgement
-            else (previous.acknowledgement.reason if previous and previous.acknowledgement else None),
-            resume=resume, dataset_factory=dataset_factory).write(spec_path)
+            actor=ack.actor if ack else actor, config=config.model_dump(mode="json"), labels=labels,
+            acknowledge=ack.reason if ack else None, resume=resume).write(spec_path)
     log_path = run_dir / "logs" / f"attempt-{record.attempts}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, SPEC_ENV: str(spec_path), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),

@@ -20,22 +20,22 @@ it has finished, i.e. when the next batch is asked for or a checkpoint is taken.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
+
+from shards.loader import ShardDataset
 
 SPEC_ENV = "LINERNOTES_RUN_SPEC"
 KILL_AT_STEP_ENV = "LINERNOTES_TRAIN_KILL_AT_STEP"
-DEFAULT_DATASET = "training.runtime:shard_dataset"
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,11 @@ class RunSpec:
     run_dir: str
     manifest_uri: str
     ledger_path: str
+    actor: str
     config: dict[str, Any]
     labels: list[str] = field(default_factory=list)
     acknowledge: str | None = None
     resume: bool = False
-    dataset_factory: str = DEFAULT_DATASET
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.__dict__, indent=2, sort_keys=True), encoding="utf-8")
@@ -58,18 +58,6 @@ class RunSpec:
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> "RunSpec":
         return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-def shard_dataset(manifest_uri: str, **kwargs: Any) -> IterableDataset:
-    """The linernotes dataset: only verified shards of an approved release, re-gated on open."""
-    from shards.loader import ShardDataset
-
-    return ShardDataset(manifest_uri, **kwargs)
-
-
-def _load_factory(dotted: str) -> Callable[..., IterableDataset]:
-    module, _, name = dotted.partition(":")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
 class TrainingSession:
@@ -94,14 +82,13 @@ class TrainingSession:
         from shards.exposure import ExposureRecorder
 
         self.exposure = ExposureRecorder(self.run_dir / "exposure", run_id=spec.run_id, rank=self.rank)
-        self._factory = _load_factory(spec.dataset_factory)
         self._kill_at = int(os.environ[KILL_AT_STEP_ENV]) if os.environ.get(KILL_AT_STEP_ENV) else None
         self.global_step = 0
         self.start_epoch = 0
         self._epoch = 0
         self._step_in_epoch = 0
         self._resume: dict[str, Any] | None = None
-        self._dataset: IterableDataset | None = None
+        self._dataset: ShardDataset | None = None
         self._pending: list[str] | None = None
         self.samples_consumed = 0
         # Running sums a loop keeps for its epoch metrics; checkpointed so a resumed epoch reports the whole epoch.
@@ -162,29 +149,33 @@ class TrainingSession:
     def epochs(self) -> range:
         return range(self.start_epoch, int(self.config["epochs"]))
 
+    def dataset(self, epoch: int) -> ShardDataset:
+        """The linernotes dataset for this rank: verified shards of the approved release, re-gated on open."""
+        if self._dataset is None:
+            from schemas.shards import Acknowledgement
+
+            ack = Acknowledgement(actor=self.spec.actor, reason=self.spec.acknowledge) if self.spec.acknowledge else None
+            self._dataset = ShardDataset(
+                self.spec.manifest_uri, seed=int(self.config["seed"]), epoch=epoch, rank=self.rank,
+                world_size=self.world_size, ledger_path=self.spec.ledger_path, acknowledge=ack,
+                shuffle=bool(self.config.get("shuffle", True)))
+        self._dataset.set_epoch(epoch)
+        return self._dataset
+
     def batches(self, epoch: int) -> Iterator[dict[str, Any]]:
         """This rank's batches for ``epoch``, stopping together on all ranks when any runs dry."""
-        kwargs = dict(seed=int(self.config["seed"]), epoch=epoch, rank=self.rank, world_size=self.world_size,
-                      ledger_path=self.spec.ledger_path, acknowledge=self.spec.acknowledge,
-                      shuffle=bool(self.config.get("shuffle", True)))
-        dataset = self._factory(self.spec.manifest_uri, **kwargs)
-        self._dataset = dataset
+        dataset = self.dataset(epoch)
         self._epoch, self._step_in_epoch = epoch, 0
         self.epoch_state = {}
-        skip = 0
         if self._resume is not None and self._resume["epoch"] == epoch:
             self._step_in_epoch = self._resume["step_in_epoch"]
             self.epoch_state = dict(self._resume["epoch_state"])
-            if hasattr(dataset, "load_state_dict") and self._resume["loader"] is not None:
-                dataset.load_state_dict(self._resume["loader"])
-            else:
-                skip = self._step_in_epoch
+            dataset.load_state_dict(self._resume["loader"])
             self._resume = None
-        loader = DataLoader(dataset, batch_size=int(self.config["batch_size"]), num_workers=0,
-                            pin_memory=self.device.type == "cuda")
+        workers = int(self.config.get("loader_workers", 0))
+        loader = DataLoader(dataset, batch_size=int(self.config["batch_size"]), num_workers=workers,
+                            pin_memory=self.device.type == "cuda", prefetch_factor=4 if workers else None)
         iterator = iter(loader)
-        for _ in range(skip):
-            next(iterator)
         while True:
             self._commit()
             batch = next(iterator, None)
@@ -207,6 +198,9 @@ class TrainingSession:
         self.global_step += 1
         self._step_in_epoch += 1
         self.exposure.record(self._epoch, self.global_step, self._pending)
+        if self._dataset is not None and int(self.config.get("loader_workers", 0)) > 0:
+            # Worker processes cannot tell the dataset what was consumed; the loop does (for resume).
+            self._dataset.mark_consumed(self._pending)
         self.samples_consumed += len(self._pending)
         self._pending = None
         if self._kill_at is not None and self.global_step == self._kill_at:
@@ -223,7 +217,7 @@ class TrainingSession:
         """Save model, optimizer, every rank's loader position and RNG, atomically (rank 0 writes)."""
         self._commit()
         loader_state = None
-        if self._dataset is not None and hasattr(self._dataset, "state_dict") and not epoch_done:
+        if self._dataset is not None and not epoch_done:
             loader_state = self._dataset.state_dict()
         mine = {"loader": loader_state, "rng": torch.get_rng_state(), "samples": self.samples_consumed,
                 "epoch_state": dict(self.epoch_state)}
