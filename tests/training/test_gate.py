@@ -1,0 +1,101 @@
+"""The gate in front of training: approved release, verified shards, no newly denied recordings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from schemas.runs import TrainConfig
+from store.database import connect
+from tests.training.ledger_fixture import RELEASE, TRACKS, build, deny_track, seed_ledger
+from training import gate
+from training.launcher import TrainingRefused, launch_run
+
+
+@pytest.fixture()
+def built(tmp_path: Path) -> tuple[Path, str]:
+    db = tmp_path / "ledger.duckdb"
+    seed_ledger(db, audio_dir=tmp_path / "audio")
+    return db, build(db, tmp_path / "shards", crops_per_track=2)
+
+
+def test_approved_verified_release_is_allowed_with_its_manifest_hash(built: tuple[Path, str]) -> None:
+    db, manifest = built
+    with connect(db) as con:
+        decision = gate.check_release(con, RELEASE)
+    assert decision.allowed, decision.message
+    assert decision.manifest_uri == manifest
+    assert decision.manifest_sha256 == hashlib.sha256(Path(manifest).read_bytes()).hexdigest()
+    assert decision.policy_hash == "a" * 64
+
+
+def test_unknown_release_and_missing_shards_refuse(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.duckdb"
+    seed_ledger(db)
+    with connect(db) as con:
+        unknown = gate.check_release(con, "rel_nope")
+        unbuilt = gate.check_release(con, RELEASE)
+    assert (unknown.allowed, unknown.reason_codes) == (False, ("release_unknown",))
+    assert not unbuilt.allowed and unbuilt.reason_codes == ("manifest_missing",)
+
+
+def test_revoked_release_refuses_even_when_acknowledged_and_the_refusal_is_recorded(built: tuple[Path, str]) -> None:
+    db, _ = built
+    with connect(db) as con:
+        con.execute("UPDATE releases SET status = 'revoked' WHERE release_id = ?", [RELEASE])
+    with pytest.raises(TrainingRefused) as refused:
+        launch_run(db, run_id="run_revoked", config=TrainConfig(release_id=RELEASE), actor="ml@label",
+                   acknowledge="we know", runs_dir=db.parent / "runs")
+    assert "release_revoked" in refused.value.decision.reason_codes
+    assert not (db.parent / "runs" / "run_revoked").exists()
+    with connect(db) as con:
+        refusal = con.execute("SELECT run_id, actor, reason_codes FROM training_refusals").fetchall()
+        audit_rows = con.execute("SELECT action, subject FROM audit_log WHERE action LIKE 'training.%'").fetchall()
+        runs = con.execute("SELECT count(*) FROM training_runs").fetchone()[0]
+    assert refusal == [("run_revoked", "ml@label", list(refused.value.decision.reason_codes))]
+    assert audit_rows == [("training.refused", "run_revoked")]
+    assert runs == 0
+
+
+def test_a_tampered_shard_fails_verification(built: tuple[Path, str]) -> None:
+    db, manifest = built
+    entry = json.loads(Path(manifest).read_text())["shards"][0]
+    shard = Path(manifest).parent / entry["name"]
+    shard.write_bytes(shard.read_bytes() + b"\0")
+    with connect(db) as con:
+        decision = gate.check_release(con, RELEASE)
+    assert not decision.allowed
+    assert decision.reason_codes == ("shard_verification_failed",)
+    assert entry["name"] in decision.message
+
+
+def test_denied_since_approval_refuses_unless_acknowledged_and_reallowed_passes(built: tuple[Path, str]) -> None:
+    db, _ = built
+    with connect(db) as con:
+        deny_track(con, TRACKS[1], hours_after=3)
+        refused = gate.check_release(con, RELEASE)
+        acknowledged = gate.check_release(con, RELEASE, acknowledge="  retraining for audit comparison ", actor="cto")
+        deny_track(con, TRACKS[1], hours_after=4, allowed=True)
+        reallowed = gate.check_release(con, RELEASE)
+    assert not refused.allowed
+    assert refused.reason_codes == ("denied_since_approval",)
+    assert refused.denied_track_ids == (TRACKS[1].track_id,)
+    assert TRACKS[1].track_id in refused.message and "consent_revoked" in refused.message
+    assert acknowledged.allowed and acknowledged.acknowledgement is not None
+    assert acknowledged.acknowledgement.reason == "retraining for audit comparison"
+    assert acknowledged.acknowledgement.track_ids == (TRACKS[1].track_id,)
+    assert reallowed.allowed and reallowed.denied_track_ids == ()
+
+
+def test_a_manifest_of_another_release_is_refused(built: tuple[Path, str], tmp_path: Path) -> None:
+    db, manifest = built
+    with connect(db) as con:
+        con.execute("INSERT INTO releases SELECT 'rel_other', purpose, territory, on_date, policy_hash, status, "
+                    "proposed_by, proposed_at, track_count, content_sha256 FROM releases WHERE release_id = ?",
+                    [RELEASE])
+        con.execute("INSERT INTO approvals SELECT 'rel_other', actor, action, comment, recorded_at FROM approvals")
+        decision = gate.check_release(con, "rel_other", manifest_uri=manifest)
+    assert not decision.allowed and "shard_verification_failed" in decision.reason_codes

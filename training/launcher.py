@@ -1,0 +1,259 @@
+"""Start a gated training run under ``torchrun`` and write its record, model card and attribution.
+
+The parent holds the ledger only before and after the run: the training processes read shards
+and write exposure files in the run directory, never the DuckDB file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from lineage import audit
+from schemas.runs import AttributionStatement, CodeVersion, EpochMetrics, GateDecision, RunRecord, TrainConfig
+from store.database import connect
+from training import attribution, card, gate
+from training.runtime import SPEC_ENV, RunSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TrainingRefused(RuntimeError):
+    """The gate refused the run; the refusal is already recorded in the ledger and audit log."""
+
+    def __init__(self, decision: GateDecision, refusal_id: str) -> None:
+        super().__init__(decision.message)
+        self.decision = decision
+        self.refusal_id = refusal_id
+
+
+class TrainingFailed(RuntimeError):
+    """The training processes exited with an error; the run is recorded as failed and can be resumed."""
+
+    def __init__(self, record: RunRecord) -> None:
+        super().__init__(record.error or "training failed")
+        self.record = record
+
+
+def code_version(root: Path = PROJECT_ROOT) -> CodeVersion:
+    """Git commit and dirty flag of the code that trains, or ``unknown`` outside a checkout."""
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True, timeout=30).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return CodeVersion(commit="unknown", dirty=None)
+    return CodeVersion(commit=commit, dirty=bool(status.strip()))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def torchrun_command(nproc: int, script: Path | None) -> list[str]:
+    """``python -m torch.distributed.run`` for the reference trainer or a user script."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "--max_restarts=0"]
+    return command + ([str(script)] if script else ["-m", "training.reference"])
+
+
+def _row(record: RunRecord) -> list[Any]:
+    ack = record.acknowledgement
+    return [
+        record.run_id, record.release_id, record.status, record.actor, record.config.model, record.script,
+        record.script_sha256, record.config.model_dump_json(), record.manifest_uri, record.manifest_sha256,
+        record.policy_hash, record.code.commit, record.code.dirty, record.torch_version, record.device,
+        record.world_size, record.started_at, record.ended_at,
+        json.dumps([m.model_dump() for m in record.metrics]), record.samples_consumed, record.checkpoint_uri,
+        record.checkpoint_sha256, record.attempts, ack.actor if ack else None, ack.reason if ack else None,
+        list(ack.track_ids) if ack else None, record.error, record.model_dump_json(),
+    ]
+
+
+def _save(con: duckdb.DuckDBPyConnection, record: RunRecord) -> None:
+    con.execute("DELETE FROM training_runs WHERE run_id = ?", [record.run_id])
+    con.execute(f"INSERT INTO training_runs VALUES ({', '.join('?' * 28)})", _row(record))
+
+
+def load_run(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRecord | None:
+    """The recorded run, or None."""
+    row = con.execute("SELECT record FROM training_runs WHERE run_id = ?", [run_id]).fetchone()
+    return RunRecord.model_validate_json(row[0]) if row else None
+
+
+def _epoch_metrics(run_dir: Path, exposure: Any, run_id: str) -> tuple[EpochMetrics, ...]:
+    """Steps and samples per epoch from exposure (all ranks); the trainer's own numbers beside them."""
+    logged: dict[int, dict[str, Any]] = {}
+    path = run_dir / "metrics.jsonl"
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                logged[int(row["epoch"])] = row
+    counted: dict[int, tuple[set[int], int]] = {}
+    if exposure.num_rows:
+        for rid, epoch, step in zip(exposure.column("run_id").to_pylist(), exposure.column("epoch").to_pylist(),
+                                    exposure.column("step").to_pylist()):
+            if rid == run_id:
+                steps, samples = counted.setdefault(int(epoch), (set(), 0))
+                steps.add(int(step))
+                counted[int(epoch)] = (steps, samples + 1)
+    result = []
+    for epoch in sorted(set(logged) | set(counted)):
+        extra = {k: v for k, v in logged.get(epoch, {}).items() if k not in ("epoch", "steps", "samples")}
+        steps, samples = counted.get(epoch, (set(), 0))
+        result.append(EpochMetrics(epoch=epoch, steps=len(steps), samples=samples, **extra))
+    return tuple(result)
+
+
+def _read_exposure(directory: Path) -> Any:
+    import pyarrow as pa
+
+    from shards.exposure import read_exposure
+
+    if not directory.exists():
+        return pa.table({"run_id": pa.array([], pa.string()), "rank": pa.array([], pa.int64()),
+                         "epoch": pa.array([], pa.int64()), "step": pa.array([], pa.int64()),
+                         "sample_id": pa.array([], pa.string())})
+    return read_exposure(directory)
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    return text[-chars:]
+
+
+def launch_run(
+    ledger_path: Path,
+    *,
+    run_id: str,
+    config: TrainConfig,
+    actor: str,
+    script: Path | None = None,
+    acknowledge: str | None = None,
+    resume: bool = False,
+    runs_dir: Path | None = None,
+    timeout_s: float | None = None,
+) -> RunRecord:
+    """Gate, train under torchrun, and record the run; return the completed :class:`RunRecord`.
+
+    Raises :class:`TrainingRefused` when the gate says no (recorded first) and
+    :class:`TrainingFailed` when the processes fail (recorded as failed; call again with
+    ``resume=True`` to continue from the last checkpoint).
+    """
+    import torch
+
+    ledger_path = Path(ledger_path)
+    run_dir = (Path(runs_dir) if runs_dir else ledger_path.parent / "runs") / run_id
+    script = Path(script).resolve() if script else None
+    with connect(ledger_path) as con:
+        previous = load_run(con, run_id)
+        if resume and (previous is None or previous.status == "completed"):
+            raise ValueError(f"run {run_id!r} has nothing to resume (status: "
+                             f"{previous.status if previous else 'unknown'})")
+        if not resume and previous is not None:
+            raise ValueError(f"run {run_id!r} already exists (status {previous.status}); pick a new run id")
+        if resume and previous is not None:
+            config, script = previous.config, Path(previous.script) if previous.script else None
+        decision = gate.check_release(con, config.release_id, manifest_uri=config.manifest_uri,
+                                      acknowledge=acknowledge, actor=actor)
+        if not decision.allowed or decision.manifest_uri is None:
+            con.execute("BEGIN")
+            refusal_id = gate.record_refusal(con, decision, run_id=run_id, actor=actor)
+            con.execute("COMMIT")
+            raise TrainingRefused(decision, refusal_id)
+        labels = [r[0] for r in con.execute(
+            "SELECT track_id FROM release_tracks WHERE release_id = ? ORDER BY track_id", [config.release_id]
+        ).fetchall()]
+        record = RunRecord(
+            run_id=run_id, release_id=config.release_id, status="running", actor=actor, config=config,
+            script=str(script) if script else None, script_sha256=sha256_file(script) if script else None,
+            manifest_uri=decision.manifest_uri, manifest_sha256=decision.manifest_sha256,
+            policy_hash=decision.policy_hash, code=code_version(), torch_version=torch.__version__,
+            device="cuda" if torch.cuda.is_available() else "cpu", world_size=config.nproc,
+            started_at=previous.started_at if previous else datetime.now(UTC),
+            attempts=previous.attempts + 1 if previous else 1,
+            acknowledgement=decision.acknowledgement,
+        )
+        con.execute("BEGIN")
+        _save(con, record)
+        gate.record_acknowledgement(con, decision, run_id=run_id)
+        audit.record(con, actor=actor, action="training.resumed" if resume else "training.started",
+                     subject=run_id, payload={"release_id": config.release_id, "attempt": record.attempts,
+                                              "config": config.model_dump(mode="json"),
+                                              "manifest_sha256": decision.manifest_sha256,
+                                              "script_sha256": record.script_sha256})
+        con.execute("COMMIT")
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = run_dir / "spec.json"
+    ack = decision.acknowledgement
+    RunSpec(run_id=run_id, run_dir=str(run_dir), manifest_uri=decision.manifest_uri, ledger_path=str(ledger_path),
+            actor=ack.actor if ack else actor, config=config.model_dump(mode="json"), labels=labels,
+            acknowledge=ack.reason if ack else None, resume=resume).write(spec_path)
+    log_path = run_dir / "logs" / f"attempt-{record.attempts}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, SPEC_ENV: str(spec_path), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    with log_path.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(torchrun_command(config.nproc, script), cwd=run_dir, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except BaseException:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            returncode = -signal.SIGKILL
+    return _finish(ledger_path, record, run_dir, returncode, log_path)
+
+
+def _finish(ledger_path: Path, record: RunRecord, run_dir: Path, returncode: int, log_path: Path) -> RunRecord:
+    exposure = _read_exposure(run_dir / "exposure")
+    metrics = _epoch_metrics(run_dir, exposure, record.run_id)
+    model_path = run_dir / "model.pt"
+    device_file = run_dir / "device.json"
+    device = json.loads(device_file.read_text())["name"] if device_file.exists() else record.device
+    ok = returncode == 0 and model_path.exists()
+    with connect(ledger_path) as con:
+        statement: AttributionStatement = attribution.build_statement(
+            con, run_id=record.run_id, release_id=record.release_id, manifest_sha256=record.manifest_sha256,
+            exposure=exposure)
+        updates: dict[str, Any] = {
+            "status": "completed" if ok else "failed", "ended_at": datetime.now(UTC), "metrics": metrics,
+            "samples_consumed": statement.total_samples, "device": device,
+        }
+        if ok:
+            updates |= {"checkpoint_uri": model_path.as_uri(), "checkpoint_sha256": sha256_file(model_path)}
+        else:
+            updates["error"] = f"training processes exited with status {returncode}; log {log_path}:\n{_tail(log_path)}"
+        final = record.model_copy(update=updates)
+        con.execute("BEGIN")
+        _save(con, final)
+        attribution.record_statement(con, statement)
+        audit.record(con, actor=record.actor, action="training.completed" if ok else "training.failed",
+                     subject=record.run_id, payload={"attempt": final.attempts, "returncode": returncode,
+                                                     "samples_consumed": statement.total_samples,
+                                                     "checkpoint_sha256": final.checkpoint_sha256})
+        con.execute("COMMIT")
+        if ok:
+            model_card = card.build_card(con, final, statement)
+    if not ok:
+        raise TrainingFailed(final)
+    attribution.write_statement(statement, run_dir)
+    card.write_card(model_card, statement, run_dir)
+    (run_dir / "run.json").write_text(final.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return final
