@@ -5,7 +5,10 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     seconds_used DOUBLE NOT NULL,
     items UINTEGER[] NOT NULL,
     fingerprint VARCHAR NOT NULL,
-    computed_at TIMESTAMPTZ NOT NULL
+    computed_at TIMESTAMPTZ NOT NULL,
+    delivery_id VARCHAR,
+    source_path VARCHAR,
+    items_sha256 VARCHAR
 );
 CREATE TABLE IF NOT EXISTS optout_registry (
     optout_id VARCHAR PRIMARY KEY,
@@ -15,7 +18,9 @@ CREATE TABLE IF NOT EXISTS optout_registry (
     note VARCHAR,
     audio_sha256 VARCHAR NOT NULL,
     items UINTEGER[] NOT NULL,
-    registered_at TIMESTAMPTZ NOT NULL
+    registered_at TIMESTAMPTZ NOT NULL,
+    registered_by VARCHAR,
+    duration_s DOUBLE
 );
 -- Evidence behind every audio-identity decision: score and threshold are kept with the match.
 CREATE TABLE IF NOT EXISTS audio_matches (
@@ -28,6 +33,9 @@ CREATE TABLE IF NOT EXISTS audio_matches (
     span_s DOUBLE,
     bit_error_rate DOUBLE,
     matched_at TIMESTAMPTZ NOT NULL,
+    query_start_s DOUBLE,
+    ref_start_s DOUBLE,
+    votes INTEGER,
     PRIMARY KEY (track_id, kind, matched_ref)
 );
 CREATE TABLE IF NOT EXISTS duplicate_clusters (

@@ -1,0 +1,333 @@
+"""Fingerprints, the opt-out registry and audio matches in the DuckDB ledger.
+
+Every audio-identity decision is written with its evidence (score, the threshold it was
+held to, offset, overlapping span, bit error rate) so a denial can be explained later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from fingerprinting.batch import FingerprintOutcome
+from fingerprinting.chromaprint import fingerprint_file
+from fingerprinting.index import FingerprintIndex, Match, item_digest
+from lineage.audit import canonical_json, record, sha256_text
+from schemas.identifiers import normalize_isrc
+
+SCHEMA_VERSION = 1
+# score = 1 - 2*BER. Transformed copies and excerpts of the demo catalog score >= 0.85;
+# distinct recordings stay below 0.6 (see bench/results/fingerprint.md).
+MATCH_THRESHOLD = 0.7
+MIN_SPAN_S = 10.0
+TRACK_PREFIX = "track:"
+OPTOUT_PREFIX = "optout:"
+DEFAULT_ACTOR = "linernotes.fingerprinting"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StoreSummary(_Frozen):
+    """What :func:`store_fingerprints` wrote."""
+
+    schema_version: int = SCHEMA_VERSION
+    delivery_id: str
+    stored: int
+    quarantined: int
+    by_reason: dict[str, int]
+
+
+class OptOut(_Frozen):
+    """A recording whose rights holder has opted out of AI training."""
+
+    schema_version: int = SCHEMA_VERSION
+    optout_id: str
+    claimant: str
+    isrc: str | None = None
+    title: str | None = None
+    note: str | None = None
+    audio_sha256: str
+    duration_s: float
+    item_count: int
+
+
+class AudioMatch(_Frozen):
+    """Evidence that a catalog track's audio matches another recording."""
+
+    schema_version: int = SCHEMA_VERSION
+    track_id: str
+    kind: Literal["optout", "duplicate"]
+    matched_ref: str
+    score: float
+    threshold: float
+    offset_s: float
+    span_s: float
+    bit_error_rate: float
+    query_start_s: float
+    ref_start_s: float
+    votes: int
+
+
+class MatchSummary(_Frozen):
+    """What :func:`match_catalog` found."""
+
+    schema_version: int = SCHEMA_VERSION
+    tracks: int
+    optouts: int
+    index_added: int
+    index_removed: int
+    optout_matches: int
+    tracks_denied_by_optout: int
+    duplicate_pairs: int
+    duplicate_clusters: int
+    tracks_in_clusters: int
+    threshold: float
+    min_span_s: float
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: Iterable[tuple[str, FingerprintOutcome]],
+                       delivery_id: str, *, actor: str = DEFAULT_ACTOR) -> StoreSummary:
+    """Write fingerprints, and quarantine rows for files that could not be fingerprinted.
+
+    Re-running for the same tracks replaces their rows: a track that now fails loses its
+    old fingerprint, so nothing downstream matches on audio we can no longer read.
+    """
+    now = _now()
+    good: dict[str, FingerprintOutcome] = {}
+    bad: dict[str, FingerprintOutcome] = {}
+    for track_id, outcome in outcomes_with_track_ids:
+        (good if outcome.ok else bad)[track_id] = outcome
+        (bad if outcome.ok else good).pop(track_id, None)
+    touched = sorted([*good, *bad])
+    con.execute("BEGIN")
+    try:
+        if touched:
+            ids = pa.table({"track_id": pa.array(touched, pa.string())})
+            con.register("_fp_touched", ids)
+            con.execute("DELETE FROM fingerprints WHERE track_id IN (SELECT track_id FROM _fp_touched)")
+            con.execute("DELETE FROM quarantine WHERE stage = 'fingerprint' AND delivery_id = ? "
+                        "AND source_ref IN (SELECT track_id FROM _fp_touched)", [delivery_id])
+            con.unregister("_fp_touched")
+        if good:
+            rows = {k: [] for k in ("track_id", "algorithm", "duration_s", "seconds_used", "items", "fingerprint",
+                                    "computed_at", "delivery_id", "source_path", "items_sha256")}
+            for track_id, outcome in good.items():
+                fp = outcome.fingerprint
+                if fp is None:
+                    continue
+                for key, value in (("track_id", track_id), ("algorithm", fp.algorithm), ("duration_s", fp.duration_s),
+                                   ("seconds_used", fp.seconds_used), ("items", fp.items),
+                                   ("fingerprint", fp.encoded()), ("computed_at", now), ("delivery_id", delivery_id),
+                                   ("source_path", str(outcome.path)), ("items_sha256", item_digest(fp.items))):
+                    rows[key].append(value)
+            table = pa.table({
+                **{k: v for k, v in rows.items() if k != "items"},
+                "items": pa.array([np.asarray(v, dtype=np.uint32) for v in rows["items"]], pa.list_(pa.uint32())),
+            })
+            con.register("_fp_new", table)
+            con.execute("INSERT INTO fingerprints (track_id, algorithm, duration_s, seconds_used, items, fingerprint, "
+                        "computed_at, delivery_id, source_path, items_sha256) SELECT track_id, algorithm, duration_s, "
+                        "seconds_used, items, fingerprint, computed_at, delivery_id, source_path, items_sha256 FROM _fp_new")
+            con.unregister("_fp_new")
+        for track_id, outcome in bad.items():
+            con.execute("INSERT INTO quarantine VALUES (?, 'fingerprint', ?, ?, ?, ?)",
+                        [delivery_id, track_id, outcome.reason_code, outcome.message or str(outcome.path), now])
+        by_reason = dict(sorted(Counter(str(o.reason_code) for o in bad.values()).items()))
+        summary = StoreSummary(delivery_id=delivery_id, stored=len(good), quarantined=len(bad), by_reason=by_reason)
+        record(con, actor=actor, action="fingerprint.store", subject=f"delivery:{delivery_id}", payload={
+            **summary.model_dump(), "track_ids_sha256": sha256_text(canonical_json(touched)),
+            "quarantined_tracks": {t: o.reason_code for t, o in sorted(bad.items())}})
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return summary
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant: str,
+                    audio_path: str | os.PathLike[str], isrc: str | None = None, title: str | None = None,
+                    note: str | None = None, actor: str) -> OptOut:
+    """Fingerprint an opted-out recording (whole file) and enter it in the registry.
+
+    Catalog tracks whose audio matches it are denied whatever their metadata says (see
+    :func:`match_catalog`). Re-registering the same id replaces the entry. Raises
+    :class:`~fingerprinting.chromaprint.FingerprintError` when the audio is unusable and
+    ValueError for a malformed ISRC.
+    """
+    path = Path(audio_path)
+    fp = fingerprint_file(path, max_seconds=None)
+    entry = OptOut(optout_id=optout_id, claimant=claimant, isrc=normalize_isrc(isrc) if isrc else None, title=title,
+                   note=note, audio_sha256=_file_sha256(path), duration_s=fp.duration_s, item_count=len(fp.items))
+    con.execute("BEGIN")
+    try:
+        existed = con.execute("SELECT count(*) FROM optout_registry WHERE optout_id = ?", [optout_id]).fetchone()
+        con.execute("DELETE FROM optout_registry WHERE optout_id = ?", [optout_id])
+        con.execute(
+            "INSERT INTO optout_registry (optout_id, claimant, isrc, title, note, audio_sha256, items, registered_at, "
+            "registered_by, duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [optout_id, claimant, entry.isrc, title, note, entry.audio_sha256, fp.items.tolist(), _now(), actor,
+             fp.duration_s])
+        record(con, actor=actor, action="optout.replace" if existed and existed[0] else "optout.register",
+               subject=f"optout:{optout_id}", payload={**entry.model_dump(), "audio_path": str(path)})
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return entry
+
+
+def sync_index(con: duckdb.DuckDBPyConnection, index: FingerprintIndex) -> tuple[int, int]:
+    """Make the index hold exactly the ledger's fingerprints and opt-outs; (added, removed)."""
+    wanted: dict[str, np.ndarray] = {}
+    for track_id, items in con.execute("SELECT track_id, items FROM fingerprints").fetchall():
+        wanted[TRACK_PREFIX + track_id] = np.asarray(items, dtype=np.uint32)
+    for optout_id, items in con.execute("SELECT optout_id, items FROM optout_registry").fetchall():
+        wanted[OPTOUT_PREFIX + optout_id] = np.asarray(items, dtype=np.uint32)
+    removed = 0
+    for ref in index.refs():
+        if ref not in wanted:
+            removed += index.remove(ref)
+    added = 0
+    for ref, items in wanted.items():
+        if index.digest(ref) != item_digest(items):
+            index.add(ref, items)
+            added += 1
+    index.commit()
+    return added, removed
+
+
+def _evidence(track_id: str, kind: Literal["optout", "duplicate"], ref: str, m: Match, threshold: float) -> AudioMatch:
+    return AudioMatch(track_id=track_id, kind=kind, matched_ref=ref, score=round(m.score, 6), threshold=threshold,
+                      offset_s=round(m.offset_s, 4), span_s=round(m.span_s, 4),
+                      bit_error_rate=round(m.bit_error_rate, 6), query_start_s=round(m.query_start_s, 4),
+                      ref_start_s=round(m.ref_start_s, 4), votes=m.votes)
+
+
+def _clusters(edges: Iterable[tuple[str, str]]) -> list[list[str]]:
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[str, list[str]] = {}
+    for node in parent:
+        groups.setdefault(find(node), []).append(node)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[str], *,
+                  threshold: float = MATCH_THRESHOLD, min_span_s: float = MIN_SPAN_S,
+                  actor: str = DEFAULT_ACTOR) -> MatchSummary:
+    """Match every fingerprinted track against the opt-out registry and the rest of the catalog.
+
+    Brings the index under ``index_dir`` up to date with the ledger, then rewrites
+    ``audio_matches`` (kind 'optout' or 'duplicate', with the evidence and threshold) and
+    ``duplicate_clusters``. Re-running on unchanged data changes nothing but the audit log.
+    """
+    index = FingerprintIndex.open(index_dir)
+    added, removed = sync_index(con, index)
+    tracks = con.execute("SELECT f.track_id, f.items, t.isrc FROM fingerprints f "
+                         "LEFT JOIN tracks t USING (track_id) ORDER BY f.track_id").fetchall()
+    optouts = con.execute("SELECT count(*) FROM optout_registry").fetchone()
+    found: list[AudioMatch] = []
+    for track_id, items, _isrc in tracks:
+        matches = index.query(np.asarray(items, dtype=np.uint32), limit=50, min_score=threshold,
+                              exclude=TRACK_PREFIX + track_id)
+        for m in matches:
+            if m.span_s < min_span_s:
+                continue
+            if m.ref.startswith(OPTOUT_PREFIX):
+                found.append(_evidence(track_id, "optout", m.ref[len(OPTOUT_PREFIX):], m, threshold))
+            elif m.ref.startswith(TRACK_PREFIX):
+                found.append(_evidence(track_id, "duplicate", m.ref[len(TRACK_PREFIX):], m, threshold))
+    # A pair is a duplicate when either direction matched; record both directions.
+    dup_pairs = {tuple(sorted((a.track_id, a.matched_ref))) for a in found if a.kind == "duplicate"}
+    by_key = {(a.track_id, a.kind, a.matched_ref): a for a in found}
+    for x, y in dup_pairs:
+        for q, r in ((x, y), (y, x)):
+            if (q, "duplicate", r) not in by_key:
+                twin = by_key[(r, "duplicate", q)]
+                by_key[(q, "duplicate", r)] = twin.model_copy(update={
+                    "track_id": q, "matched_ref": r, "offset_s": -twin.offset_s,
+                    "query_start_s": twin.ref_start_s, "ref_start_s": twin.query_start_s})
+    isrc_of = {t: i for t, _, i in tracks}
+    clusters = _clusters(dup_pairs)
+    now = _now()
+    con.execute("BEGIN")
+    try:
+        previous = {(r[0], r[1], r[2]): r[3:] for r in con.execute(
+            "SELECT track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, matched_at "
+            "FROM audio_matches").fetchall()}
+        resolved = {(c, t): r for c, t, r in con.execute(
+            "SELECT cluster_id, track_id, resolved FROM duplicate_clusters").fetchall()}
+        con.execute("DELETE FROM audio_matches")
+        for key, a in sorted(by_key.items()):
+            old = previous.get(key)
+            same = old is not None and list(old[:5]) == [a.score, a.threshold, a.offset_s, a.span_s, a.bit_error_rate]
+            con.execute("INSERT INTO audio_matches (track_id, kind, matched_ref, score, threshold, offset_s, span_s, "
+                        "bit_error_rate, matched_at, query_start_s, ref_start_s, votes) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [a.track_id, a.kind, a.matched_ref, a.score, a.threshold, a.offset_s, a.span_s,
+                         a.bit_error_rate, old[5] if same and old else now, a.query_start_s, a.ref_start_s, a.votes])
+        con.execute("DELETE FROM duplicate_clusters")
+        for members in clusters:
+            cluster_id = "dup-" + sha256_text(",".join(members))[:16]
+            for track_id in members:
+                con.execute("INSERT INTO duplicate_clusters (cluster_id, track_id, isrc, resolved) VALUES (?, ?, ?, ?)",
+                            [cluster_id, track_id, isrc_of.get(track_id) or "", resolved.get((cluster_id, track_id), False)])
+        optout_rows = [a for a in by_key.values() if a.kind == "optout"]
+        summary = MatchSummary(
+            tracks=len(tracks), optouts=int(optouts[0]) if optouts else 0, index_added=added, index_removed=removed,
+            optout_matches=len(optout_rows), tracks_denied_by_optout=len({a.track_id for a in optout_rows}),
+            duplicate_pairs=len(dup_pairs), duplicate_clusters=len(clusters),
+            tracks_in_clusters=sum(len(c) for c in clusters), threshold=threshold, min_span_s=min_span_s)
+        changed = {k for k in by_key if k not in previous} | {k for k in previous if k not in by_key}
+        record(con, actor=actor, action="fingerprint.match_catalog", subject="catalog", payload={
+            **summary.model_dump(), "matches_added_or_removed": sorted("|".join(k) for k in changed)[:1000]})
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return summary
+
+
+def optout_matches(con: duckdb.DuckDBPyConnection, track_id: str) -> list[AudioMatch]:
+    """The opt-out matches recorded for one track (empty: no audio evidence of an opt-out)."""
+    rows = con.execute(
+        "SELECT track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, "
+        "coalesce(query_start_s, 0), coalesce(ref_start_s, 0), coalesce(votes, 0) FROM audio_matches "
+        "WHERE track_id = ? AND kind = 'optout' ORDER BY score DESC", [track_id]).fetchall()
+    keys = list(AudioMatch.model_fields)[1:]
+    return [AudioMatch(**dict(zip(keys, row, strict=True))) for row in rows]
