@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import duckdb
+import pyarrow as pa
 
 from schemas.rights import Consent, Deal, Party, Recording
 
@@ -22,22 +23,49 @@ def upsert_party(con: duckdb.DuckDBPyConnection, party: Party) -> None:
 
 
 def upsert_deal(con: duckdb.DuckDBPyConnection, deal: Deal, *, source: str) -> None:
+    upsert_deals(con, [deal], source=source)
+
+
+def upsert_deals(con: duckdb.DuckDBPyConnection, deals: list[Deal], *, source: str) -> None:
     """A deal record is the whole truth about that deal: its recordings and controllers are replaced."""
-    con.execute(
-        "INSERT OR REPLACE INTO deals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [deal.deal_id, deal.licensor, deal.license, list(deal.use_types), list(deal.territories.include),
-         list(deal.territories.exclude), deal.valid_from, deal.valid_to, list(deal.conditions), source,
-         datetime.now(UTC)],
-    )
-    con.execute("DELETE FROM deal_recordings WHERE deal_id = ?", [deal.deal_id])
-    con.execute("DELETE FROM rights_controllers WHERE deal_id = ?", [deal.deal_id])
-    con.executemany("INSERT INTO deal_recordings VALUES (?, ?)", [[deal.deal_id, isrc] for isrc in sorted(set(deal.isrcs))])
-    shares: dict[tuple[str, str], float] = {}
-    for rc in deal.rights_controllers:
-        shares[(rc.isrc, rc.party_id)] = shares.get((rc.isrc, rc.party_id), 0.0) + rc.share
-    if shares:
-        con.executemany("INSERT INTO rights_controllers VALUES (?, ?, ?, ?)",
-                        [[deal.deal_id, isrc, party, share] for (isrc, party), share in sorted(shares.items())])
+    deals = list({d.deal_id: d for d in deals}.values())
+    if not deals:
+        return
+    now = datetime.now(UTC)
+    head = pa.table({
+        "deal_id": [d.deal_id for d in deals], "licensor": [d.licensor for d in deals],
+        "license": pa.array([d.license for d in deals], pa.string()),
+        "use_types": [list(d.use_types) for d in deals],
+        "inc": [list(d.territories.include) for d in deals],
+        "exc": pa.array([list(d.territories.exclude) for d in deals], pa.list_(pa.string())),
+        "vf": pa.array([d.valid_from for d in deals], pa.date32()),
+        "vt": pa.array([d.valid_to for d in deals], pa.date32()),
+        "cond": pa.array([list(d.conditions) for d in deals], pa.list_(pa.string())),
+    })
+    links = [(d.deal_id, isrc) for d in deals for isrc in sorted(set(d.isrcs))]
+    shares: dict[tuple[str, str, str], float] = {}
+    for d in deals:
+        for rc in d.rights_controllers:
+            key = (d.deal_id, rc.isrc, rc.party_id)
+            shares[key] = shares.get(key, 0.0) + rc.share
+    link_tbl = pa.table({"deal_id": [a for a, _ in links], "isrc": [b for _, b in links]})
+    share_tbl = pa.table({"deal_id": pa.array([k[0] for k in shares], pa.string()),
+                          "isrc": pa.array([k[1] for k in shares], pa.string()),
+                          "party_id": pa.array([k[2] for k in shares], pa.string()),
+                          "share": pa.array(list(shares.values()), pa.float64())})
+    con.register("_up_deals", head)
+    con.register("_up_links", link_tbl)
+    con.register("_up_shares", share_tbl)
+    try:
+        con.execute("INSERT OR REPLACE INTO deals SELECT deal_id, licensor, license, use_types, inc, exc, vf, vt, cond, "
+                    "?, ? FROM _up_deals", [source, now])
+        con.execute("DELETE FROM deal_recordings WHERE deal_id IN (SELECT deal_id FROM _up_deals)")
+        con.execute("DELETE FROM rights_controllers WHERE deal_id IN (SELECT deal_id FROM _up_deals)")
+        con.execute("INSERT INTO deal_recordings SELECT deal_id, isrc FROM _up_links")
+        con.execute("INSERT INTO rights_controllers SELECT deal_id, isrc, party_id, share FROM _up_shares")
+    finally:
+        for name in ("_up_deals", "_up_links", "_up_shares"):
+            con.unregister(name)
 
 
 def upsert_consent(con: duckdb.DuckDBPyConnection, consent: Consent, *, source: str) -> None:

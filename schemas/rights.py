@@ -15,16 +15,25 @@ from schemas.identifiers import IPI, ISNI, ISRC, ISWC, Territory, normalize_isrc
 
 SCHEMA_VERSION = 1
 
+# DDEX AVS UseType values (ERN 4.3 allowed-value-sets and AVS 2020-01-08); 'All' and 'AsPerContract'
+# are accepted but never match an AI purpose: a training use must be named explicitly.
 UseType = Literal[
-    # AI uses (DDEX AVS UseType, ERN 4.3)
-    "UseForTrainingGenerativeAI", "UseForTrainingNonGenerativeAI", "UseForDataMining",
-    # the usual distribution uses found in real deals
-    "Stream", "OnDemandStream", "NonInteractiveStream", "PermanentDownload", "ConditionalDownload",
-    "TetheredDownload", "Download", "Simulcast", "Webcast", "Narrowcast", "KioskDownload",
-    "PlayInPublic", "Broadcast", "UseAsRingtone", "UseAsRingbackTone", "UseAsAlertTone",
-    "UseAsWallpaper", "UseAsScreensaver", "Print", "DubForMusicOnHold", "DubForPublicPerformance",
-    "DubForTV", "DubForLivePerformance", "PerformAsMusicOnHold", "UserMakeAvailableUserProvided",
-    "UserMakeAvailableLabelProvided", "Unknown", "UserDefined",
+    "All", "AsPerContract", "Broadcast", "BroadcastRadio", "BroadcastTV", "Cable", "CableRetransmission",
+    "CableRetransmissionRadio", "CableRetransmissionTV", "CatchUp", "CatchUpRadio", "CatchUpTV",
+    "CommercialRent", "ConditionalDownload", "ContentInfluencedStream", "Display", "Download", "Dub",
+    "DubForAdvertisement", "DubForDistribution", "DubForLivePerformance", "DubForMovies", "DubForMusicOnHold",
+    "DubForOnDemandStreaming", "DubForPublicPerformance", "DubForRadio", "DubForTV", "ExtractForInternet",
+    "KioskDownload", "Lend", "LiveStream", "Narrowcast", "NonInteractiveStream", "OnDemandStream", "Perform",
+    "PerformAsMusicOnHold", "PerformInLivePerformance", "PerformInPublic", "PermanentDownload",
+    "PlayInPublic", "Playback", "Podcast", "Print", "PrivateCopy", "ProgrammedContentStream",
+    "PurchaseAsPhysicalProduct", "Rent", "Retransmission", "RingbackTone", "Simulcast", "SimulcastRadio",
+    "SimulcastTV", "Stream", "TetheredDownload", "TimeInfluencedStream", "Unknown", "Use", "UseAsAlertTone",
+    "UseAsDevice", "UseAsKaraoke", "UseAsRingbackTone", "UseAsRingbackTune", "UseAsRingtone", "UseAsRingtune",
+    "UseAsScreensaver", "UseAsVoiceMail", "UseAsWallpaper", "UseForDataMining",
+    "UseForEducationAndOrSocialPurposes", "UseForIdentification", "UseForTrainingGenerativeAI",
+    "UseForTrainingNonGenerativeAI", "UseForUgcCreation", "UseInMobilePhoneMessaging", "UseInPhoneListening",
+    "UseInPlayList", "UserDefined", "UserMakeAvailableLabelProvided", "UserMakeAvailableUserProvided",
+    "Webcast",
 ]
 AI_USE_TYPES: tuple[str, ...] = ("UseForTrainingGenerativeAI", "UseForTrainingNonGenerativeAI", "UseForDataMining")
 Purpose = Literal["UseForTrainingGenerativeAI", "UseForTrainingNonGenerativeAI", "UseForDataMining"]

@@ -182,7 +182,14 @@ class _FileRejected(Exception):
 def _validate(items: list[tuple[str, dict[str, Any]]], model: type[BaseModel],
               errors: list[RecordError]) -> list[tuple[str, Any]]:
     good = []
+    seen: set[str] = set()
     for ref, item in items:
+        key = str(item.get("deal_id") or item.get("consent_id") or item.get("party_id") or "")
+        if key and key in seen:
+            errors.append(RecordError(source_ref=ref, reason_code="duplicate_record",
+                                      message=f"{key} appears more than once in this file"))
+            continue
+        seen.add(key)
         try:
             good.append((ref, model.model_validate(item)))
         except ValidationError as exc:
@@ -231,8 +238,8 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
                 errors.append(RecordError(source_ref=ref, reason_code="unknown_party",
                                           message=f"deal {deal.deal_id} names unknown parties {missing}: list them under parties"))
                 continue
-            records.upsert_deal(con, deal, source=f"{kind}:{path.name}")
-            written_deals.append(deal.deal_id)
+            written_deals.append(deal)
+        records.upsert_deals(con, written_deals, source=f"{kind}:{path.name}")
         for ref, consent in consents:
             if consent.party_id not in known:
                 errors.append(RecordError(source_ref=ref, reason_code="unknown_party",
@@ -242,7 +249,7 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
             written_consents.append(consent.consent_id)
         for err in errors:
             records.quarantine(con, source_ref=err.source_ref, reason_code=err.reason_code, message=err.message)
-        summary = {"parties": len(parties), "deals": written_deals, "consents": written_consents,
+        summary = {"parties": len(parties), "deals": [d.deal_id for d in written_deals], "consents": written_consents,
                    "errors": len(errors), "file_sha256": file_sha}
         con.execute("INSERT INTO rights_imports VALUES (?, ?, ?, ?, ?, ?)",
                     [file_sha, kind, str(path), actor, datetime.now(UTC), json.dumps(summary)])
