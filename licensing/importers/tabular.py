@@ -59,7 +59,8 @@ def _validation_message(exc: ValidationError) -> str:
 
 def _reason_for(exc: ValidationError) -> str:
     text = _validation_message(exc).lower()
-    for needle, code in (("isrc", "invalid_isrc"), ("iswc", "invalid_iswc"), ("isni", "invalid_isni"),
+    for needle, code in (("time zone", "invalid_timestamp"), ("'allowed', 'notallowed'", "invalid_consent_value"),
+                         ("isrc", "invalid_isrc"), ("iswc", "invalid_iswc"), ("isni", "invalid_isni"),
                          ("ipi", "invalid_ipi"), ("territor", "invalid_territory"), ("share", "invalid_share"),
                          ("use_types", "invalid_use_type"), ("valid_to", "invalid_validity_period"),
                          ("evidence", "consent_evidence_invalid")):
