@@ -179,7 +179,8 @@ def list_releases(con: duckdb.DuckDBPyConnection, *, status: str | None = None) 
 
 
 def _decide(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comment: str, action: str,
-            new_status: str, roles: RoleBook | None, allowed_from: tuple[str, ...]) -> Release:
+            new_status: str, roles: RoleBook | None, allowed_from: tuple[str, ...],
+            on_date: date | None = None) -> Release:
     release = get_release(con, release_id, with_tracks=False)
     if release is None:
         raise ReleaseError("release_unknown", f"no release {release_id}")
@@ -195,7 +196,7 @@ def _decide(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comm
                 message=f"{release_id} is {release.status}; only {'/'.join(allowed_from)} releases can be {new_status}")
     payload: dict[str, object] = {"comment": comment, "from_status": release.status}
     if action == "approve":
-        denied = denied_since_approval(con, release_id)
+        denied = denied_since_approval(con, release_id, on_date=on_date)
         if denied:
             _refuse(con, actor=actor, action=action, subject=release_id, code="tracks_now_denied",
                     message=f"{len(denied)} track(s) of {release_id} are denied now (e.g. {denied[0].isrc}: "
@@ -214,10 +215,13 @@ def _decide(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comm
 
 
 def approve_release(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comment: str,
-                    roles: RoleBook | None = None) -> Release:
-    """Rights-team approval; refused for the proposer, without a comment, or if a track is denied now."""
+                    roles: RoleBook | None = None, on_date: date | None = None) -> Release:
+    """Rights-team approval; refused for the proposer, without a comment, or if a track is denied now.
+
+    "Now" is ``on_date`` if given, else the later of today and the release date.
+    """
     return _decide(con, release_id, actor=actor, comment=comment, action="approve", new_status="approved",
-                   roles=roles, allowed_from=("proposed",))
+                   roles=roles, allowed_from=("proposed",), on_date=on_date)
 
 
 def reject_release(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comment: str,
