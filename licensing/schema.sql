@@ -95,3 +95,50 @@ CREATE TABLE IF NOT EXISTS consents (
     revoked_at TIMESTAMPTZ,
     source VARCHAR NOT NULL
 );
+-- Added by licensing: recordings and contributors as rights data (DDEX) describes them.
+CREATE TABLE IF NOT EXISTS recordings (
+    isrc VARCHAR PRIMARY KEY,
+    iswc VARCHAR,
+    title VARCHAR,
+    ai_generated BOOLEAN NOT NULL DEFAULT FALSE,
+    ai_evidence VARCHAR,
+    source VARCHAR NOT NULL,
+    imported_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recording_contributors (
+    isrc VARCHAR NOT NULL,
+    party_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    PRIMARY KEY (isrc, party_id, role)
+);
+-- The decision in force per track and evaluation key (decisions keeps every decision ever made).
+CREATE TABLE IF NOT EXISTS current_decisions (
+    track_id VARCHAR NOT NULL,
+    purpose VARCHAR NOT NULL,
+    territory VARCHAR NOT NULL,
+    on_date DATE NOT NULL,
+    policy_hash VARCHAR NOT NULL,
+    decision_id VARCHAR NOT NULL,
+    allowed BOOLEAN NOT NULL,
+    PRIMARY KEY (track_id, purpose, territory, on_date, policy_hash)
+);
+-- Tracks of a proposed/approved release found denied after a deal or consent change.
+CREATE TABLE IF NOT EXISTS release_alerts (
+    release_id VARCHAR NOT NULL,
+    track_id VARCHAR NOT NULL,
+    isrc VARCHAR NOT NULL,
+    reason_codes VARCHAR[] NOT NULL,
+    checked_on DATE NOT NULL,
+    detected_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (release_id, track_id)
+);
+CREATE TABLE IF NOT EXISTS rights_imports (
+    file_sha256 VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,            -- json | csv | ddex
+    path VARCHAR NOT NULL,
+    imported_by VARCHAR NOT NULL,
+    imported_at TIMESTAMPTZ NOT NULL,
+    summary JSON NOT NULL,
+    PRIMARY KEY (file_sha256, kind)
+);

@@ -1,0 +1,238 @@
+"""``linernotes rights ...`` and ``linernotes release ...``: thin commands over ``licensing``."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, console, fail, home_from,
+                                        print_json)
+
+PURPOSE_HELP = "DDEX use type: UseForTrainingGenerativeAI, UseForTrainingNonGenerativeAI or UseForDataMining."
+PolicyOption = typer.Option(None, "--policy", help="Policy YAML (default: the packaged licensing policy).")
+RolesOption = typer.Option(None, "--roles", help="Roles YAML (default: $LINERNOTES_ROLES or <home>/roles.yaml).")
+
+
+def _policy(path: Optional[Path]):  # type: ignore[no-untyped-def]
+    from licensing.policy import PolicyError, load_policy
+
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        fail(str(exc))
+
+
+def _roles(path: Optional[Path]):  # type: ignore[no-untyped-def]
+    if path is None:
+        return None
+    from licensing.roles import RolesError, load_roles
+
+    try:
+        return load_roles(path)
+    except RolesError as exc:
+        fail(str(exc))
+
+
+def _print_report(report, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+        return
+    if report.already_imported:
+        console.print(f"[dim]{report.path}: already imported (sha256 {report.file_sha256[:12]}), nothing changed[/dim]")
+        return
+    status = "[red]rejected[/red]" if report.rejected else "[green]imported[/green]"
+    console.print(f"{report.path}: {status} parties={report.parties} recordings={report.recordings} "
+                  f"deals={report.deals} consents={report.consents} errors={len(report.errors)}")
+    for err in report.errors:
+        console.print(f"  [yellow]{err.reason_code}[/yellow] {err.source_ref}: {err.message}")
+
+
+def register(app: typer.Typer) -> None:
+    rights = typer.Typer(no_args_is_help=True, help="Rights data: import deals and consents, explain decisions.")
+    release = typer.Typer(no_args_is_help=True, help="Training releases: propose, approve, reject, inspect.")
+    app.add_typer(rights, name="rights")
+    app.add_typer(release, name="release")
+
+    @rights.command("import-ddex")
+    def import_ddex_cmd(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
+                        validate_xsd: bool = typer.Option(False, "--validate-xsd", help="Validate against the ERN XSD."),
+                        xsd_dir: Optional[Path] = typer.Option(None, "--xsd-dir", help="Folder holding ernv43/, ernv383/."),
+                        strict: bool = typer.Option(False, "--strict", help="Reject a message if any item is invalid."),
+                        home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
+                        as_json: bool = JsonOption) -> None:
+        """Import DDEX ERN 4.3 / 3.8 NewReleaseMessages (each message all-or-nothing)."""
+        from licensing.importers.ddex import import_ddex
+        from store.database import connect
+
+        who = actor_from(actor)
+        rejected = 0
+        with connect(home_from(home).db_path) as con:
+            for f in files:
+                report = import_ddex(con, f, actor=who, validate_xsd=validate_xsd, xsd_dir=xsd_dir, strict=strict)
+                rejected += report.rejected
+                _print_report(report, as_json)
+        if rejected:
+            raise typer.Exit(1)
+
+    @rights.command("import")
+    def import_cmd(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
+                   home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
+                   as_json: bool = JsonOption) -> None:
+        """Import CSV/JSON licenses, consents and parties (bad records are quarantined, the rest imported)."""
+        from licensing.importers.tabular import import_rights_file
+        from store.database import connect
+
+        who = actor_from(actor)
+        rejected = 0
+        with connect(home_from(home).db_path) as con:
+            for f in files:
+                report = import_rights_file(con, f, actor=who)
+                rejected += report.rejected
+                _print_report(report, as_json)
+        if rejected:
+            raise typer.Exit(1)
+
+    @rights.command("explain")
+    def explain_cmd(isrc: str = typer.Argument(..., help="ISRC of the recording."),
+                    purpose: str = typer.Option(..., "--purpose", help=PURPOSE_HELP),
+                    territory: str = typer.Option(..., "--territory", help="ISO 3166-1 alpha-2 code or Worldwide."),
+                    on: Optional[str] = typer.Option(None, "--on", help="Date of use, YYYY-MM-DD (default: today)."),
+                    policy: Optional[Path] = PolicyOption, home: Optional[str] = HomeOption,
+                    as_json: bool = JsonOption) -> None:
+        """Print the decision for one recording and every reason behind it."""
+        from licensing.explain import explain_all
+        from schemas.decisions import REASON_TEXT
+        from store.database import connect
+
+        try:
+            on_date = date.fromisoformat(on) if on else date.today()
+        except ValueError:
+            fail(f"--on must be YYYY-MM-DD, got {on!r}")
+        pol = _policy(policy)
+        with connect(home_from(home).db_path) as con:
+            try:
+                decisions = explain_all(con, isrc, purpose=purpose, territory=territory, on_date=on_date, policy=pol)
+            except ValueError as exc:
+                fail(str(exc))
+        if as_json:
+            print_json([d.model_dump(mode="json") for d in decisions])
+            return
+        for d in decisions:
+            verdict = "[green]ALLOWED[/green]" if d.allowed else "[red]DENIED[/red]"
+            console.print(f"{verdict} {d.isrc} (track {d.track_id or 'not in catalog'}) for {d.purpose} "
+                          f"in {d.territory} on {d.on_date}")
+            for code in d.reason_codes:
+                console.print(f"  [yellow]{code.value}[/yellow]: {REASON_TEXT[code]}")
+            if d.allowed:
+                console.print(f"  deal {d.deal_id}; consents {', '.join(d.consent_ids) or 'none required'}")
+            console.print(f"  evidence: {d.evidence}")
+            console.print(f"  policy {d.policy_hash[:12]}  inputs {d.inputs_hash[:12]}  decision {d.decision_id}")
+
+    @release.command("propose")
+    def propose_cmd(purpose: str = typer.Option(..., "--purpose", help=PURPOSE_HELP),
+                    territory: str = typer.Option(..., "--territory"),
+                    on: Optional[str] = typer.Option(None, "--on", help="Date of use, YYYY-MM-DD (default: today)."),
+                    release_id: Optional[str] = typer.Option(None, "--id", help="Release id (default: generated)."),
+                    policy: Optional[Path] = PolicyOption, roles: Optional[Path] = RolesOption,
+                    home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
+                    as_json: bool = JsonOption) -> None:
+        """Freeze the currently allowed tracks for one purpose into a proposed release (ML engineers)."""
+        from licensing.releases import ReleaseError, propose_release
+        from store.database import connect
+
+        who = actor_from(actor)
+        pol = _policy(policy)
+        book = _roles(roles)
+        with connect(home_from(home).db_path) as con:
+            try:
+                rel = propose_release(con, purpose=purpose, territory=territory,
+                                      on_date=date.fromisoformat(on) if on else date.today(), actor=who, policy=pol,
+                                      release_id=release_id, roles=book)
+            except ReleaseError as exc:
+                fail(f"{exc.code}: {exc.message}")
+        if as_json:
+            print_json(rel.model_dump(mode="json", exclude={"tracks"}))
+        else:
+            console.print(f"[green]proposed[/green] {rel.release_id}: {rel.track_count} tracks for {rel.purpose} "
+                          f"in {rel.territory} on {rel.on_date} (policy {rel.policy_hash[:12]}, "
+                          f"content {rel.content_sha256[:12]})")
+
+    def _decide(action: str, release_id: str, comment: str, roles: Optional[Path], home: Optional[str],
+                actor: Optional[str], as_json: bool) -> None:
+        from licensing import releases as rl
+        from store.database import connect
+
+        who = actor_from(actor)
+        book = _roles(roles)
+        fn = {"approve": rl.approve_release, "reject": rl.reject_release}[action]
+        with connect(home_from(home).db_path) as con:
+            try:
+                rel = fn(con, release_id, actor=who, comment=comment, roles=book)
+            except rl.ReleaseError as exc:
+                fail(f"{exc.code}: {exc.message}")
+        if as_json:
+            print_json(rel.model_dump(mode="json", exclude={"tracks"}))
+        else:
+            console.print(f"{rel.release_id}: [bold]{rel.status}[/bold] by {who}: {comment}")
+
+    @release.command("approve")
+    def approve_cmd(release_id: str, comment: str = typer.Option(..., "--comment", "-m"),
+                    roles: Optional[Path] = RolesOption, home: Optional[str] = HomeOption,
+                    actor: Optional[str] = ActorOption, as_json: bool = JsonOption) -> None:
+        """Approve a proposed release (rights team; not the proposer)."""
+        _decide("approve", release_id, comment, roles, home, actor, as_json)
+
+    @release.command("reject")
+    def reject_cmd(release_id: str, comment: str = typer.Option(..., "--comment", "-m"),
+                   roles: Optional[Path] = RolesOption, home: Optional[str] = HomeOption,
+                   actor: Optional[str] = ActorOption, as_json: bool = JsonOption) -> None:
+        """Reject a proposed release with the reason (rights team; not the proposer)."""
+        _decide("reject", release_id, comment, roles, home, actor, as_json)
+
+    @release.command("show")
+    def show_cmd(release_id: str, home: Optional[str] = HomeOption, as_json: bool = JsonOption,
+                 tracks: bool = typer.Option(False, "--tracks", help="List every track.")) -> None:
+        """Show a release, its approval trail and whether it may be used now."""
+        from licensing.releases import get_release, release_gate
+        from store.database import connect
+
+        with connect(home_from(home).db_path) as con:
+            rel = get_release(con, release_id)
+            if rel is None:
+                fail(f"no release {release_id}")
+            gate = release_gate(con, release_id)
+        if as_json:
+            print_json({"release": rel.model_dump(mode="json", exclude=None if tracks else {"tracks"}),
+                        "gate": gate.model_dump(mode="json")})
+            return
+        console.print(f"[bold]{rel.release_id}[/bold] {rel.status}: {rel.track_count} tracks, {rel.purpose} in "
+                      f"{rel.territory} on {rel.on_date}, proposed by {rel.proposed_by} at {rel.proposed_at:%Y-%m-%d %H:%M}")
+        console.print(f"  policy {rel.policy_hash}  content {rel.content_sha256}")
+        for a in rel.approvals:
+            console.print(f"  {a.action} by {a.actor} at {a.recorded_at:%Y-%m-%d %H:%M}: {a.comment}")
+        usable = "[green]usable[/green]" if gate.ok else f"[red]not usable[/red] ({', '.join(gate.reasons)})"
+        console.print(f"  gate on {gate.checked_on}: {usable}")
+        for d in gate.denied:
+            console.print(f"    {d.isrc} {d.track_id}: {', '.join(d.reason_codes)}")
+        if tracks:
+            for t in rel.tracks:
+                console.print(f"  {t.track_id} {t.isrc} {t.decision_id}")
+
+    @release.command("list")
+    def list_cmd(status: Optional[str] = typer.Option(None, "--status"), home: Optional[str] = HomeOption,
+                 as_json: bool = JsonOption) -> None:
+        """List releases."""
+        from licensing.releases import list_releases
+        from store.database import connect
+
+        with connect(home_from(home).db_path) as con:
+            rels = list_releases(con, status=status)
+        if as_json:
+            print_json([r.model_dump(mode="json", exclude={"tracks", "approvals"}) for r in rels])
+            return
+        for r in rels:
+            console.print(f"{r.release_id}  {r.status:9}  {r.track_count:>7}  {r.purpose}  {r.territory}  {r.on_date}  "
+                          f"by {r.proposed_by}")

@@ -1,0 +1,458 @@
+"""DDEX ERN NewReleaseMessage (4.3 and 3.8.x): recordings, parties, rights controllers and deals.
+
+Hostile XML is refused before any of it is read: no DTD (so no entity expansion and no external
+entities), no network, at most ``MAX_BYTES`` bytes, ``MAX_DEPTH`` levels and ``MAX_ELEMENTS``
+elements. A message is imported in one transaction or not at all. Items inside a well-formed
+message that carry invalid identifiers (an ISRC, a territory, a share) are left out and written to
+``quarantine`` with a reason code; with ``strict=True`` any such item rejects the whole message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from io import BytesIO
+from pathlib import Path
+
+import defusedxml
+import defusedxml.ElementTree as DET
+import duckdb
+from pydantic import ValidationError
+
+from licensing import records
+from licensing.importers import ImportReport, RecordError
+from lineage import audit
+from schemas.identifiers import normalize_isni, normalize_isrc, normalize_iswc, normalize_territory
+from schemas.rights import Deal, Party, Recording, RecordingContributor
+
+MAX_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 48
+MAX_ELEMENTS = 2_000_000
+ERN_NAMESPACES = {
+    "http://ddex.net/xml/ern/43": "4.3",
+    "http://ddex.net/xml/ern/38": "3.8", "http://ddex.net/xml/ern/381": "3.8.1",
+    "http://ddex.net/xml/ern/382": "3.8.2", "http://ddex.net/xml/ern/383": "3.8.3",
+}
+XSD_FILES = {"http://ddex.net/xml/ern/43": "ernv43/release-notification.xsd",
+             "http://ddex.net/xml/ern/383": "ernv383/release-notification.xsd"}
+# The 2020 AVS named generative-AI training "UseForGenerativeAI"; ERN 4.3 renamed it.
+USE_TYPE_ALIASES = {"UseForGenerativeAI": "UseForTrainingGenerativeAI"}
+ROLE_MAP = {
+    "MainArtist": ("MainArtist",), "PrimaryArtist": ("MainArtist",), "Artist": ("MainArtist",),
+    "FeaturedArtist": ("FeaturedArtist",), "Composer": ("Composer",), "Lyricist": ("Lyricist",),
+    "ComposerLyricist": ("Composer", "Lyricist"), "Songwriter": ("Composer", "Lyricist"),
+    "Librettist": ("Lyricist",), "MusicPublisher": ("Publisher",), "OriginalPublisher": ("Publisher",),
+    "Publisher": ("Publisher",), "Producer": ("Producer",),
+}
+AI_MARKERS = ("GenerativeAI",)
+
+
+class DdexRejected(Exception):
+    """The message as a whole cannot be imported."""
+
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.message = message
+
+
+def _ln(el: ET.Element) -> str:
+    return el.tag.rsplit("}", 1)[-1] if isinstance(el.tag, str) else ""
+
+
+def _kids(el: ET.Element | None, name: str) -> list[ET.Element]:
+    return [c for c in el if _ln(c) == name] if el is not None else []
+
+
+def _kid(el: ET.Element | None, name: str) -> ET.Element | None:
+    found = _kids(el, name)
+    return found[0] if found else None
+
+
+def _path(el: ET.Element | None, *names: str) -> list[ET.Element]:
+    current = [el] if el is not None else []
+    for name in names:
+        current = [c for e in current for c in _kids(e, name)]
+    return current
+
+
+def _text(el: ET.Element | None, *names: str) -> str | None:
+    found = _path(el, *names)
+    if found and found[0].text and found[0].text.strip():
+        return found[0].text.strip()
+    return None
+
+
+def _descendants(el: ET.Element, name: str) -> list[ET.Element]:
+    return [d for d in el.iter() if _ln(d) == name]
+
+
+def parse_message(data: bytes) -> ET.Element:
+    """Parse untrusted XML into an element tree, refusing DTDs, entities, depth and size bombs."""
+    if len(data) > MAX_BYTES:
+        raise DdexRejected("xml_too_large", f"message is {len(data)} bytes; the limit is {MAX_BYTES}")
+    depth = count = 0
+    try:
+        for event, _elem in DET.iterparse(BytesIO(data), events=("start", "end"), forbid_dtd=True,
+                                          forbid_entities=True, forbid_external=True):
+            if event == "start":
+                depth += 1
+                count += 1
+                if depth > MAX_DEPTH:
+                    raise DdexRejected("xml_too_deep", f"elements nest deeper than {MAX_DEPTH} levels")
+                if count > MAX_ELEMENTS:
+                    raise DdexRejected("xml_too_many_elements", f"more than {MAX_ELEMENTS} elements")
+                if count == 1:
+                    root = _elem
+            else:
+                depth -= 1
+    except defusedxml.DTDForbidden as exc:
+        raise DdexRejected("xml_dtd_forbidden", f"DOCTYPE declarations are not accepted ({exc})") from exc
+    except defusedxml.EntitiesForbidden as exc:
+        raise DdexRejected("xml_entities_forbidden", f"entity declarations are not accepted ({exc})") from exc
+    except defusedxml.ExternalReferenceForbidden as exc:
+        raise DdexRejected("xml_external_forbidden", f"external references are not accepted ({exc})") from exc
+    except ET.ParseError as exc:
+        raise DdexRejected("xml_malformed", f"not well-formed XML: {exc}") from exc
+    if count == 0:
+        raise DdexRejected("xml_malformed", "empty document")
+    return root
+
+
+@lru_cache(maxsize=4)
+def _schema(xsd_path: str):  # type: ignore[no-untyped-def]
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return etree.XMLSchema(etree.parse(xsd_path, parser))
+
+
+def default_xsd_dir() -> Path | None:
+    """``$LINERNOTES_DDEX_XSD_DIR``, else the DDEX schemas shipped with the test data beside the checkout."""
+    env = os.environ.get("LINERNOTES_DDEX_XSD_DIR")
+    if env:
+        return Path(env)
+    candidate = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "ddex" / "xsd"
+    return candidate if candidate.is_dir() else None
+
+
+def validate_against_xsd(data: bytes, namespace: str, xsd_dir: Path | None) -> None:
+    """Raise :class:`DdexRejected` unless the message validates against its ERN XSD."""
+    from lxml import etree
+
+    if xsd_dir is None:
+        raise DdexRejected("xsd_unavailable", "no DDEX XSD directory: set LINERNOTES_DDEX_XSD_DIR")
+    rel = XSD_FILES.get(namespace)
+    if rel is None or not (xsd_dir / rel).is_file():
+        raise DdexRejected("xsd_unavailable", f"no XSD for namespace {namespace} in {xsd_dir} "
+                                              f"(available: {sorted(XSD_FILES)})")
+    schema = _schema(str(xsd_dir / rel))
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    doc = etree.parse(BytesIO(data), parser)
+    if not schema.validate(doc):
+        errors = "; ".join(f"line {e.line}: {e.message}" for e in list(schema.error_log)[:5])
+        raise DdexRejected("xsd_invalid", f"message does not validate against {rel}: {errors}")
+
+
+@dataclass
+class _Extract:
+    version: str
+    message_id: str
+    parties: dict[str, Party] = field(default_factory=dict)
+    recordings: list[Recording] = field(default_factory=list)
+    deals: list[Deal] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+
+
+def _date(value: str | None) -> date | None:
+    if not value:
+        return None
+    return date.fromisoformat(value[:10])
+
+
+class _Reader:
+    """Turns one parsed message into rights records (no database access)."""
+
+    def __init__(self, root: ET.Element, source: str) -> None:
+        self.root = root
+        self.source = source
+        ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
+        header = _kid(root, "MessageHeader")
+        self.message_id = _text(header, "MessageId") or "unknown"
+        self.sender_id = _text(header, "MessageSender", "PartyId") or "unknown-sender"
+        self.out = _Extract(version=ERN_NAMESPACES[ns], message_id=self.message_id)
+        self.party_by_ref: dict[str, str] = {}
+        self.party_el_by_ref: dict[str, ET.Element] = {}
+
+    def error(self, where: str, code: str, message: str) -> None:
+        self.out.errors.append(RecordError(source_ref=f"{self.source}#{where}", reason_code=code, message=message))
+
+    def party(self, el: ET.Element, ref: str | None = None) -> str | None:
+        """Register a party (PartyList entry or inline PartyId/PartyName) and return its id."""
+        name = _text(el, "PartyName", "FullName") or _text(el, "FullName")
+        isni = ipi = None
+        pid = _kid(el, "PartyId")
+        if pid is not None:
+            raw_isni = _text(pid, "ISNI") or (pid.text.strip() if pid.get("IsISNI") == "true" and pid.text else None)
+            if raw_isni:
+                try:
+                    isni = normalize_isni(raw_isni)
+                except ValueError as exc:
+                    self.error(f"party {ref or name}", "invalid_isni", str(exc))
+            raw_ipi = _text(pid, "IpiNameNumber")
+            if raw_ipi:
+                try:
+                    from schemas.identifiers import normalize_ipi
+                    ipi = normalize_ipi(raw_ipi)
+                except ValueError as exc:
+                    self.error(f"party {ref or name}", "invalid_ipi", str(exc))
+        dpid = _text(pid, "DPID") if pid is not None else None
+        plain = pid.text.strip() if pid is not None and pid.text and pid.text.strip() and pid.get("IsISNI") != "true" else None
+        if isni:
+            party_id = f"isni:{isni}"
+        elif ipi:
+            party_id = f"ipi:{ipi}"
+        elif dpid or plain:
+            party_id = f"dpid:{dpid or plain}"
+        elif ref:
+            party_id = f"ddex:{self.sender_id}:{ref}"
+        elif name:
+            party_id = f"ddex:{self.sender_id}:name:{name}"
+        else:
+            return None
+        if party_id not in self.out.parties:
+            self.out.parties[party_id] = Party(party_id=party_id, name=name or party_id, isni=isni, ipi=ipi)
+        return party_id
+
+    def read(self) -> _Extract:
+        header = _kid(self.root, "MessageHeader")
+        on_behalf = _kid(header, "SentOnBehalfOf")
+        licensor = self.party(on_behalf) if on_behalf is not None else None
+        licensor = licensor or self.party(_kid(header, "MessageSender") or ET.Element("x"))
+        if licensor is None:
+            raise DdexRejected("ddex_no_sender", "MessageHeader names no MessageSender party")
+        for el in _path(self.root, "PartyList", "Party"):
+            ref = _text(el, "PartyReference")
+            party_id = self.party(el, ref)
+            if ref and party_id:
+                self.party_by_ref[ref] = party_id
+                self.party_el_by_ref[ref] = el
+        isrc_by_resource = self.read_recordings()
+        self.read_deals(licensor, isrc_by_resource)
+        return self.out
+
+    def _contributors(self, sr: ET.Element) -> list[RecordingContributor]:
+        found: dict[tuple[str, str], str] = {}
+
+        def add(party_id: str | None, raw_role: str | None) -> None:
+            if not party_id:
+                return
+            name = self.out.parties[party_id].name
+            for role in ROLE_MAP.get(raw_role or "", ((raw_role or "Contributor"),)):
+                found[(party_id, role)] = name
+
+        for da in _descendants(sr, "DisplayArtist"):
+            ref = _text(da, "ArtistPartyReference")
+            party_id = self.party_by_ref.get(ref) if ref else self.party(da)
+            add(party_id, _text(da, "DisplayArtistRole") or _text(da, "ArtistRole"))
+        for name in ("Contributor", "ResourceContributor", "IndirectResourceContributor"):
+            for c in _descendants(sr, name):
+                ref = _text(c, "ContributorPartyReference")
+                party_id = self.party_by_ref.get(ref) if ref else self.party(c)
+                for tag in ("Role", "ResourceContributorRole", "IndirectResourceContributorRole"):
+                    for role_el in _kids(c, tag):
+                        add(party_id, (role_el.text or "").strip())
+        return [RecordingContributor(party_id=p, name=n, role=r) for (p, r), n in sorted(found.items())]
+
+    def _ai_evidence(self, sr: ET.Element) -> str | None:
+        for el in sr.iter():
+            text = (el.text or "").strip()
+            if text in AI_MARKERS or el.get("UserDefinedValue") in AI_MARKERS:
+                return f"DDEX {_ln(el)} = GenerativeAI"
+            if _ln(el) == "ContainsAI" and text in ("All", "Partly"):
+                return f"DDEX ContainsAI = {text}"
+        for ref_el in _descendants(sr, "ContributorPartyReference") + _descendants(sr, "ArtistPartyReference"):
+            party_el = self.party_el_by_ref.get((ref_el.text or "").strip())
+            if party_el is not None and any((e.text or "").strip() in AI_MARKERS for e in party_el.iter()):
+                return f"DDEX party {(ref_el.text or '').strip()} is of type GenerativeAI"
+        return None
+
+    def read_recordings(self) -> dict[str, tuple[str, list[tuple[str, float]]]]:
+        """Recordings by resource reference: (ISRC, [(rights-controller party, share %)])."""
+        by_ref: dict[str, tuple[str, list[tuple[str, float]]]] = {}
+        for i, sr in enumerate(_path(self.root, "ResourceList", "SoundRecording")):
+            ref = _text(sr, "ResourceReference") or f"SoundRecording[{i}]"
+            raw = (_text(sr, "SoundRecordingEdition", "ResourceId", "ISRC") or _text(sr, "ResourceId", "ISRC")
+                   or _text(sr, "SoundRecordingId", "ISRC"))
+            if raw is None:
+                self.error(f"resource {ref}", "missing_isrc", "sound recording has no ISRC")
+                continue
+            try:
+                isrc = normalize_isrc(raw)
+            except ValueError as exc:
+                self.error(f"resource {ref}", "invalid_isrc", str(exc))
+                continue
+            iswc = None
+            raw_iswc = _text(sr, "WorkId", "ISWC") or _text(sr, "IndirectSoundRecordingId", "ISWC")
+            if raw_iswc:
+                try:
+                    iswc = normalize_iswc(raw_iswc)
+                except ValueError as exc:
+                    self.error(f"resource {ref}", "invalid_iswc", str(exc))
+            evidence = self._ai_evidence(sr)
+            self.out.recordings.append(Recording(
+                isrc=isrc, iswc=iswc, title=_text(sr, "DisplayTitleText") or _text(sr, "ReferenceTitle", "TitleText"),
+                ai_generated=evidence is not None, ai_evidence=evidence, contributors=tuple(self._contributors(sr))))
+            controllers: list[tuple[str, float]] = []
+            for rc in _descendants(sr, "ResourceRightsController") + _descendants(sr, "RightsController"):
+                ref_party = _text(rc, "RightsControllerPartyReference")
+                party_id = self.party_by_ref.get(ref_party) if ref_party else self.party(rc)
+                pct = _kid(rc, "RightSharePercentage")
+                try:
+                    share = float((pct.text or "").strip()) if pct is not None else float("nan")
+                except ValueError:
+                    share = float("nan")
+                if pct is not None and pct.get("HasMaxValueOfOne") == "true":
+                    share *= 100.0
+                if party_id is None or not (0.0 < share <= 100.0):
+                    self.error(f"resource {ref}", "invalid_share",
+                               f"rights controller {party_id or '?'} has share {pct.text if pct is not None else None!r}")
+                    continue
+                controllers.append((party_id, share))
+            by_ref[ref] = (isrc, controllers)
+        return by_ref
+
+    def read_deals(self, licensor: str, by_resource: dict[str, tuple[str, list[tuple[str, float]]]]) -> None:
+        resources_by_release: dict[str, list[str]] = {}
+        for rel in _path(self.root, "ReleaseList", "Release") + _path(self.root, "ReleaseList", "TrackRelease"):
+            rref = _text(rel, "ReleaseReference")
+            if rref:
+                resources_by_release[rref] = [(e.text or "").strip() for e in _descendants(rel, "ReleaseResourceReference")]
+        n = 0
+        for rd_index, rd in enumerate(_path(self.root, "DealList", "ReleaseDeal")):
+            release_refs = [(e.text or "").strip() for e in _kids(rd, "DealReleaseReference")]
+            resource_refs = {r for rel in release_refs for r in resources_by_release.get(rel, [])}
+            isrcs = sorted({by_resource[r][0] for r in resource_refs if r in by_resource})
+            for deal_el in _kids(rd, "Deal"):
+                n += 1
+                deal_id = f"ddex:{self.sender_id}:{self.message_id}:{n}"
+                where = f"ReleaseDeal[{rd_index}] deal {n} ({deal_id})"
+                terms = _kid(deal_el, "DealTerms")
+                if terms is None:
+                    self.error(where, "deal_without_terms", "Deal has no DealTerms (e.g. a takedown); nothing to license")
+                    continue
+                if not isrcs:
+                    self.error(where, "deal_without_recordings",
+                               f"releases {release_refs} contain no sound recording with a valid ISRC")
+                    continue
+                uses = [(e.text or "").strip() for e in (_kids(terms, "UseType") + _path(terms, "Usage", "UseType")
+                                                         + _path(deal_el, "ResourceUsage", "Usage", "UseType"))]
+                uses = list(dict.fromkeys(USE_TYPE_ALIASES.get(u, u) for u in uses if u))
+                try:
+                    include = [normalize_territory((e.text or "")) for e in _kids(terms, "TerritoryCode")]
+                    exclude = [normalize_territory((e.text or "")) for e in _kids(terms, "ExcludedTerritoryCode")]
+                except ValueError as exc:
+                    self.error(where, "invalid_territory", f"{exc} (only ISO 3166-1 alpha-2 and Worldwide are supported)")
+                    continue
+                if not include and exclude:
+                    include = ["Worldwide"]
+                period = _kid(terms, "ValidityPeriod")
+                try:
+                    valid_from = _date(_text(period, "StartDate") or _text(period, "StartDateTime"))
+                    valid_to = _date(_text(period, "EndDate") or _text(period, "EndDateTime"))
+                except ValueError as exc:
+                    self.error(where, "invalid_validity_period", str(exc))
+                    continue
+                models = [(e.text or "").strip() for e in _kids(terms, "CommercialModelType")]
+                controllers = [{"party_id": p, "isrc": by_resource[r][0], "share": s}
+                               for r in sorted(resource_refs) if r in by_resource for p, s in by_resource[r][1]]
+                try:
+                    self.out.deals.append(Deal.model_validate({
+                        "deal_id": deal_id, "licensor": licensor,
+                        "license": f"DDEX ERN {self.out.version} deal" + (f" ({', '.join(models)})" if models else ""),
+                        "isrcs": isrcs, "use_types": uses, "territories": {"include": include, "exclude": exclude},
+                        "valid_from": valid_from, "valid_to": valid_to, "rights_controllers": controllers,
+                    }))
+                except ValidationError as exc:
+                    msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                    code = "invalid_use_type" if "use_types" in msg else (
+                        "invalid_validity_period" if "valid_to" in msg else "invalid_deal")
+                    self.error(where, code, msg)
+
+
+def read_ddex(data: bytes, *, source: str, validate_xsd: bool = False, xsd_dir: Path | None = None) -> _Extract:
+    """Parse and check one message into records without touching the ledger."""
+    root = parse_message(data)
+    ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
+    if _ln(root) != "NewReleaseMessage" or ns not in ERN_NAMESPACES:
+        raise DdexRejected("ddex_unsupported_message",
+                           f"expected an ERN 4.3 or 3.8 NewReleaseMessage, found {_ln(root)!r} in namespace {ns!r}")
+    if validate_xsd:
+        validate_against_xsd(data, ns, xsd_dir if xsd_dir is not None else default_xsd_dir())
+    return _Reader(root, source).read()
+
+
+def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: str, validate_xsd: bool = False,
+                xsd_dir: str | Path | None = None, strict: bool = False) -> ImportReport:
+    """Import one DDEX ERN NewReleaseMessage in a single transaction, or reject it with a reason."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise DdexRejected("xml_too_large", f"message is {size} bytes; the limit is {MAX_BYTES}")
+        data = path.read_bytes()
+    except OSError as exc:
+        return _reject(con, path, None, "unreadable_file", str(exc), actor)
+    except DdexRejected as exc:
+        return _reject(con, path, None, exc.reason_code, exc.message, actor)
+    file_sha = hashlib.sha256(data).hexdigest()
+    if con.execute("SELECT 1 FROM rights_imports WHERE file_sha256 = ? AND kind = 'ddex'", [file_sha]).fetchone():
+        return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, already_imported=True)
+    try:
+        extract = read_ddex(data, source=path.name, validate_xsd=validate_xsd,
+                            xsd_dir=Path(xsd_dir) if xsd_dir is not None else None)
+        if strict and extract.errors:
+            first = extract.errors[0]
+            raise DdexRejected("ddex_strict_item_errors",
+                               f"{len(extract.errors)} item(s) invalid, first: {first.source_ref}: {first.message}")
+    except DdexRejected as exc:
+        return _reject(con, path, file_sha, exc.reason_code, exc.message, actor)
+
+    source = f"ddex:{path.name}:{extract.message_id}"
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for party in extract.parties.values():
+            records.upsert_party(con, party)
+        for recording in extract.recordings:
+            records.upsert_recording(con, recording, source=source)
+        records.upsert_deals(con, extract.deals, source=source)
+        for err in extract.errors:
+            records.quarantine(con, source_ref=err.source_ref, reason_code=err.reason_code, message=err.message)
+        summary = {"ern": extract.version, "message_id": extract.message_id, "file_sha256": file_sha,
+                   "parties": len(extract.parties), "recordings": [r.isrc for r in extract.recordings],
+                   "deals": [d.deal_id for d in extract.deals], "errors": len(extract.errors)}
+        con.execute("INSERT INTO rights_imports VALUES (?, 'ddex', ?, ?, ?, ?)",
+                    [file_sha, str(path), actor, datetime.now(UTC), json.dumps(summary)])
+        audit.record(con, actor=actor, action="rights.import_ddex", subject=str(path), payload=summary)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, parties=len(extract.parties),
+                        recordings=len(extract.recordings), deals=len(extract.deals), errors=tuple(extract.errors))
+
+
+def _reject(con: duckdb.DuckDBPyConnection, path: Path, file_sha: str | None, reason_code: str, message: str,
+            actor: str) -> ImportReport:
+    err = RecordError(source_ref=str(path), reason_code=reason_code, message=message)
+    con.execute("BEGIN TRANSACTION")
+    records.quarantine(con, source_ref=str(path), reason_code=reason_code, message=message)
+    audit.record(con, actor=actor, action="rights.import_ddex.rejected", subject=str(path),
+                 payload={"reason_code": reason_code, "message": message, "file_sha256": file_sha})
+    con.execute("COMMIT")
+    return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, rejected=True, errors=(err,))

@@ -1,0 +1,274 @@
+"""CSV and JSON rights files: licenses (deals), consents and parties.
+
+JSON: one object ``{"schema_version": 1, "parties": [...], "deals": [...], "consents": [...]}``
+whose records follow :class:`schemas.rights.Party`, :class:`~schemas.rights.Deal` and
+:class:`~schemas.rights.Consent` (JSON Schema in ``schemas/jsonschema/rights_file.json``).
+
+CSV: one kind of record per file, recognised by its header (see ``CSV_HEADERS``):
+
+* parties: ``party_id,name,isni,ipi``
+* licenses: ``deal_id,licensor,license,isrc,use_types,territories_include,territories_exclude,
+  valid_from,valid_to,conditions,rights_controller,share`` -- one row per (deal, ISRC, rights
+  controller); rows with the same ``deal_id`` form one deal and must agree on the deal columns.
+  List cells are ``;``-separated; ``rights_controller``/``share`` may be empty.
+* consents: the :class:`~schemas.rights.Consent` field names, timestamps in ISO 8601 with a zone.
+
+Each bad record is written to ``quarantine`` (stage ``rights_import``) with the file, the record
+and the reason; the good rest is imported in one transaction. Re-importing a file with the same
+content changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from pydantic import BaseModel, ValidationError
+
+from licensing import records
+from licensing.importers import ImportReport, RecordError
+from lineage import audit
+from schemas.rights import Consent, Deal, Party
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+CSV_HEADERS: dict[str, tuple[str, ...]] = {
+    "parties": ("party_id", "name", "isni", "ipi"),
+    "licenses": ("deal_id", "licensor", "license", "isrc", "use_types", "territories_include",
+                 "territories_exclude", "valid_from", "valid_to", "conditions", "rights_controller", "share"),
+    "consents": ("consent_id", "party_id", "scope", "scope_ref", "ai_training", "ai_generative_training",
+                 "data_mining", "ai_inference", "evidence_ref", "evidence_sha256", "granted_at", "revoked_at"),
+}
+_DEAL_COLUMNS = ("licensor", "license", "use_types", "territories_include", "territories_exclude",
+                 "valid_from", "valid_to", "conditions")
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
+    return "; ".join(parts)
+
+
+def _reason_for(exc: ValidationError) -> str:
+    text = _validation_message(exc).lower()
+    for needle, code in (("time zone", "invalid_timestamp"), ("'allowed', 'notallowed'", "invalid_consent_value"),
+                         ("isrc", "invalid_isrc"), ("iswc", "invalid_iswc"), ("isni", "invalid_isni"),
+                         ("ipi", "invalid_ipi"), ("territor", "invalid_territory"), ("share", "invalid_share"),
+                         ("use_types", "invalid_use_type"), ("valid_to", "invalid_validity_period"),
+                         ("evidence", "consent_evidence_invalid")):
+        if needle in text:
+            return code
+    return "invalid_record"
+
+
+class _Parsed:
+    def __init__(self) -> None:
+        self.parties: list[tuple[str, dict[str, Any]]] = []
+        self.deals: list[tuple[str, dict[str, Any]]] = []
+        self.consents: list[tuple[str, dict[str, Any]]] = []
+        self.errors: list[RecordError] = []
+
+
+def _parse_json(path: Path, text: str) -> _Parsed:
+    parsed = _Parsed()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _FileRejected("unreadable_json", f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise _FileRejected("invalid_rights_file", "top level must be an object with parties/deals/consents")
+    if data.get("schema_version") != 1:
+        raise _FileRejected("unsupported_schema_version",
+                            f"schema_version must be 1, found {data.get('schema_version')!r}")
+    unknown = set(data) - {"schema_version", "parties", "deals", "consents"}
+    if unknown:
+        raise _FileRejected("invalid_rights_file", f"unknown top-level keys: {sorted(unknown)}")
+    for key, target in (("parties", parsed.parties), ("deals", parsed.deals), ("consents", parsed.consents)):
+        items = data.get(key, [])
+        if not isinstance(items, list):
+            raise _FileRejected("invalid_rights_file", f"{key!r} must be a list")
+        id_key = {"parties": "party_id", "deals": "deal_id", "consents": "consent_id"}[key]
+        for i, item in enumerate(items):
+            label = item.get(id_key) if isinstance(item, dict) else None
+            ref = f"{path}#/{key}/{i}" + (f" ({label})" if label else "")
+            if not isinstance(item, dict):
+                parsed.errors.append(RecordError(source_ref=ref, reason_code="invalid_record", message="not an object"))
+                continue
+            target.append((ref, item))
+    return parsed
+
+
+def _split(cell: str | None) -> list[str]:
+    return [part.strip() for part in (cell or "").split(";") if part.strip()]
+
+
+def _blank(cell: str | None) -> str | None:
+    return cell.strip() if cell and cell.strip() else None
+
+
+def _parse_csv(path: Path, text: str) -> _Parsed:
+    parsed = _Parsed()
+    reader = csv.DictReader(io.StringIO(text))
+    header = tuple(h.strip() for h in (reader.fieldnames or ()))
+    kind = next((k for k, cols in CSV_HEADERS.items() if set(cols) == set(header)), None)
+    if kind is None:
+        raise _FileRejected("unknown_csv_header",
+                            f"header {list(header)} matches none of: "
+                            + "; ".join(f"{k}={','.join(v)}" for k, v in CSV_HEADERS.items()))
+    rows = [(f"{path}:{line}", {k.strip(): v for k, v in row.items()})
+            for line, row in enumerate(reader, start=2)]
+    if kind == "parties":
+        parsed.parties = [(ref, {"party_id": r["party_id"], "name": r["name"], "isni": _blank(r["isni"]),
+                                 "ipi": _blank(r["ipi"])}) for ref, r in rows]
+    elif kind == "consents":
+        parsed.consents = [(ref, {k: _blank(v) for k, v in r.items()}) for ref, r in rows]
+    else:
+        grouped: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        for ref, row in rows:
+            deal_id = (row.get("deal_id") or "").strip()
+            if not deal_id:
+                parsed.errors.append(RecordError(source_ref=ref, reason_code="invalid_record", message="deal_id is empty"))
+                continue
+            grouped.setdefault(deal_id, []).append((ref, row))
+        for deal_id, group in grouped.items():
+            refs = ", ".join(ref.rsplit(":", 1)[1] for ref, _ in group)
+            ref = f"{path}:{refs} ({deal_id})"
+            first = group[0][1]
+            clash = [c for c in _DEAL_COLUMNS if any((row[c] or "").strip() != (first[c] or "").strip() for _, row in group)]
+            if clash:
+                parsed.errors.append(RecordError(source_ref=ref, reason_code="inconsistent_deal_rows",
+                                                 message=f"rows of deal {deal_id} disagree on {clash}"))
+                continue
+            controllers: list[dict[str, Any]] = []
+            bad_share = False
+            for row_ref, row in group:
+                if _blank(row["rights_controller"]):
+                    try:
+                        share = float(row["share"])
+                    except (TypeError, ValueError):
+                        parsed.errors.append(RecordError(source_ref=f"{row_ref} ({deal_id})", reason_code="invalid_share",
+                                                         message=f"share {row['share']!r} is not a number"))
+                        bad_share = True
+                        continue
+                    controllers.append({"party_id": row["rights_controller"].strip(), "isrc": row["isrc"], "share": share})
+            if bad_share:
+                continue
+            parsed.deals.append((ref, {
+                "deal_id": deal_id, "licensor": (first["licensor"] or "").strip(), "license": _blank(first["license"]),
+                "isrcs": list(dict.fromkeys(row["isrc"] for _, row in group)),
+                "use_types": _split(first["use_types"]),
+                "territories": {"include": _split(first["territories_include"]),
+                                "exclude": _split(first["territories_exclude"])},
+                "valid_from": _blank(first["valid_from"]), "valid_to": _blank(first["valid_to"]),
+                "conditions": _split(first["conditions"]), "rights_controllers": controllers,
+            }))
+    return parsed
+
+
+class _FileRejected(Exception):
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.message = message
+
+
+def _validate(items: list[tuple[str, dict[str, Any]]], model: type[BaseModel],
+              errors: list[RecordError]) -> list[tuple[str, Any]]:
+    good = []
+    seen: set[str] = set()
+    for ref, item in items:
+        key = str(item.get("deal_id") or item.get("consent_id") or item.get("party_id") or "")
+        if key and key in seen:
+            errors.append(RecordError(source_ref=ref, reason_code="duplicate_record",
+                                      message=f"{key} appears more than once in this file"))
+            continue
+        seen.add(key)
+        try:
+            good.append((ref, model.model_validate(item)))
+        except ValidationError as exc:
+            errors.append(RecordError(source_ref=ref, reason_code=_reason_for(exc), message=_validation_message(exc)))
+    return good
+
+
+def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: str) -> ImportReport:
+    """Import one JSON or CSV rights file; bad records are quarantined, the good rest imported."""
+    path = Path(path)
+    kind = "csv" if path.suffix.lower() == ".csv" else "json"
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise _FileRejected("file_too_large", f"larger than {MAX_FILE_BYTES} bytes")
+        raw = path.read_bytes()
+        file_sha = hashlib.sha256(raw).hexdigest()
+        text = raw.decode("utf-8-sig")
+    except OSError as exc:
+        return _reject(con, path, kind, None, "unreadable_file", str(exc), actor)
+    except UnicodeDecodeError as exc:
+        return _reject(con, path, kind, None, "not_utf8", f"not UTF-8 text: {exc}", actor)
+    except _FileRejected as exc:
+        return _reject(con, path, kind, None, exc.reason_code, exc.message, actor)
+
+    if con.execute("SELECT 1 FROM rights_imports WHERE file_sha256 = ? AND kind = ?", [file_sha, kind]).fetchone():
+        return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, already_imported=True)
+    try:
+        parsed = _parse_csv(path, text) if kind == "csv" else _parse_json(path, text)
+    except _FileRejected as exc:
+        return _reject(con, path, kind, file_sha, exc.reason_code, exc.message, actor)
+
+    errors = list(parsed.errors)
+    parties = _validate(parsed.parties, Party, errors)
+    deals = _validate(parsed.deals, Deal, errors)
+    consents = _validate(parsed.consents, Consent, errors)
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        known = records.known_party_ids(con) | {p.party_id for _, p in parties}
+        for _, party in parties:
+            records.upsert_party(con, party)
+        written_deals, written_consents = [], []
+        for ref, deal in deals:
+            missing = sorted({deal.licensor, *(rc.party_id for rc in deal.rights_controllers)} - known)
+            if missing:
+                errors.append(RecordError(source_ref=ref, reason_code="unknown_party",
+                                          message=f"deal {deal.deal_id} names unknown parties {missing}: list them under parties"))
+                continue
+            written_deals.append(deal)
+        records.upsert_deals(con, written_deals, source=f"{kind}:{path.name}")
+        for ref, consent in consents:
+            if consent.party_id not in known:
+                errors.append(RecordError(source_ref=ref, reason_code="unknown_party",
+                                          message=f"consent {consent.consent_id} names unknown party {consent.party_id}"))
+                continue
+            records.upsert_consent(con, consent, source=f"{kind}:{path.name}")
+            written_consents.append(consent.consent_id)
+        for err in errors:
+            records.quarantine(con, source_ref=err.source_ref, reason_code=err.reason_code, message=err.message)
+        summary = {"parties": len(parties), "deals": [d.deal_id for d in written_deals], "consents": written_consents,
+                   "errors": len(errors), "file_sha256": file_sha}
+        con.execute("INSERT INTO rights_imports VALUES (?, ?, ?, ?, ?, ?)",
+                    [file_sha, kind, str(path), actor, datetime.now(UTC), json.dumps(summary)])
+        audit.record(con, actor=actor, action="rights.import", subject=str(path), payload=summary)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, parties=len(parties),
+                        deals=len(written_deals), consents=len(written_consents), errors=tuple(errors))
+
+
+def _reject(con: duckdb.DuckDBPyConnection, path: Path, kind: str, file_sha: str | None,
+            reason_code: str, message: str, actor: str) -> ImportReport:
+    err = RecordError(source_ref=str(path), reason_code=reason_code, message=message)
+    con.execute("BEGIN TRANSACTION")
+    records.quarantine(con, source_ref=err.source_ref, reason_code=reason_code, message=message)
+    audit.record(con, actor=actor, action="rights.import.rejected", subject=str(path),
+                 payload={"reason_code": reason_code, "message": message, "file_sha256": file_sha})
+    con.execute("COMMIT")
+    return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, rejected=True, errors=(err,))

@@ -1,0 +1,334 @@
+"""Training releases: a frozen set of allowed tracks, proposed by an ML engineer, approved by the rights team.
+
+The proposer cannot approve. Every proposal, approval, rejection and refusal is audit-logged.
+A release stays usable only while its tracks stay allowed: :func:`denied_since_approval` and
+:func:`release_gate` re-check them against today's deals and consents.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import duckdb
+from pydantic import BaseModel, ConfigDict
+
+from licensing.evaluate import catalog_decisions, evaluate_catalog, evaluate_catalog_frame
+from licensing.policy import policy_by_hash
+from licensing.roles import Role, RoleBook, load_roles, roles_path_for
+from lineage import audit
+from lineage.audit import canonical_json, sha256_text
+from schemas.policy import Policy
+from schemas.releases import Approval, Release, ReleaseTrack
+
+ACTIVE = ("proposed", "approved")
+
+
+class ReleaseError(Exception):
+    """A release action that cannot be carried out (unknown release, wrong state, empty release)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ApprovalRefused(ReleaseError):
+    """The actor may not perform this action; the refusal itself is audit-logged."""
+
+
+class DeniedTrack(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    track_id: str
+    isrc: str
+    reason_codes: tuple[str, ...]
+    explanation: str
+    decision_id: str
+
+
+class ReleaseGate(BaseModel):
+    """Whether shards may be built from (and training may read) a release right now."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    release_id: str
+    ok: bool
+    status: str | None
+    checked_on: date
+    reasons: tuple[str, ...] = ()
+    denied: tuple[DeniedTrack, ...] = ()
+
+
+class ChangedTrack(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    track_id: str
+    isrc: str
+    purpose: str
+    territory: str
+    reason_codes: tuple[str, ...]
+
+
+class ChangeReport(BaseModel):
+    """Tracks that became denied after deal or consent changes, and the releases that hold them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    checked_on: date
+    became_denied: tuple[ChangedTrack, ...]
+    affected_releases: dict[str, tuple[str, ...]]
+    alerts_written: int
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _roles(con: duckdb.DuckDBPyConnection, roles: RoleBook | None) -> RoleBook:
+    if roles is not None:
+        return roles
+    return load_roles(roles_path_for(con))
+
+
+def _refuse(con: duckdb.DuckDBPyConnection, *, actor: str, action: str, subject: str, code: str, message: str) -> None:
+    audit.record(con, actor=actor, action=f"release.{action}.refused", subject=subject,
+                 payload={"code": code, "message": message})
+    raise ApprovalRefused(code, message)
+
+
+def _require_role(con: duckdb.DuckDBPyConnection, roles: RoleBook | None, actor: str, role: Role, action: str,
+                  subject: str) -> None:
+    try:
+        book = _roles(con, roles)
+    except ValueError as exc:
+        _refuse(con, actor=actor, action=action, subject=subject, code="roles_unavailable", message=str(exc))
+        return
+    if not book.has(actor, role):
+        _refuse(con, actor=actor, action=action, subject=subject, code="role_missing",
+                message=f"{actor} does not have the {role} role (roles from {book.source or 'argument'})")
+
+
+def propose_release(con: duckdb.DuckDBPyConnection, *, purpose: str, territory: str, on_date: date, actor: str,
+                    policy: Policy, release_id: str | None = None, roles: RoleBook | None = None) -> Release:
+    """Evaluate the catalog and freeze the currently allowed tracks, with their decision ids, as a release."""
+    _require_role(con, roles, actor, "ml_engineer", "propose", release_id or f"{purpose}/{territory}/{on_date}")
+    summary = evaluate_catalog(con, policy, purpose=purpose, territory=territory, on_date=on_date, actor=actor)
+    rows = con.execute(
+        "SELECT c.track_id, t.isrc, c.decision_id FROM current_decisions c JOIN tracks t USING (track_id) "
+        "WHERE c.purpose = ? AND c.territory = ? AND c.on_date = ? AND c.policy_hash = ? AND c.allowed "
+        "ORDER BY c.track_id", [purpose, summary.territory, on_date, policy.content_hash]).fetchall()
+    if not rows:
+        raise ReleaseError("release_empty", f"no track is allowed for {purpose} in {summary.territory} on {on_date}; "
+                                            f"denials by reason: {summary.by_reason}")
+    content = {"purpose": purpose, "territory": summary.territory, "on_date": on_date.isoformat(),
+               "policy_hash": policy.content_hash, "tracks": [list(r) for r in rows]}
+    content_sha = sha256_text(canonical_json(content))
+    proposed_at = datetime.now(UTC)
+    release_id = release_id or f"rel-{on_date:%Y%m%d}-{sha256_text(content_sha + proposed_at.isoformat())[:10]}"
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if con.execute("SELECT 1 FROM releases WHERE release_id = ?", [release_id]).fetchone():
+            raise ReleaseError("release_exists", f"release {release_id} already exists")
+        con.execute("INSERT INTO releases VALUES (?, ?, ?, ?, ?, 'proposed', ?, ?, ?, ?)",
+                    [release_id, purpose, summary.territory, on_date, policy.content_hash, actor, proposed_at,
+                     len(rows), content_sha])
+        con.execute("INSERT INTO release_tracks SELECT ?, unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+                    [release_id, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]])
+        audit.record(con, actor=actor, action="release.propose", subject=release_id,
+                     payload={"purpose": purpose, "territory": summary.territory, "on_date": on_date.isoformat(),
+                              "policy_hash": policy.content_hash, "track_count": len(rows),
+                              "content_sha256": content_sha, "denied_by_reason": summary.by_reason})
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return _must_get(con, release_id)
+
+
+def get_release(con: duckdb.DuckDBPyConnection, release_id: str, *, with_tracks: bool = True) -> Release | None:
+    """The release with its tracks and approval trail, or None."""
+    row = con.execute("SELECT release_id, purpose, territory, on_date, policy_hash, status, proposed_by, proposed_at, "
+                      "track_count, content_sha256 FROM releases WHERE release_id = ?", [release_id]).fetchone()
+    if row is None:
+        return None
+    keys = ["release_id", "purpose", "territory", "on_date", "policy_hash", "status", "proposed_by", "proposed_at",
+            "track_count", "content_sha256"]
+    data = dict(zip(keys, row, strict=True))
+    tracks = con.execute("SELECT track_id, isrc, decision_id FROM release_tracks WHERE release_id = ? ORDER BY track_id",
+                         [release_id]).fetchall() if with_tracks else []
+    approvals = con.execute("SELECT release_id, actor, action, comment, recorded_at FROM approvals "
+                            "WHERE release_id = ? ORDER BY recorded_at", [release_id]).fetchall()
+    return Release(**data,
+                   tracks=tuple(ReleaseTrack(track_id=t, isrc=i, decision_id=d) for t, i, d in tracks),
+                   approvals=tuple(Approval(release_id=a[0], actor=a[1], action=a[2], comment=a[3], recorded_at=a[4])
+                                   for a in approvals))
+
+
+def _must_get(con: duckdb.DuckDBPyConnection, release_id: str) -> Release:
+    release = get_release(con, release_id)
+    if release is None:
+        raise ReleaseError("release_unknown", f"no release {release_id}")
+    return release
+
+
+def list_releases(con: duckdb.DuckDBPyConnection, *, status: str | None = None) -> list[Release]:
+    ids = con.execute("SELECT release_id FROM releases WHERE ? IS NULL OR status = ? ORDER BY proposed_at",
+                      [status, status]).fetchall()
+    return [r for (rid,) in ids if (r := get_release(con, rid, with_tracks=False)) is not None]
+
+
+def _decide(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comment: str, action: str,
+            new_status: str, roles: RoleBook | None, allowed_from: tuple[str, ...],
+            on_date: date | None = None) -> Release:
+    release = get_release(con, release_id, with_tracks=False)
+    if release is None:
+        raise ReleaseError("release_unknown", f"no release {release_id}")
+    _require_role(con, roles, actor, "rights_team", action, release_id)
+    if actor == release.proposed_by:
+        _refuse(con, actor=actor, action=action, subject=release_id, code="same_person",
+                message=f"{actor} proposed {release_id} and cannot also {action} it")
+    if not comment or not comment.strip():
+        _refuse(con, actor=actor, action=action, subject=release_id, code="comment_required",
+                message=f"{action} needs a comment saying why")
+    if release.status not in allowed_from:
+        _refuse(con, actor=actor, action=action, subject=release_id, code="wrong_status",
+                message=f"{release_id} is {release.status}; only {'/'.join(allowed_from)} releases can be {new_status}")
+    payload: dict[str, object] = {"comment": comment, "from_status": release.status}
+    if action == "approve":
+        denied = denied_since_approval(con, release_id, on_date=on_date)
+        if denied:
+            _refuse(con, actor=actor, action=action, subject=release_id, code="tracks_now_denied",
+                    message=f"{len(denied)} track(s) of {release_id} are denied now (e.g. {denied[0].isrc}: "
+                            f"{', '.join(denied[0].reason_codes)}); propose a new release")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        now = datetime.now(UTC)
+        con.execute("UPDATE releases SET status = ? WHERE release_id = ?", [new_status, release_id])
+        con.execute("INSERT INTO approvals VALUES (?, ?, ?, ?, ?)", [release_id, actor, action, comment.strip(), now])
+        audit.record(con, actor=actor, action=f"release.{action}", subject=release_id, payload=payload)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return _must_get(con, release_id)
+
+
+def approve_release(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comment: str,
+                    roles: RoleBook | None = None, on_date: date | None = None) -> Release:
+    """Rights-team approval; refused for the proposer, without a comment, or if a track is denied now.
+
+    "Now" is ``on_date`` if given, else the later of today and the release date.
+    """
+    return _decide(con, release_id, actor=actor, comment=comment, action="approve", new_status="approved",
+                   roles=roles, allowed_from=("proposed",), on_date=on_date)
+
+
+def reject_release(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comment: str,
+                   roles: RoleBook | None = None) -> Release:
+    """Rights-team rejection of a proposed release, with the reason."""
+    return _decide(con, release_id, actor=actor, comment=comment, action="reject", new_status="rejected",
+                   roles=roles, allowed_from=("proposed",))
+
+
+def revoke_release(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comment: str,
+                   roles: RoleBook | None = None) -> Release:
+    """Rights-team withdrawal of an approved release (no further shards or training from it)."""
+    return _decide(con, release_id, actor=actor, comment=comment, action="revoke", new_status="revoked",
+                   roles=roles, allowed_from=("approved",))
+
+
+def denied_since_approval(con: duckdb.DuckDBPyConnection, release_id: str, *,
+                          on_date: date | None = None) -> list[DeniedTrack]:
+    """Tracks of the release that the release's policy denies today (or on ``on_date``) with current rights data.
+
+    The default date is the later of today and the release date: a consent revoked or a deal expired
+    by the time of use counts, even if the release was frozen for an earlier date.
+    """
+    release = get_release(con, release_id)
+    if release is None:
+        raise ReleaseError("release_unknown", f"no release {release_id}")
+    policy = policy_by_hash(con, release.policy_hash)
+    if policy is None:
+        raise ReleaseError("policy_unknown", f"policy {release.policy_hash} of {release_id} is not stored")
+    when = on_date or max(_today(), release.on_date)
+    evaluate_catalog_frame(con, policy, purpose=release.purpose, territory=release.territory, on_date=when,
+                           track_ids=[t.track_id for t in release.tracks])
+    now = catalog_decisions(con)
+    denied = []
+    for t in release.tracks:
+        row = now.get(t.track_id)
+        if row is None:
+            denied.append(DeniedTrack(track_id=t.track_id, isrc=t.isrc, reason_codes=("track_missing",),
+                                      explanation="denied: the track is no longer in the catalog", decision_id=""))
+        elif not row["allowed"]:
+            denied.append(DeniedTrack(track_id=t.track_id, isrc=t.isrc, reason_codes=tuple(row["reason_codes"]),
+                                      explanation=row["explanation"], decision_id=row["decision_id"]))
+    return denied
+
+
+def release_gate(con: duckdb.DuckDBPyConnection, release_id: str, *, on_date: date | None = None) -> ReleaseGate:
+    """Open only for an approved release none of whose tracks is denied now; for shard writers and loaders."""
+    release = get_release(con, release_id, with_tracks=False)
+    when = on_date or _today()
+    if release is None:
+        return ReleaseGate(release_id=release_id, ok=False, status=None, checked_on=when, reasons=("release_unknown",))
+    when = on_date or max(_today(), release.on_date)
+    reasons: list[str] = []
+    if release.status != "approved":
+        reasons.append(f"release_{release.status}")
+    denied = denied_since_approval(con, release_id, on_date=when)
+    if denied:
+        reasons.append("tracks_now_denied")
+    return ReleaseGate(release_id=release_id, ok=not reasons, status=release.status, checked_on=when,
+                       reasons=tuple(reasons), denied=tuple(denied))
+
+
+def reevaluate_after_change(con: duckdb.DuckDBPyConnection, policy: Policy, *, actor: str,
+                            on_date: date | None = None) -> ChangeReport:
+    """Re-decide after deal or consent changes: which tracks became denied, which active releases hold them.
+
+    Each evaluation key (purpose, territory) seen under this policy or in an active release is
+    re-evaluated for ``on_date`` (default today); affected tracks of active releases are written
+    to ``release_alerts``.
+    """
+    when = on_date or _today()
+    keys = con.execute(
+        "SELECT DISTINCT purpose, territory FROM current_decisions WHERE policy_hash = ? "
+        "UNION SELECT DISTINCT purpose, territory FROM releases WHERE status IN ('proposed', 'approved') "
+        "AND policy_hash = ? ORDER BY ALL", [policy.content_hash, policy.content_hash]).fetchall()
+    became: list[ChangedTrack] = []
+    for purpose, territory in keys:
+        before = {r[0] for r in con.execute(
+            "SELECT track_id FROM current_decisions c WHERE purpose = ? AND territory = ? AND policy_hash = ? "
+            "AND allowed AND on_date = (SELECT max(on_date) FROM current_decisions WHERE purpose = c.purpose "
+            "AND territory = c.territory AND policy_hash = c.policy_hash AND on_date <= ?)",
+            [purpose, territory, policy.content_hash, when]).fetchall()}
+        evaluate_catalog(con, policy, purpose=purpose, territory=territory, on_date=when, actor=actor)
+        for track_id, isrc, codes in con.execute(
+                "SELECT track_id, isrc, reason_codes FROM _eval WHERE NOT allowed ORDER BY track_id").fetchall():
+            if track_id in before:
+                became.append(ChangedTrack(track_id=track_id, isrc=isrc, purpose=purpose, territory=territory,
+                                           reason_codes=tuple(codes)))
+    affected: dict[str, tuple[str, ...]] = {}
+    alerts = 0
+    for (release_id,) in con.execute("SELECT release_id FROM releases WHERE status IN ('proposed', 'approved') "
+                                     "ORDER BY release_id").fetchall():
+        denied = denied_since_approval(con, release_id, on_date=when)
+        if not denied:
+            continue
+        affected[release_id] = tuple(d.track_id for d in denied)
+        con.execute("BEGIN TRANSACTION")
+        for d in denied:
+            inserted = con.execute(
+                "INSERT INTO release_alerts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
+                [release_id, d.track_id, d.isrc, list(d.reason_codes), when, datetime.now(UTC)]).fetchall()
+            alerts += len(inserted)
+        con.execute("COMMIT")
+    report = ChangeReport(checked_on=when, became_denied=tuple(became), affected_releases=affected,
+                          alerts_written=alerts)
+    con.execute("BEGIN TRANSACTION")
+    audit.record(con, actor=actor, action="rights.reevaluate", subject=f"policy:{policy.content_hash[:12]}",
+                 payload=json.loads(report.model_dump_json()))
+    con.execute("COMMIT")
+    return report

@@ -1,0 +1,210 @@
+"""Generated catalogs with deals, shares, contributors, consents, opt-outs and duplicates.
+
+Used to cross-check the two evaluators and to benchmark the set-based one. Values cluster
+around ``on_date`` (deals starting or ending on that very day, consents granted or revoked
+near UTC midnight, opt-out scores equal to their threshold) so boundary cases are common.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+USE_COMBOS = [
+    ["UseForTrainingGenerativeAI", "UseForTrainingNonGenerativeAI", "UseForDataMining"],
+    ["UseForTrainingNonGenerativeAI", "UseForDataMining"],
+    ["UseForTrainingGenerativeAI"],
+    ["Stream", "PermanentDownload"],
+    ["UseForDataMining", "Stream"],
+]
+TERRITORY_COMBOS = [  # (include, exclude)
+    (["Worldwide"], []), (["Worldwide"], ["US"]), (["DE", "FR"], []), (["US"], []), (["Worldwide"], ["DE", "FR"]),
+]
+CONSENT_VALUES = ["allowed", "notAllowed", "constrained"]
+ROLES = ["MainArtist", "FeaturedArtist", "Composer", "Lyricist", "Publisher"]
+
+
+@dataclass(frozen=True)
+class CatalogSize:
+    tracks: int
+    deals: int
+    parties: int
+    consents: int
+    contributors: int
+
+
+def _isrc(i: np.ndarray) -> np.ndarray:
+    if i.size == 0:
+        return np.array([], dtype="U12")
+    return np.char.add(np.char.add("QZS", np.char.zfill((i // 100000 % 100).astype(str), 2)),
+                       np.char.zfill((i % 100000).astype(str), 5))
+
+
+def _ids(prefix: str, i: np.ndarray, width: int) -> np.ndarray:
+    if i.size == 0:
+        return np.array([], dtype="U32")
+    return np.char.add(prefix, np.char.zfill(i.astype(str), width))
+
+
+def _iswc(i: np.ndarray) -> np.ndarray:
+    if i.size == 0:
+        return np.array([], dtype="U11")
+    return np.char.add("T", np.char.zfill(i.astype(str), 10))
+
+
+def _day_offsets(rng: np.random.Generator, n: int, low: int, high: int) -> np.ndarray:
+    """Offsets in days, a third of them pinned to -1, 0 or +1 to exercise the boundaries."""
+    out = rng.integers(low, high, n)
+    pin = rng.random(n) < 0.33
+    out[pin] = rng.integers(-1, 2, int(pin.sum()))
+    return out
+
+
+def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, on_date: date,
+                     delivery_id: str = "synthetic") -> CatalogSize:
+    """Insert a random but reproducible catalog of ``tracks`` tracks and its rights data."""
+    rng = np.random.default_rng(seed)
+    n = tracks
+    n_parties = max(4, n // 4)
+    n_deals = max(2, n // 2)
+    n_works = max(2, n // 3)
+    base = np.datetime64(on_date.isoformat())
+    now = datetime.now(UTC)
+
+    idx = np.arange(n)
+    isrc = _isrc(idx)
+    dup_mask = rng.random(n) < 0.02
+    ai = rng.random(n) < 0.03
+    tracks_tbl = pa.table({"track_id": _ids("trk_", idx, 16), "isrc": isrc, "ai_generated": ai})
+    con.register("_g_tracks", tracks_tbl)
+    con.execute(
+        "INSERT INTO tracks (track_id, delivery_id, isrc, ai_generated, source_path, audio_sha256, ingested_at) "
+        "SELECT track_id, ?, isrc, ai_generated, 'synthetic://' || track_id, repeat('0', 64), ? FROM _g_tracks",
+        [delivery_id, now])
+
+    rec = rng.random(n) < 0.4
+    recordings = pa.table({"isrc": isrc[rec], "iswc": _iswc(rng.integers(0, n_works, int(rec.sum()))),
+                           "ai": rng.random(int(rec.sum())) < 0.02})
+    con.register("_g_rec", recordings)
+    con.execute("INSERT INTO recordings SELECT isrc, iswc, NULL, ai, CASE WHEN ai THEN 'DDEX contributor GenerativeAI' END, "
+                "'synthetic', ? FROM _g_rec", [now])
+
+    # deals: attributes by index into the combo tables
+    deal_idx = np.arange(n_deals)
+    vf_null = rng.random(n_deals) < 0.1
+    vf = base + _day_offsets(rng, n_deals, -800, 30).astype("timedelta64[D]")
+    vt_null = rng.random(n_deals) < 0.5
+    vt = vf + rng.integers(0, 900, n_deals).astype("timedelta64[D]")
+    near = rng.random(n_deals) < 0.3
+    vt[near] = base + rng.integers(-1, 2, int(near.sum())).astype("timedelta64[D]")
+    vt = np.maximum(vt, vf)
+    deals = pa.table({
+        "deal_id": _ids("D", deal_idx, 8), "licensor": _ids("P", rng.integers(0, n_parties, n_deals), 7),
+        "uc": rng.integers(0, len(USE_COMBOS), n_deals), "tc": rng.integers(0, len(TERRITORY_COMBOS), n_deals),
+        "vf": pa.array(vf, mask=vf_null), "vt": pa.array(vt, mask=vt_null),
+    })
+    combos = pa.table({"uc": list(range(len(USE_COMBOS))), "uses": USE_COMBOS})
+    terr = pa.table({"tc": list(range(len(TERRITORY_COMBOS))), "inc": [t[0] for t in TERRITORY_COMBOS],
+                     "exc": [t[1] for t in TERRITORY_COMBOS]})
+    con.register("_g_deals", deals)
+    con.register("_g_uc", combos)
+    con.register("_g_tc", terr)
+    con.execute("INSERT INTO deals SELECT deal_id, licensor, 'synthetic', uses, inc, exc, vf::DATE, vt::DATE, "
+                "['attribution_required'], 'synthetic', ? FROM _g_deals JOIN _g_uc USING (uc) JOIN _g_tc USING (tc)",
+                [now])
+
+    # deal_recordings: 0, 1 or 2 deals per track
+    k = rng.choice([0, 1, 2], size=n, p=[0.1, 0.7, 0.2])
+    dr_track = np.repeat(idx, k)
+    dr_deal = rng.integers(0, n_deals, len(dr_track))
+    links = pa.table({"deal_id": _ids("D", dr_deal, 8), "isrc": isrc[dr_track]})
+    con.register("_g_dr", links)
+    con.execute("INSERT INTO deal_recordings SELECT DISTINCT deal_id, isrc FROM _g_dr")
+
+    # rights controllers per link: full single owner, 50/50, 60/30 (incomplete) or none
+    m = len(dr_track)
+    kind = rng.choice([0, 1, 2, 3], size=m, p=[0.8, 0.08, 0.07, 0.05])
+    rc_rows = []
+    p1 = _ids("P", rng.integers(0, n_parties, m), 7)
+    p2 = _ids("P", rng.integers(0, n_parties, m), 7)
+    deal_ids, link_isrc = _ids("D", dr_deal, 8), isrc[dr_track]
+    for code, shares in ((0, (100.0,)), (1, (50.0, 50.0)), (2, (60.0, 30.0))):
+        sel = kind == code
+        for j, share in enumerate(shares):
+            rc_rows.append(pa.table({"deal_id": deal_ids[sel], "isrc": link_isrc[sel],
+                                     "party_id": (p1 if j == 0 else p2)[sel],
+                                     "share": np.full(int(sel.sum()), share)}))
+    con.register("_g_rc", pa.concat_tables(rc_rows))
+    con.execute("INSERT INTO rights_controllers SELECT deal_id, isrc, party_id, sum(share) FROM "
+                "(SELECT DISTINCT deal_id, isrc, party_id, share FROM _g_rc) GROUP BY ALL")
+
+    # contributors: a main artist for 92% of tracks, some featured artists and songwriters
+    parts = []
+    for role, p, source in (("MainArtist", 0.92, "track"), ("FeaturedArtist", 0.2, "track"),
+                            ("Composer", 0.3, "track"), ("Publisher", 0.1, "recording"),
+                            ("MainArtist", 0.05, "recording")):
+        sel = rng.random(n) < p
+        parts.append(pa.table({"track_id": _ids("trk_", idx[sel], 16), "isrc": isrc[sel],
+                               "party_id": _ids("P", rng.integers(0, n_parties, int(sel.sum())), 7),
+                               "role": np.full(int(sel.sum()), role), "source": np.full(int(sel.sum()), source)}))
+    con.register("_g_c", pa.concat_tables(parts))
+    con.execute("INSERT INTO contributors SELECT DISTINCT track_id, party_id, party_id, role FROM _g_c "
+                "WHERE source = 'track'")
+    con.execute("INSERT INTO recording_contributors SELECT DISTINCT isrc, party_id, party_id, role FROM _g_c "
+                "WHERE source = 'recording'")
+    contributors = sum(t.num_rows for t in parts)
+
+    con.register("_g_p", pa.table({"party_id": _ids("P", np.arange(n_parties), 7)}))
+    con.execute("INSERT INTO parties SELECT party_id, party_id, NULL, NULL FROM _g_p")
+
+    # consents: 0-2 per party; scopes all / recording / work; some revoked
+    kc = rng.choice([0, 1, 2], size=n_parties, p=[0.15, 0.65, 0.2])
+    cp = np.repeat(np.arange(n_parties), kc)
+    c = len(cp)
+    scope = rng.choice(["all", "recording", "work"], size=c, p=[0.7, 0.15, 0.15])
+    ref = np.where(scope == "recording", _isrc(rng.integers(0, n, c)),
+                   np.where(scope == "work", _iswc(rng.integers(0, n_works, c)), ""))
+    values = {f: np.array(CONSENT_VALUES)[rng.choice(3, size=c, p=[0.75, 0.13, 0.12])]
+              for f in ("ai_training", "ai_generative_training", "data_mining", "ai_inference")}
+    seconds = rng.integers(-3 * 3600, 3 * 3600, c).astype("timedelta64[s]")
+    granted = (base + _day_offsets(rng, c, -400, 5).astype("timedelta64[D]")).astype("datetime64[s]") + seconds
+    revoked_mask = rng.random(c) >= 0.2
+    revoked = granted + rng.integers(0, 500, c).astype("timedelta64[D]")
+    near = rng.random(c) < 0.5
+    revoked[near] = (base + rng.integers(-1, 2, int(near.sum())).astype("timedelta64[D]")).astype("datetime64[s]") \
+        + seconds[near]
+    revoked = np.maximum(revoked, granted)
+    consents = pa.table({
+        "consent_id": _ids("C", np.arange(c), 8), "party_id": _ids("P", cp, 7), "scope": scope,
+        "scope_ref": pa.array(ref, mask=scope == "all"), **values,
+        "granted_at": pa.array(granted, type=pa.timestamp("s", tz="UTC")),
+        "revoked_at": pa.array(revoked, type=pa.timestamp("s", tz="UTC"), mask=revoked_mask),
+    })
+    con.register("_g_k", consents)
+    con.execute("INSERT INTO consents SELECT consent_id, party_id, scope, scope_ref, ai_training, "
+                "ai_generative_training, data_mining, ai_inference, 'synthetic://' || consent_id, repeat('0', 64), "
+                "granted_at, revoked_at, 'synthetic' FROM _g_k")
+
+    # opt-out matches (some exactly at threshold) and duplicate clusters
+    oo = rng.random(n) < 0.03
+    scores = np.round(rng.choice([0.3, 0.59, 0.6, 0.75, 0.95], size=int(oo.sum())), 2)
+    con.register("_g_oo", pa.table({"track_id": _ids("trk_", idx[oo], 16), "score": scores,
+                                    "ref": _ids("OPT", idx[oo], 8)}))
+    con.execute("INSERT INTO audio_matches SELECT track_id, 'optout', ref, score, 0.6, 0, 10, 0.1, ? FROM _g_oo", [now])
+    members = idx[dup_mask]
+    cluster = np.arange(len(members)) // 2
+    other_isrc = rng.random(len(members)) < 0.7
+    con.register("_g_dc", pa.table({
+        "cluster_id": _ids("CL", cluster, 8), "track_id": _ids("trk_", members, 16),
+        "isrc": np.where(other_isrc | (np.arange(len(members)) % 2 == 0), isrc[members], isrc[members - (members > 0)]),
+        "resolved": rng.random(len(members)) < 0.3}))
+    con.execute("INSERT INTO duplicate_clusters SELECT cluster_id, track_id, isrc, resolved FROM _g_dc")
+    for name in ("_g_tracks", "_g_rec", "_g_deals", "_g_uc", "_g_tc", "_g_dr", "_g_rc", "_g_c", "_g_p", "_g_k",
+                 "_g_oo", "_g_dc"):
+        con.unregister(name)
+    return CatalogSize(tracks=n, deals=n_deals, parties=n_parties, consents=c, contributors=contributors)
+

@@ -1,0 +1,147 @@
+"""DDEX ERN import: the official samples, what the policy makes of them, and hostile XML."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from licensing.evaluate import evaluate_catalog
+from licensing.explain import explain
+from licensing.importers.ddex import MAX_DEPTH, import_ddex
+from licensing.policy import load_policy
+from tests.licensing.conftest import DDEX
+from tests.licensing.helpers import add_track
+
+ERN43 = sorted((DDEX / "ern43").glob("*.xml"))
+AUDIO = DDEX / "ern43" / "1 Audio.xml"
+
+
+def _counts(con) -> dict[str, int]:
+    return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("parties", "recordings", "deals", "deal_recordings", "recording_contributors")}
+
+
+@pytest.mark.parametrize("path", ERN43 + [DDEX / "ern38" / "instance1.xml"], ids=lambda p: p.name)
+def test_official_samples_import(con, path: Path) -> None:
+    report = import_ddex(con, path, actor="rights-ops")
+    assert not report.rejected
+    assert report.parties >= 1
+    # every item left out is written down with a reason
+    q = con.execute("SELECT count(*) FROM quarantine WHERE stage = 'rights_import'").fetchone()[0]
+    assert q == len(report.errors)
+    again = import_ddex(con, path, actor="rights-ops")
+    assert again.already_imported
+
+
+def test_audio_sample_content(con) -> None:
+    report = import_ddex(con, AUDIO, actor="rights-ops", validate_xsd=True)
+    assert (report.recordings, report.deals, report.errors) == (21, 3, ())
+    deals = con.execute("SELECT use_types, territories_included, valid_from FROM deals ORDER BY deal_id").fetchall()
+    assert deals[0] == (["ConditionalDownload", "Stream"], ["JP"], date(2004, 4, 1))
+    contributors = con.execute("SELECT DISTINCT name, role FROM recording_contributors").fetchall()
+    assert ("Saeko Shu", "MainArtist") in contributors
+
+
+@pytest.mark.parametrize("purpose", ["UseForTrainingGenerativeAI", "UseForTrainingNonGenerativeAI", "UseForDataMining"])
+def test_streaming_deals_are_denied_for_training_and_say_so(con, purpose: str) -> None:
+    import_ddex(con, AUDIO, actor="rights-ops")
+    decision = explain(con, "JPTO09404900", purpose=purpose, territory="JP", on_date=date(2026, 1, 1),
+                       policy=load_policy())
+    assert not decision.allowed
+    assert "deal_use_not_licensed" in decision.reason_codes
+    assert "licenses this use type" in decision.explanation
+    # the same through the catalog evaluator once audio with that ISRC is ingested
+    add_track(con, 1, "JPTO09404900", [])
+    summary = evaluate_catalog(con, load_policy(), purpose=purpose, territory="JP", on_date=date(2026, 1, 1),
+                               actor="rights-ops")
+    assert summary.allowed == 0 and summary.by_reason.get("deal_use_not_licensed") == 1
+    assert summary.by_reason.get("contributors_unknown") is None  # the DDEX main artist counts as known
+
+
+def test_non_ai_purposes_are_outside_the_training_policy(con) -> None:
+    import_ddex(con, AUDIO, actor="rights-ops")
+    decision = explain(con, "JPTO09404900", purpose="Stream", territory="JP", on_date=date(2026, 1, 1),
+                       policy=load_policy())
+    assert decision.reason_codes == ("purpose_unknown",)  # training policy never allows non-AI purposes
+
+
+def test_generative_ai_contributor_marks_recording(con, tmp_path: Path) -> None:
+    text = AUDIO.read_text(encoding="utf-8").replace(
+        "<Role>Artist</Role>", "<Role>Artist</Role></Contributor><Contributor SequenceNumber=\"2\">"
+        "<ContributorPartyReference>PSaekoShu</ContributorPartyReference><Role UserDefinedValue=\"GenerativeAI\">"
+        "UserDefined</Role>", 1)
+    path = tmp_path / "ai.xml"
+    path.write_text(text, encoding="utf-8")
+    report = import_ddex(con, path, actor="rights-ops", validate_xsd=True)
+    assert not report.rejected, report.errors
+    flagged = con.execute("SELECT isrc, ai_evidence FROM recordings WHERE ai_generated").fetchall()
+    assert flagged == [("JPTO09404900", "DDEX Role = GenerativeAI")]
+    add_track(con, 1, "JPTO09404900", [])
+    s = evaluate_catalog(con, load_policy(), purpose="UseForDataMining", territory="JP", on_date=date(2026, 1, 1),
+                         actor="ops")
+    assert s.by_reason["ai_generated"] == 1
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<ern:NewReleaseMessage xmlns:ern="http://ddex.net/xml/ern/43"><MessageHeader><MessageId>&lol3;</MessageId>
+</MessageHeader></ern:NewReleaseMessage>"""
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<ern:NewReleaseMessage xmlns:ern="http://ddex.net/xml/ern/43"><MessageHeader><MessageId>&xxe;</MessageId>
+</MessageHeader></ern:NewReleaseMessage>"""
+NETWORK_DTD = b"""<?xml version="1.0"?>
+<!DOCTYPE r SYSTEM "http://127.0.0.1:9/evil.dtd">
+<ern:NewReleaseMessage xmlns:ern="http://ddex.net/xml/ern/43"/>"""
+DEEP = (b'<ern:NewReleaseMessage xmlns:ern="http://ddex.net/xml/ern/43">' + b"<a>" * (MAX_DEPTH + 5)
+        + b"</a>" * (MAX_DEPTH + 5) + b"</ern:NewReleaseMessage>")
+
+
+@pytest.mark.parametrize("payload,code", [
+    (BILLION_LAUGHS, "xml_dtd_forbidden"), (XXE, "xml_dtd_forbidden"), (NETWORK_DTD, "xml_dtd_forbidden"),
+    (DEEP, "xml_too_deep"), (b"<ern:NewReleaseMessage xmlns:ern='http://ddex.net/xml/ern/43'><oops>", "xml_malformed"),
+    (b"<NewReleaseMessage/>", "ddex_unsupported_message"), (b"", "xml_malformed"),
+], ids=["billion-laughs", "xxe", "network-dtd", "deep", "truncated", "no-namespace", "empty"])
+def test_hostile_or_malformed_xml_is_rejected_and_nothing_imported(con, tmp_path: Path, payload: bytes, code: str) -> None:
+    path = tmp_path / "evil.xml"
+    path.write_bytes(payload)
+    before = _counts(con)
+    report = import_ddex(con, path, actor="rights-ops")
+    assert report.rejected and report.errors[0].reason_code == code
+    assert _counts(con) == before
+    assert con.execute("SELECT reason_code FROM quarantine").fetchall() == [(code,)]
+    assert con.execute("SELECT action FROM audit_log").fetchall() == [("rights.import_ddex.rejected",)]
+
+
+def test_oversized_message_is_rejected_before_reading(con, tmp_path: Path, monkeypatch) -> None:
+    import licensing.importers.ddex as ddex
+
+    monkeypatch.setattr(ddex, "MAX_BYTES", 1000)
+    report = import_ddex(con, AUDIO, actor="ops")
+    assert report.rejected and report.errors[0].reason_code == "xml_too_large"
+    assert _counts(con)["deals"] == 0
+
+
+def test_xsd_invalid_message_is_rejected_whole(con, tmp_path: Path) -> None:
+    path = tmp_path / "invalid.xml"
+    path.write_text(AUDIO.read_text(encoding="utf-8").replace("<MessageId>Test1.1</MessageId>", ""), encoding="utf-8")
+    report = import_ddex(con, path, actor="ops", validate_xsd=True)
+    assert report.rejected and report.errors[0].reason_code == "xsd_invalid"
+    assert _counts(con) == {k: 0 for k in _counts(con)}
+    # without validation the same message is readable
+    assert not import_ddex(con, path, actor="ops").rejected
+
+
+def test_ern38_has_no_matching_xsd_and_says_so(con) -> None:
+    report = import_ddex(con, DDEX / "ern38" / "instance1.xml", actor="ops", validate_xsd=True)
+    assert report.rejected and report.errors[0].reason_code == "xsd_unavailable"
+    assert "ern/38" in report.errors[0].message
+
+
+def test_strict_mode_rejects_message_with_invalid_items(con) -> None:
+    report = import_ddex(con, DDEX / "ern38" / "instance1.xml", actor="ops", strict=True)
+    assert report.rejected and report.errors[0].reason_code == "ddex_strict_item_errors"
+    assert _counts(con)["parties"] == 0
