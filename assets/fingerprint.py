@@ -28,8 +28,8 @@ def track_fingerprints(context: dg.AssetExecutionContext, ledger: LedgerResource
     outcomes = list(fingerprint_many(list(by_path), max_seconds=FINGERPRINT_SECONDS))
     with ledger.connect() as con:
         summary = store_fingerprints(con, [(by_path[Path(o.path)], o) for o in outcomes], delivery_id)
-    return dg.MaterializeResult(metadata={"fingerprinted": summary.stored, "failed": summary.failed,
-                                          "failed_by_reason": dict(summary.by_reason)})
+    return dg.MaterializeResult(metadata={"fingerprinted": summary.stored, "quarantined": summary.quarantined,
+                                          "quarantined_by_reason": dict(summary.by_reason)})
 
 
 @dg.asset(group_name="fingerprint", kinds={"duckdb"})
@@ -69,5 +69,8 @@ def audio_identity(ledger: LedgerResource):
         summary = match_catalog(con, home.root / "index")
     yield dg.MaterializeResult(asset_key="duplicate_clusters",
                                metadata={"clusters": summary.duplicate_clusters,
-                                         "tracks_in_clusters": summary.duplicate_tracks})
-    yield dg.MaterializeResult(asset_key="optout_matches", metadata={"matched_tracks": summary.optout_matches})
+                                         "tracks_in_clusters": summary.tracks_in_clusters,
+                                         "duplicate_pairs": summary.duplicate_pairs})
+    yield dg.MaterializeResult(asset_key="optout_matches", metadata={
+        "matches": summary.optout_matches, "tracks_denied_by_optout": summary.tracks_denied_by_optout,
+        "threshold": summary.threshold, "min_span_s": summary.min_span_s})

@@ -41,7 +41,7 @@ def delivery_rights(context: dg.AssetExecutionContext, ledger: LedgerResource) -
     from licensing.importers.tabular import import_rights_file
 
     folder = ledger.data_home().deliveries / context.partition_key
-    imported: dict[str, int] = {}
+    imported: dict[str, dict[str, int]] = {}
     errors = 0
     with ledger.connect() as con:
         for path in rights_files(folder):
@@ -52,5 +52,6 @@ def delivery_rights(context: dg.AssetExecutionContext, ledger: LedgerResource) -
             for error in report.errors:
                 context.log.warning(str(error))
             errors += len(report.errors)
-            imported[path.name] = report.imported
+            imported[path.name] = {"parties": report.parties, "recordings": report.recordings,
+                                   "deals": report.deals, "consents": report.consents}
     return dg.MaterializeResult(metadata={"files": imported, "record_errors": errors})

@@ -2,6 +2,7 @@
 
 
 import dagster as dg
+import duckdb
 from pydantic import Field
 
 from assets.release import training_release
@@ -21,27 +22,58 @@ class ShardBuildConfig(dg.Config):
 def release_shards(context: dg.AssetExecutionContext, config: ShardBuildConfig,
                    ledger: LedgerResource) -> dg.MaterializeResult:
     """Parquet shards where every row carries who owns it, under which license, consent and decision."""
+    from shards.gate import ReleaseRefused
     from shards.writer import ShardConfig, build_shards
 
     release_id = context.partition_key
     output = config.output_uri or str(ledger.data_home().objects / "shards" / release_id)
     with ledger.connect() as con:
-        manifest = build_shards(con, release_id, output_uri=output, actor=config.built_by,
-                                config=ShardConfig(crops_per_track=config.crops_per_track, seed=config.seed))
+        try:
+            manifest = build_shards(con, release_id, output_uri=output, actor=config.built_by,
+                                    config=ShardConfig(crops_per_track=config.crops_per_track, seed=config.seed))
+        except ReleaseRefused as exc:
+            raise dg.Failure(f"shard build refused for release {release_id}: {exc}") from exc
+        manifest_uri, manifest_sha = latest_build(con, release_id)
+    for excluded in manifest.excluded:
+        context.log.warning(f"excluded {excluded.isrc}: {excluded.reason_code}: {excluded.message}")
     return dg.MaterializeResult(metadata={
-        "manifest_uri": manifest.manifest_uri, "manifest_sha256": manifest.manifest_sha256,
-        "shards": len(manifest.shards), "samples": sum(s.rows for s in manifest.shards),
-        "policy_hash": manifest.policy_hash,
+        "manifest_uri": manifest_uri, "manifest_sha256": manifest_sha, "shards": len(manifest.shards),
+        "samples": manifest.total_rows, "tracks": manifest.track_count, "excluded_tracks": len(manifest.excluded),
+        "merkle_root": manifest.merkle_root, "policy_hash": manifest.policy_hash,
     })
+
+
+def latest_build(con: duckdb.DuckDBPyConnection, release_id: str) -> tuple[str, str]:
+    row = con.execute("SELECT manifest_uri, manifest_sha256 FROM shard_builds WHERE release_id = ? "
+                      "ORDER BY built_at DESC LIMIT 1", [release_id]).fetchone()
+    if row is None:
+        raise dg.Failure(f"release {release_id} has no shard build")
+    return row[0], row[1]
 
 
 @dg.asset_check(asset=release_shards, blocking=True)
 def shards_verified(context: dg.AssetCheckExecutionContext, ledger: LedgerResource) -> dg.AssetCheckResult:
     """Every shard re-hashes to its manifest entry, and every row's decision is an allow for the purpose."""
-    from shards.verify import verify_release_shards
+    from shards.verify import manifest_location, shard_location, verify_manifest
+    from shards.writer import load_manifest
 
     release_id = context.op_execution_context.partition_key
     with ledger.connect(read_only=True) as con:
-        report = verify_release_shards(con, release_id)
-    return dg.AssetCheckResult(passed=report.ok, metadata={"problems": report.problems[:50],
-                                                           "shards_checked": report.shards_checked})
+        manifest_uri = manifest_location(latest_build(con, release_id)[0])
+        report = verify_manifest(manifest_uri)
+        manifest = load_manifest(manifest_uri)
+        shard_uris = [shard_location(manifest_uri, entry) for entry in manifest.shards]
+        not_allowed = con.execute(
+            """
+            SELECT s.isrc, s.decision_id, d.allowed, d.purpose
+            FROM (SELECT DISTINCT isrc, decision_id FROM read_parquet(?)) s
+            LEFT JOIN decisions d USING (decision_id)
+            WHERE NOT coalesce(d.allowed AND d.purpose = ?, false)
+            """,
+            [shard_uris, manifest.purpose],
+        ).fetchall() if shard_uris and report.ok else []
+    problems = list(report.problems) + [f"{isrc}: decision {dec} is not an allow for {manifest.purpose}"
+                                        for isrc, dec, _, _ in not_allowed]
+    return dg.AssetCheckResult(passed=report.ok and not not_allowed, metadata={
+        "manifest_uri": manifest_uri, "shards_checked": len(report.shards), "missing": list(report.missing),
+        "extra": list(report.extra), "altered": list(report.altered), "problems": problems[:50]})

@@ -54,8 +54,7 @@ def write_roles(home: Home) -> Path:
             "users:\n"
             f"  {RIGHTS_APPROVER}: [rights_team]\n"
             f"  {ML_ENGINEER}: [ml_engineer]\n"
-            f"  {AUDITOR}: [auditor]\n"
-            "  linernotes-pipeline: [pipeline]\n",
+            f"  {AUDITOR}: [auditor]\n",
             encoding="utf-8",
         )
     return path

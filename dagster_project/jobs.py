@@ -2,10 +2,9 @@
 
 import dagster as dg
 
-from dagster_project.partitions import deliveries, releases, training_runs
 
 ingest_job = dg.define_asset_job(
-    "ingest_delivery", partitions_def=deliveries,
+    "ingest_delivery",
     selection=dg.AssetSelection.assets("catalog_delivery", "delivery_rights", "track_fingerprints"),
     description="Ingest one delivery: tracks, rights records, fingerprints.",
 )
@@ -15,15 +14,15 @@ decisions_job = dg.define_asset_job(
     description="Match audio against the catalog and the opt-out registry, then decide every track.",
 )
 release_job = dg.define_asset_job(
-    "propose_release", partitions_def=releases, selection=dg.AssetSelection.assets("training_release"),
+    "propose_release", selection=dg.AssetSelection.assets("training_release"),
     description="Freeze the allowed tracks for one purpose as a release awaiting rights-team approval.",
 )
 shards_job = dg.define_asset_job(
-    "build_shards", partitions_def=releases, selection=dg.AssetSelection.assets("release_shards"),
+    "build_shards", selection=dg.AssetSelection.assets("release_shards"),
     description="Write attribution-tagged shards for an approved release.",
 )
 training_job = dg.define_asset_job(
-    "train_model", partitions_def=training_runs,
+    "train_model",
     selection=dg.AssetSelection.assets("training_run", "model_lineage"),
     description="Train on an approved release's shards and record the model's lineage.",
 )

@@ -2,12 +2,15 @@
 
 import json
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from dagster_project.cli import app
+from dagster_project.demo import DemoOutcome
 from lineage.audit import verify_chain
 from store.database import connect
 from store.home import Home
@@ -17,8 +20,23 @@ pytestmark = pytest.mark.slow
 DOWNLOAD_CACHE = Path(os.environ.get("LINERNOTES_TEST_DOWNLOADS", Path.home() / ".cache" / "linernotes" / "downloads"))
 
 
+@dataclass
+class DemoRun:
+    home: Home
+    outcome: DemoOutcome
+    second: DemoOutcome
+
+    @property
+    def db_path(self) -> Path:
+        return self.home.db_path
+
+    @property
+    def root(self) -> Path:
+        return self.home.root
+
+
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
     from dagster_project.demo import run_demo
 
     home = Home.from_env(tmp_path_factory.mktemp("home")).ensure()
@@ -27,10 +45,8 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     home.downloads.symlink_to(DOWNLOAD_CACHE)
     saved = {k: os.environ.get(k) for k in ("LINERNOTES_HOME", "DAGSTER_HOME")}
     outcome = run_demo(home, tracks_per_package=3, epochs=1, say=lambda _: None)
-    home.outcome = outcome  # type: ignore[attr-defined]
     second = run_demo(home, tracks_per_package=3, epochs=1, say=lambda _: None)
-    home.second = second  # type: ignore[attr-defined]
-    yield home
+    yield DemoRun(home, outcome, second)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -38,7 +54,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
             os.environ[key] = value
 
 
-def test_demo_denies_for_each_story_reason_and_allows_the_rest(demo_home: Home) -> None:
+def test_demo_denies_for_each_story_reason_and_allows_the_rest(demo_home: DemoRun) -> None:
     with connect(demo_home.db_path, read_only=True) as con:
         decided = {isrc: (allowed, codes) for isrc, allowed, codes in con.execute(
             "SELECT isrc, allowed, reason_codes FROM decisions WHERE purpose = 'UseForTrainingGenerativeAI'"
@@ -55,8 +71,8 @@ def test_demo_denies_for_each_story_reason_and_allows_the_rest(demo_home: Home) 
     assert len(allowed) >= 2
 
 
-def test_release_shards_and_model_contain_only_allowed_tracks(demo_home: Home) -> None:
-    outcome = demo_home.outcome  # type: ignore[attr-defined]
+def test_release_shards_and_model_contain_only_allowed_tracks(demo_home: DemoRun) -> None:
+    outcome = demo_home.outcome
     with connect(demo_home.db_path, read_only=True) as con:
         status, approver = con.execute(
             "SELECT r.status, a.actor FROM releases r JOIN approvals a USING (release_id) WHERE release_id = ?",
@@ -79,15 +95,15 @@ def test_release_shards_and_model_contain_only_allowed_tracks(demo_home: Home) -
     assert chain.ok
 
 
-def test_second_run_redoes_nothing(demo_home: Home) -> None:
-    second = demo_home.second  # type: ignore[attr-defined]
-    assert second.release_id == demo_home.outcome.release_id  # type: ignore[attr-defined]
+def test_second_run_redoes_nothing(demo_home: DemoRun) -> None:
+    second = demo_home.second
+    assert second.release_id == demo_home.outcome.release_id
     assert second.steps and all(state == "up to date" for _, state in second.steps)
 
 
-def test_trace_commands_link_song_and_model(demo_home: Home) -> None:
+def test_trace_commands_link_song_and_model(demo_home: DemoRun) -> None:
     runner = CliRunner()
-    run_id = demo_home.outcome.run_id  # type: ignore[attr-defined]
+    run_id = demo_home.outcome.run_id
     model = runner.invoke(app, ["trace", "model", run_id, "--home", str(demo_home.root), "--json"])
     assert model.exit_code == 0, model.output
     traced = json.loads(model.output)
