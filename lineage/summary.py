@@ -21,7 +21,7 @@ def pipeline_summary(con: duckdb.DuckDBPyConnection, *, release_id: str, run_id:
         WHERE NOT d.allowed AND d.purpose = ? GROUP BY code ORDER BY count(*) DESC, code""", [purpose]).fetchall()
     approval = con.execute("SELECT actor, recorded_at, comment FROM approvals WHERE release_id = ? AND "
                            "action = 'approve' ORDER BY recorded_at DESC LIMIT 1", [release_id]).fetchone()
-    shards = one("SELECT count(*), coalesce(sum(row_count), 0) FROM shard_files f JOIN shard_builds b "
+    shards = one("SELECT count(*), coalesce(sum(f.row_count), 0) FROM shard_files f JOIN shard_builds b "
                  "USING (build_id) WHERE b.release_id = ? AND b.build_id = (SELECT build_id FROM shard_builds "
                  "WHERE release_id = ? ORDER BY built_at DESC LIMIT 1)", [release_id, release_id])
     run = con.execute("SELECT status, device, world_size, samples_consumed, metrics, checkpoint_uri, "

@@ -63,7 +63,9 @@ def render_summary(s: dict, trace: dict | None, root: object) -> None:
     table.add_row("Model", f"run {m['run_id']} {m['status']} on {m['device']} x{m['world_size']}; "
                            f"{m['samples_consumed']} samples consumed; checkpoint sha256 {str(m['checkpoint_sha256'])[:16]}…")
     if metrics:
-        table.add_row("Metrics", json.dumps(metrics, default=str)[:200])
+        last = metrics[-1]
+        table.add_row("Metrics", "; ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                           for k, v in last.items()))
     console.print(table)
     if trace:
         t = trace["tracks"][0]
