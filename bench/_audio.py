@@ -35,7 +35,7 @@ def decode(path: Path) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks, axis=1).astype(np.float32), rate
 
 
-def write(path: Path, audio: np.ndarray, rate: int, codec: str = "flac", bit_rate: int | None = None) -> Path:
+def write(path: Path, audio: np.ndarray, rate: int, codec: str = "flac", bit_rate: int | None = None) -> Path:  # noqa: E501
     """Encode (channels, samples) float audio to ``path`` with ``codec``."""
     audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
     layout = "stereo" if audio.shape[0] == 2 else "mono"
@@ -43,6 +43,8 @@ def write(path: Path, audio: np.ndarray, rate: int, codec: str = "flac", bit_rat
         stream = out.add_stream(codec, rate=rate, layout=layout)
         if bit_rate:
             stream.bit_rate = bit_rate
+        if codec == "libmp3lame":
+            stream.codec_context.options = {"compression_level": "7"}  # LAME -q 7: fast, same bitrate
         fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
         resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate)
         step = 1152 * 8

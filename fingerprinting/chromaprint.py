@@ -219,6 +219,8 @@ def _probe(path: Path) -> _Probe:
         fmt = container.format.name
     if "ogg" in fmt.split(","):
         _check_ogg_complete(path)
+    elif fmt == "wav":
+        _check_wav_complete(path)
     return _Probe(duration_s=duration, codec=codec, stream_index=stream.index)
 
 
@@ -241,6 +243,26 @@ def _check_ogg_complete(path: Path) -> None:
         raise FingerprintError("truncated", f"{path}: Ogg stream is cut off inside its last page")
     if not header_type & 0x04:
         raise FingerprintError("truncated", f"{path}: Ogg stream has no end-of-stream page")
+
+
+def _check_wav_complete(path: Path) -> None:
+    """A RIFF/WAVE file must hold as many data bytes as its ``data`` chunk declares."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        if fh.read(4) != b"RIFF":
+            return  # RF64 / W64 declare sizes elsewhere; FFmpeg's duration check covers them
+        fh.seek(12)
+        while True:
+            header = fh.read(8)
+            if len(header) < 8:
+                return
+            chunk, length = header[:4], int.from_bytes(header[4:], "little")
+            if chunk == b"data":
+                if length not in (0, 0xFFFFFFFF) and fh.tell() + length > size:
+                    raise FingerprintError("truncated", f"{path}: WAV data chunk declares {length} bytes, "
+                                                        f"{size - fh.tell()} present")
+                return
+            fh.seek(length + (length & 1), os.SEEK_CUR)
 
 
 def _graph(path: Path):  # type: ignore[no-untyped-def]

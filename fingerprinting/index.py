@@ -37,6 +37,7 @@ MAX_SEGMENTS = 12
 STOP_POSTINGS = 4096  # a key this common in one segment carries no identity
 MIN_VOTES = 3
 CANDIDATES = 16
+MAX_QUERY_KEYS = 400  # a long query votes with an even sample of its keys; re-scoring uses all items
 _BUCKET_SHIFT = 4  # offset votes are pooled over 16 items (~2 s)
 _OFFSET_BIAS = 1 << 24
 
@@ -342,6 +343,9 @@ class FingerprintIndex:
         keys, qpos = _keys_and_positions(query, self.key_bits)
         if len(keys) == 0:
             return []
+        if len(keys) > MAX_QUERY_KEYS:
+            pick = np.linspace(0, len(keys) - 1, MAX_QUERY_KEYS).astype(np.intp)
+            keys, qpos = keys[pick], qpos[pick]
         ukeys, inv = np.unique(keys, return_inverse=True)
         qpos64 = qpos.astype(np.int64)
         candidates: list[tuple[int, _Segment, int, npt.NDArray[np.int64]]] = []
@@ -361,8 +365,7 @@ class FingerprintIndex:
                 doc_id = int(seg.doc_ids[local])
                 if doc_id in self._deleted or (exclude is not None and seg.refs[local] == exclude):
                     continue
-                bucket = int(uniq[j] & ((1 << 26) - 1))
-                in_bucket = offsets[(docs == local) & (((offsets + _OFFSET_BIAS) >> _BUCKET_SHIFT) == bucket)]
+                in_bucket = offsets[code == uniq[j]]
                 candidates.append((int(counts[j]), seg, local, in_bucket))
         candidates.sort(key=lambda c: -c[0])
         best: dict[str, Match] = {}

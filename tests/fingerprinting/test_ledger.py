@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fingerprinting.batch import fingerprint_many
+from fingerprinting.chromaprint import FingerprintError, decode_items
+from fingerprinting.ledger import match_catalog, optout_matches, register_optout, store_fingerprints
+from lineage.audit import verify_chain
+from store.database import connect
+from tests.fingerprinting.conftest import RATE, encode, music
+
+
+@pytest.fixture(scope="module")
+def delivery(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("delivery")
+    master = music(21, 40.0)
+    return {
+        "T1": encode(d / "t1.flac", master),
+        "T2": encode(d / "t2.mp3", master * 0.5),  # same master, re-encoded, another ISRC
+        "T3": encode(d / "t3.flac", music(22, 40.0)),
+        "T4": encode(d / "t4.flac", music(23, 40.0)),
+        "T5": d / "t5-empty.wav",
+        "optout": encode(d / "claim.wav", music(23, 40.0)[:, 10 * RATE: 35 * RATE]),  # 25 s of T4
+    }
+
+
+def _seed(con, delivery: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    delivery["T5"].write_bytes(b"")
+    now = datetime.now(UTC)
+    for i, tid in enumerate(["T1", "T2", "T3", "T4", "T5"]):
+        con.execute("INSERT INTO tracks (track_id, delivery_id, isrc, title, source_path, audio_sha256, ingested_at) "
+                    "VALUES (?, 'D1', ?, ?, ?, 'x', ?)", [tid, f"GBAYE250000{i}", f"title {tid}", str(delivery[tid]), now])
+
+
+def test_fingerprints_optouts_and_duplicates(tmp_path: Path, delivery: dict[str, Path]) -> None:
+    db = tmp_path / "ledger.duckdb"
+    index_dir = tmp_path / "index"
+    with connect(db) as con:
+        _seed(con, delivery)
+        ids = ["T1", "T2", "T3", "T4", "T5"]
+        outcomes = fingerprint_many([delivery[t] for t in ids], max_seconds=None, workers=2)
+        summary = store_fingerprints(con, zip(ids, outcomes, strict=True), "D1", actor="test")
+        assert (summary.stored, summary.quarantined, summary.by_reason) == (4, 1, {"empty_file": 1})
+        q = con.execute("SELECT source_ref, stage, reason_code, message FROM quarantine").fetchall()
+        assert q[0][:3] == ("T5", "fingerprint", "empty_file") and "t5-empty.wav" in q[0][3]
+        items = con.execute("SELECT items, fingerprint FROM fingerprints WHERE track_id = 'T3'").fetchone()
+        assert len(items[0]) > 250 and decode_items(items[1])[0].tolist() == items[0]
+
+        entry = register_optout(con, optout_id="OPT-1", claimant="Rights Holder Ltd", audio_path=delivery["optout"],
+                                isrc="GB-AYE-25-00099", title="Claimed song", actor="rights@label")
+        assert entry.isrc == "GBAYE2500099"
+        with pytest.raises(FingerprintError):
+            register_optout(con, optout_id="OPT-2", claimant="x", audio_path=delivery["T5"], actor="rights@label")
+
+        first = match_catalog(con, index_dir, actor="test")
+        assert first.tracks == 4 and first.optouts == 1
+        assert (first.tracks_denied_by_optout, first.duplicate_clusters, first.tracks_in_clusters) == (1, 1, 2)
+        hits = optout_matches(con, "T4")
+        assert [h.matched_ref for h in hits] == ["OPT-1"]
+        assert hits[0].score >= hits[0].threshold and hits[0].offset_s == pytest.approx(-10.0, abs=0.3)
+        assert hits[0].span_s == pytest.approx(25.0, abs=3.0)  # items span ~2.6 s less than the audio
+        assert optout_matches(con, "T3") == []
+        clusters = con.execute("SELECT cluster_id, track_id, isrc FROM duplicate_clusters ORDER BY track_id").fetchall()
+        assert [c[1] for c in clusters] == ["T1", "T2"] and clusters[0][0] == clusters[1][0]
+        assert {c[2] for c in clusters} == {"GBAYE2500000", "GBAYE2500001"}
+        rows_before = con.execute("SELECT * FROM audio_matches ORDER BY ALL").fetchall()
+
+        second = match_catalog(con, index_dir, actor="test")
+        assert second.index_added == 0 and second.index_removed == 0
+        assert con.execute("SELECT * FROM audio_matches ORDER BY ALL").fetchall() == rows_before
+
+        con.execute("DELETE FROM optout_registry WHERE optout_id = 'OPT-1'")
+        third = match_catalog(con, index_dir, actor="test")
+        assert third.index_removed == 1 and optout_matches(con, "T4") == []
+        assert verify_chain(con).ok
+        actions = [r[0] for r in con.execute("SELECT action FROM audit_log ORDER BY seq").fetchall()]
+        assert actions == ["fingerprint.store", "optout.register", *["fingerprint.match_catalog"] * 3]
+
+
+def test_refingerprinting_a_failed_track_drops_its_old_fingerprint(tmp_path: Path, delivery: dict[str, Path]) -> None:
+    with connect(tmp_path / "ledger.duckdb") as con:
+        _seed(con, delivery)
+        good = list(fingerprint_many([delivery["T3"]]))
+        store_fingerprints(con, [("T3", good[0])], "D1", actor="test")
+        bad = list(fingerprint_many([delivery["T5"]]))
+        store_fingerprints(con, [("T3", bad[0])], "D1", actor="test")
+        store_fingerprints(con, [("T3", bad[0])], "D1", actor="test")
+        assert con.execute("SELECT count(*) FROM fingerprints").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM quarantine WHERE source_ref = 'T3'").fetchone() == (1,)
+        assert np.asarray(good[0].fingerprint.items).size > 0  # type: ignore[union-attr]
