@@ -22,6 +22,7 @@ def _exposure(run_dir: Path) -> list[tuple[int, int, int, str]]:
     return sorted((r["rank"], r["epoch"], r["step"], r["sample_id"]) for r in rows)
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_with_identical_exposure_attribution_and_weights(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "ledger.duckdb"
