@@ -8,11 +8,15 @@ names carry their content hash, so a rebuild never overwrites a shard an older m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import io
 import json
+import os
 import re
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -200,7 +204,7 @@ class _Samples:
 
 
 def _audio_array(crops: list[np.ndarray]) -> pa.Array:
-    data = np.concatenate(crops).astype("<i2", copy=False).tobytes() if crops else b""
+    data = np.concatenate(crops).astype("<i2", copy=False) if crops else np.zeros(0, dtype="<i2")
     lengths = np.fromiter((c.nbytes for c in crops), dtype=np.int64, count=len(crops))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     if offsets[-1] >= 2**31:
@@ -232,6 +236,54 @@ def encode_shard(columns: dict[str, list[Any]], crops: list[np.ndarray], *, conf
 def _row_groups(rows: int, per_group: int) -> tuple[int, ...]:
     full, rest = divmod(rows, per_group)
     return tuple([per_group] * full + ([rest] if rest else []))
+
+
+class ShardSink:
+    """Encodes and stores shards on a few threads (Parquet encoding and zstd release the GIL), in order."""
+
+    def __init__(self, store: ObjectStore, output_uri: str, config: ShardConfig, metadata: dict[str, str],
+                 *, threads: int | None = None) -> None:
+        self.store, self.output_uri, self.config, self.metadata = store, output_uri, config, metadata
+        self.threads = threads or max(1, min(4, os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(max_workers=self.threads)
+        self._pending: deque[Future[tuple[ShardEntry, dict[str, tuple[str, int]]]]] = deque()
+        self._done: list[tuple[ShardEntry, dict[str, tuple[str, int]]]] = []
+        self._count = 0
+
+    def submit(self, columns: dict[str, list[Any]], crops: list[np.ndarray]) -> None:
+        self._pending.append(self._pool.submit(self._write, self._count, columns, crops))
+        self._count += 1
+        while len(self._pending) > self.threads:
+            self._done.append(self._pending.popleft().result())
+
+    def close(self) -> list[tuple[ShardEntry, dict[str, tuple[str, int]]]]:
+        """Wait for every shard; entries come back in shard order."""
+        try:
+            while self._pending:
+                self._done.append(self._pending.popleft().result())
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        return self._done
+
+    def _write(self, index: int, columns: dict[str, list[Any]],
+               crops: list[np.ndarray]) -> tuple[ShardEntry, dict[str, tuple[str, int]]]:
+        data = encode_shard(columns, crops, config=self.config,
+                            metadata={**self.metadata, "linernotes.shard_index": str(index)})
+        sha = hashlib.sha256(data).hexdigest()
+        name = f"shard-{index:05d}-{sha[:16]}.parquet"
+        uri = join(self.output_uri, name)
+        self.store.put(uri, data)
+        counts: dict[str, tuple[str, int]] = {}
+        for track_id, isrc in zip(columns["track_id"], columns["isrc"]):
+            counts[track_id] = (isrc, counts.get(track_id, (isrc, 0))[1] + 1)
+        ids = columns["sample_id"]
+        entry = ShardEntry(
+            index=index, name=name, uri=uri, sha256=sha, bytes=len(data), rows=len(ids),
+            row_groups=_row_groups(len(ids), self.config.rows_per_row_group),
+            isrcs=tuple(sorted({isrc for isrc, _ in counts.values()})), track_ids=tuple(sorted(counts)),
+            first_sample_id=ids[0], last_sample_id=ids[-1], merkle_root=merkle_root(ids),
+        )
+        return entry, counts
 
 
 def load_manifest(uri: str, store: ObjectStore | None = None) -> ShardManifest:
@@ -276,62 +328,53 @@ def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri:
         "linernotes.sample_format": json.dumps(sample_format(config), sort_keys=True),
     }
     excluded: list[ExcludedTrack] = []
-    entries: list[ShardEntry] = []
-    per_shard_tracks: list[dict[str, tuple[str, int]]] = []
     all_ids: list[str] = []
     pending = _Samples()
     tracks_with_samples = 0
 
+    sink = ShardSink(store, output_uri, config, metadata)
+
     def flush(n: int) -> None:
         columns, crops = pending.take(n)
-        index = len(entries)
-        data = encode_shard(columns, crops, config=config,
-                            metadata={**metadata, "linernotes.shard_index": str(index)})
-        sha = hashlib.sha256(data).hexdigest()
-        name = f"shard-{index:05d}-{sha[:16]}.parquet"
-        uri = join(output_uri, name)
-        store.put(uri, data)
-        counts: dict[str, tuple[str, int]] = {}
-        for track_id, isrc in zip(columns["track_id"], columns["isrc"]):
-            counts[track_id] = (isrc, counts.get(track_id, (isrc, 0))[1] + 1)
-        per_shard_tracks.append(counts)
-        ids = columns["sample_id"]
-        entries.append(ShardEntry(
-            index=index, name=name, uri=uri, sha256=sha, bytes=len(data), rows=len(ids),
-            row_groups=_row_groups(len(ids), config.rows_per_row_group),
-            isrcs=tuple(sorted({isrc for isrc, _ in counts.values()})), track_ids=tuple(sorted(counts)),
-            first_sample_id=ids[0], last_sample_id=ids[-1], merkle_root=merkle_root(ids),
-        ))
-        all_ids.extend(ids)
+        all_ids.extend(columns["sample_id"])
+        sink.submit(columns, crops)
 
-    for track in _release_tracks(con, release_id, gate.purpose):
-        reason = track.exclusion
-        if reason is None and track.track_id in skipped:
-            reason = (release_gate.DENIED_SINCE_APPROVAL, "denied since approval; left out under acknowledgement")
-        crops: list[tuple[int, int, np.ndarray]] = []
-        if reason is None:
-            try:
-                pcm = verified_pcm(track.source_path or "", track.audio_sha256 or "", config.sample_rate)
-            except AudioError as exc:
-                reason = (exc.reason_code, str(exc))
-            else:
-                offsets = crop_offsets(len(pcm), config.crop_samples, config.crops_per_track,
-                                       seed=config.seed, track_id=track.track_id)
-                if not offsets:
-                    reason = ("audio_too_short",
-                              f"{len(pcm) / config.sample_rate:.2f} s is shorter than one {config.crop_seconds} s crop")
-                crops = [(i, off, pcm[off:off + config.crop_samples]) for i, off in enumerate(offsets)]
-        if reason is not None:
-            excluded.append(ExcludedTrack(track_id=track.track_id, isrc=track.isrc, reason_code=reason[0],
-                                          message=reason[1]))
-            continue
-        tracks_with_samples += 1
-        for index, offset, crop in crops:
-            pending.add(track, release_id, config, index, offset, crop)
-        while len(pending) >= config.rows_per_shard:
-            flush(config.rows_per_shard)
-    if len(pending):
-        flush(len(pending))
+    try:
+        for track in _release_tracks(con, release_id, gate.purpose):
+            reason = track.exclusion
+            if reason is None and track.track_id in skipped:
+                reason = (release_gate.DENIED_SINCE_APPROVAL, "denied since approval; left out under acknowledgement")
+            crops: list[tuple[int, int, np.ndarray]] = []
+            if reason is None:
+                try:
+                    pcm = verified_pcm(track.source_path or "", track.audio_sha256 or "", config.sample_rate)
+                except AudioError as exc:
+                    reason = (exc.reason_code, str(exc))
+                else:
+                    offsets = crop_offsets(len(pcm), config.crop_samples, config.crops_per_track,
+                                           seed=config.seed, track_id=track.track_id)
+                    if not offsets:
+                        reason = ("audio_too_short",
+                                  f"{len(pcm) / config.sample_rate:.2f} s is shorter than one {config.crop_seconds} s crop")
+                    crops = [(i, off, pcm[off:off + config.crop_samples]) for i, off in enumerate(offsets)]
+            if reason is not None:
+                excluded.append(ExcludedTrack(track_id=track.track_id, isrc=track.isrc, reason_code=reason[0],
+                                              message=reason[1]))
+                continue
+            tracks_with_samples += 1
+            for index, offset, crop in crops:
+                pending.add(track, release_id, config, index, offset, crop)
+            while len(pending) >= config.rows_per_shard:
+                flush(config.rows_per_shard)
+        if len(pending):
+            flush(len(pending))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            sink.close()
+        raise
+    written = sink.close()
+    entries = [entry for entry, _ in written]
+    per_shard_tracks = [counts for _, counts in written]
 
     built_at = datetime.now(UTC)
     manifest = ShardManifest(

@@ -62,11 +62,12 @@ def isrc_for(i: int) -> str:
 
 
 def make_release(tmp_path: Path, *, seconds: list[float], release_id: str = "rel_test",
-                 status: str = "approved", bad_sha: set[int] | None = None, codec: str = "flac") -> Release:
+                 status: str = "approved", bad_sha: set[int] | None = None, codec: str = "flac",
+                 db_name: str = "ledger.duckdb") -> Release:
     """Insert tracks, parties, deals, consents, allow decisions and an approved release into a DuckDB file."""
-    db_path = tmp_path / "ledger.duckdb"
+    db_path = tmp_path / db_name
     audio_dir = tmp_path / "audio"
-    audio_dir.mkdir(exist_ok=True)
+    audio_dir.mkdir(parents=True, exist_ok=True)
     ext = {"flac": "flac", "libmp3lame": "mp3", "vorbis": "ogg", "pcm_s16le": "wav"}[codec]
     release = Release(db_path=db_path, release_id=release_id, track_ids=[])
     with connect(db_path) as con:

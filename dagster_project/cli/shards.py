@@ -1,0 +1,130 @@
+"""``linernotes shards build|verify|list|schema``: training shards of an approved release."""
+
+from __future__ import annotations
+
+import typer
+
+from dagster_project.cli.common import (
+    ActorOption,
+    HomeOption,
+    JsonOption,
+    actor_from,
+    console,
+    fail,
+    home_from,
+    print_json,
+)
+
+
+def register(app: typer.Typer) -> None:
+    shards = typer.Typer(no_args_is_help=True, help="Attribution-tagged Parquet training shards.")
+    app.add_typer(shards, name="shards")
+
+    @shards.command("build")
+    def build(
+        release_id: str = typer.Argument(..., help="An approved release."),
+        output: str = typer.Option(None, "--output", "-o",
+                                   help="Directory or s3:// prefix (default: <home>/objects/shards/<release>)."),
+        seed: int = typer.Option(0, help="Seed for crop offsets."),
+        crops_per_track: int = typer.Option(8, help="Crops cut from each track (fewer for short tracks)."),
+        rows_per_shard: int = typer.Option(512, help="Samples per Parquet file."),
+        ack_reason: str = typer.Option(None, "--acknowledge",
+                                       help="Build despite a revoked release or recordings denied since approval; "
+                                            "this reason is recorded with your name."),
+        home: str = HomeOption, actor: str = ActorOption, as_json: bool = JsonOption,
+    ) -> None:
+        """Cut samples from the release's audio into Parquet shards, then write the manifest."""
+        from schemas.shards import Acknowledgement, ShardConfig
+        from shards.gate import ReleaseRefused
+        from shards.writer import build_shards
+        from store.database import connect
+
+        who = actor_from(actor)
+        h = home_from(home)
+        target = output or str(h.objects / "shards" / release_id)
+        config = ShardConfig(seed=seed, crops_per_track=crops_per_track, rows_per_shard=rows_per_shard)
+        ack = Acknowledgement(actor=who, reason=ack_reason) if ack_reason else None
+        try:
+            with connect(h.db_path) as con:
+                manifest = build_shards(con, release_id, output_uri=target, config=config, actor=who, acknowledge=ack)
+        except ReleaseRefused as exc:
+            fail(str(exc))
+            return
+        if as_json:
+            print_json(manifest.model_dump(mode="json"))
+            return
+        console.print(f"[green]built[/green] {len(manifest.shards)} shards, {manifest.total_rows} samples from "
+                      f"{manifest.track_count} tracks -> {target}/manifest.json")
+        if manifest.excluded:
+            counts: dict[str, int] = {}
+            for e in manifest.excluded:
+                counts[e.reason_code] = counts.get(e.reason_code, 0) + 1
+            console.print("[yellow]excluded tracks:[/yellow] " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        console.print(f"query: SELECT isrc, count(*) FROM '{target}/*.parquet' GROUP BY isrc")
+
+    @shards.command("verify")
+    def verify(manifest_uri: str = typer.Argument(..., help="manifest.json URI or the directory holding it."),
+               as_json: bool = JsonOption) -> None:
+        """Re-hash every shard and name any missing, extra or altered one; exit 1 if anything is wrong."""
+        from shards.verify import verify_manifest
+
+        report = verify_manifest(manifest_uri)
+        if as_json:
+            print_json(report.model_dump(mode="json"))
+        else:
+            from rich.table import Table
+
+            table = Table(title=f"{report.manifest_uri} (release {report.release_id})")
+            for column in ("shard", "status", "bytes", "problems"):
+                table.add_column(column)
+            for check in report.shards:
+                colour = "green" if check.status == "ok" else "red"
+                table.add_row(check.name, f"[{colour}]{check.status}[/{colour}]", str(check.actual_bytes or "-"),
+                              "; ".join(check.problems))
+            for name in report.extra:
+                table.add_row(name, "[red]extra[/red]", "-", "not listed in the manifest")
+            console.print(table)
+            for problem in report.problems:
+                console.print(f"[red]{problem}[/red]")
+            console.print("[green]ok[/green]" if report.ok else "[red]FAILED[/red]")
+        if not report.ok:
+            raise typer.Exit(1)
+
+    @shards.command("list")
+    def list_builds(release_id: str = typer.Option(None, "--release", help="Only this release."),
+                    home: str = HomeOption, as_json: bool = JsonOption) -> None:
+        """Shard builds recorded in the ledger, newest first."""
+        from store.database import connect
+
+        h = home_from(home)
+        sql = ("SELECT build_id, release_id, manifest_uri, shard_count, row_count, track_count, excluded_count, "
+               "acknowledged, built_by, built_at FROM shard_builds")
+        params: list[str] = []
+        if release_id:
+            sql += " WHERE release_id = ?"
+            params.append(release_id)
+        with connect(h.db_path) as con:
+            cursor = con.execute(sql + " ORDER BY built_at DESC", params)
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, r)) for r in cursor.fetchall()]
+        if as_json:
+            print_json(rows)
+            return
+        from rich.table import Table
+
+        table = Table()
+        for name in ("release_id", "shard_count", "row_count", "track_count", "excluded_count", "acknowledged",
+                     "built_by", "built_at", "manifest_uri"):
+            table.add_column(name)
+        for row in rows:
+            table.add_row(*(str(row[k]) for k in ("release_id", "shard_count", "row_count", "track_count",
+                                                  "excluded_count", "acknowledged", "built_by", "built_at",
+                                                  "manifest_uri")))
+        console.print(table)
+
+    @shards.command("schema")
+    def schema() -> None:
+        """Print the manifest's JSON Schema."""
+        from schemas.shards import manifest_json_schema
+
+        print_json(manifest_json_schema())
