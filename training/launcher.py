@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from training import attribution, card, gate
 from training.runtime import SPEC_ENV, RunSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class TrainingRefused(RuntimeError):
@@ -157,6 +159,10 @@ def launch_run(
     """
     import torch
 
+    if not RUN_ID.fullmatch(run_id):
+        raise ValueError(f"run id must match {RUN_ID.pattern}: {run_id!r}")
+    if script is None and config.model != "reference":
+        raise ValueError(f"unknown model {config.model!r}: use 'reference' or pass a script")
     ledger_path = Path(ledger_path)
     run_dir = (Path(runs_dir) if runs_dir else ledger_path.parent / "runs") / run_id
     script = Path(script).resolve() if script else None

@@ -167,10 +167,15 @@ class TrainingSession:
         dataset = self.dataset(epoch)
         self._epoch, self._step_in_epoch = epoch, 0
         self.epoch_state = {}
+        exhausted = False
         if self._resume is not None and self._resume["epoch"] == epoch:
             self._step_in_epoch = self._resume["step_in_epoch"]
             self.epoch_state = dict(self._resume["epoch_state"])
-            dataset.load_state_dict(self._resume["loader"])
+            state = self._resume["loader"]
+            dataset.load_state_dict(state)
+            # This rank had served its whole share when the checkpoint was taken: the epoch ended there
+            # for every rank (the loader would otherwise replay a finished epoch from the start).
+            exhausted = int(state["consumed_count"]) >= int(state["num_samples"])
             self._resume = None
         workers = int(self.config.get("loader_workers", 0))
         loader = DataLoader(dataset, batch_size=int(self.config["batch_size"]), num_workers=workers,
@@ -178,7 +183,8 @@ class TrainingSession:
         iterator = iter(loader)
         while True:
             self._commit()
-            batch = next(iterator, None)
+            self._maybe_die()
+            batch = None if exhausted else next(iterator, None)
             if not self._all_ranks_have(batch is not None) or batch is None:
                 break
             self._pending = list(batch["sample_id"])
@@ -203,8 +209,11 @@ class TrainingSession:
             self._dataset.mark_consumed(self._pending)
         self.samples_consumed += len(self._pending)
         self._pending = None
+
+    def _maybe_die(self) -> None:
         if self._kill_at is not None and self.global_step == self._kill_at:
-            # Test hook for crash recovery: die the way an OOM kill or a lost node does, without cleanup.
+            # Crash-recovery hook: die once step N (and any checkpoint due at N) is written, the way an
+            # OOM kill or a lost node does, without cleanup.
             os.kill(os.getpid(), signal.SIGKILL)
 
     def maybe_checkpoint(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -212,6 +221,7 @@ class TrainingSession:
         self._commit()
         if self.global_step % int(self.config["checkpoint_every"]) == 0:
             self.checkpoint(model, optimizer)
+        self._maybe_die()
 
     def checkpoint(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, epoch_done: bool = False) -> None:
         """Save model, optimizer, every rank's loader position and RNG, atomically (rank 0 writes)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dagster_project.cli import app
@@ -14,6 +15,7 @@ from tests.training.ledger_fixture import RELEASE, build, seed_ledger
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_byo.py"
 
 
+@pytest.mark.slow
 def test_byo_script_trains_through_the_linernotes_dataset_and_is_shown(tmp_path: Path) -> None:
     home = tmp_path / "home"
     db = home / "linernotes.duckdb"

@@ -9,6 +9,8 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from schemas.runs import ModelCard, TrainConfig
 from shards.exposure import read_exposure
 from store.database import connect
@@ -20,6 +22,7 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_reference_run_learns_and_writes_record_card_and_exact_attribution(tmp_path: Path) -> None:
     db = tmp_path / "ledger.duckdb"
     seed_ledger(db, audio_dir=tmp_path / "audio")
@@ -70,6 +73,7 @@ def test_reference_run_learns_and_writes_record_card_and_exact_attribution(tmp_p
     assert actions == ["training.started", "training.completed"]
 
 
+@pytest.mark.slow
 def test_acknowledged_run_skips_the_denied_recording_and_says_so(tmp_path: Path) -> None:
     db = tmp_path / "ledger.duckdb"
     seed_ledger(db, audio_dir=tmp_path / "audio")

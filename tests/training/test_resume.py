@@ -22,6 +22,7 @@ def _exposure(run_dir: Path) -> list[tuple[int, int, int, str]]:
     return sorted((r["rank"], r["epoch"], r["step"], r["sample_id"]) for r in rows)
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_with_identical_exposure_attribution_and_weights(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "ledger.duckdb"
@@ -67,3 +68,27 @@ def test_sigkilled_run_resumes_with_identical_exposure_attribution_and_weights(
             "SELECT action FROM audit_log WHERE subject = 'run_crash' ORDER BY seq").fetchall()]
     assert ledger == 24
     assert actions == ["training.started", "training.failed", "training.resumed", "training.completed"]
+
+
+@pytest.mark.slow
+def test_resume_from_a_checkpoint_where_one_rank_had_run_dry_does_not_replay_its_epoch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "ledger.duckdb"
+    seed_ledger(db, audio_dir=tmp_path / "audio")
+    build(db, tmp_path / "shards", crops_per_track=5)
+    # 15 samples: rank 0 serves 8, rank 1 serves 7. Batch 7: step 1 takes 7 + 7, then rank 1 is dry
+    # and both stop; rank 0's eighth sample is not trained on (nor counted). 14 samples per epoch.
+    config = TrainConfig(release_id=RELEASE, epochs=2, batch_size=7, nproc=2, checkpoint_every=1, seed=3)
+    runs = tmp_path / "runs"
+    monkeypatch.setenv(KILL_AT_STEP_ENV, "1")  # dies right after the checkpoint of step 1
+    with pytest.raises(TrainingFailed):
+        launch_run(db, run_id="run_dry", config=config, actor="ml@label", runs_dir=runs)
+    monkeypatch.delenv(KILL_AT_STEP_ENV)
+
+    resumed = launch_run(db, run_id="run_dry", config=config, actor="ml@label", runs_dir=runs, resume=True)
+
+    rows = _exposure(runs / "run_dry")
+    assert resumed.samples_consumed == len(rows) == 28
+    assert sorted({(rank, epoch, step) for rank, epoch, step, _ in rows}) == [
+        (0, 0, 1), (0, 1, 2), (1, 0, 1), (1, 1, 2)]
+    assert [(m.epoch, m.steps, m.samples) for m in resumed.metrics] == [(0, 1, 14), (1, 1, 14)]
