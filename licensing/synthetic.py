@@ -194,7 +194,7 @@ def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, 
     scores = np.round(rng.choice([0.3, 0.59, 0.6, 0.75, 0.95], size=int(oo.sum())), 2)
     con.register("_g_oo", pa.table({"track_id": _ids("trk_", idx[oo], 16), "score": scores,
                                     "ref": _ids("OPT", idx[oo], 8)}))
-    con.execute("INSERT INTO audio_matches SELECT track_id, 'optout', ref, score, 0.6, 0, 10, 0.1, ? FROM _g_oo", [now])
+    con.execute("INSERT INTO audio_matches (track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, matched_at) SELECT track_id, 'optout', ref, score, 0.6, 0, 10, 0.1, ? FROM _g_oo", [now])
     members = idx[dup_mask]
     cluster = np.arange(len(members)) // 2
     other_isrc = rng.random(len(members)) < 0.7

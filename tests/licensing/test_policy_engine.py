@@ -100,8 +100,8 @@ def test_opt_out_match_and_duplicate_conflict_deny_with_evidence(con, tmp_path: 
                                          [deal("D1", isrcs)], [consent("C1", "P-artist")]), actor="ops")
     t1, t2, t3 = (add_track(con, i + 1, isrc, ARTIST) for i, isrc in enumerate(isrcs))
     now = datetime.now(UTC)
-    con.execute("INSERT INTO audio_matches VALUES (?, 'optout', 'OPT-1', 0.82, 0.6, 3.0, 20.0, 0.1, ?)", [t1, now])
-    con.execute("INSERT INTO audio_matches VALUES (?, 'optout', 'OPT-2', 0.41, 0.6, 3.0, 20.0, 0.3, ?)", [t3, now])
+    con.execute("INSERT INTO audio_matches (track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, matched_at) VALUES (?, 'optout', 'OPT-1', 0.82, 0.6, 3.0, 20.0, 0.1, ?)", [t1, now])
+    con.execute("INSERT INTO audio_matches (track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, matched_at) VALUES (?, 'optout', 'OPT-2', 0.41, 0.6, 3.0, 20.0, 0.3, ?)", [t3, now])
     con.execute("INSERT INTO duplicate_clusters VALUES ('CL1', ?, ?, FALSE), ('CL1', ?, ?, FALSE)",
                 [t2, isrcs[1], t3, isrcs[2]])
     evaluate_catalog(con, load_policy(), purpose=GEN, territory="FR", on_date=ON, actor="ops")
