@@ -24,7 +24,8 @@ from _audio import TRANSFORMS, decode, demo_files  # noqa: E402
 
 from fingerprinting.batch import fingerprint_many  # noqa: E402
 from fingerprinting.index import FingerprintIndex  # noqa: E402
-from fingerprinting.ledger import MATCH_THRESHOLD, MIN_SPAN_S  # noqa: E402
+from fingerprinting.chromaprint import ITEM_SECONDS  # noqa: E402
+from fingerprinting.ledger import MATCH_THRESHOLD, MIN_SPAN_S, is_match  # noqa: E402
 
 
 def _make(args: tuple[Path, Path, int]) -> list[tuple[str, Path]]:
@@ -78,8 +79,8 @@ def main() -> None:
         s["n"] += 1
         if not outcome.ok:
             continue
-        matches = [m for m in index.query(outcome.fingerprint.items, limit=5)  # type: ignore[union-attr]
-                   if m.score >= MATCH_THRESHOLD and m.span_s >= MIN_SPAN_S]
+        q_items = outcome.fingerprint.items  # type: ignore[union-attr]
+        matches = [m for m in index.query(q_items, limit=5) if is_match(m, len(q_items) * ITEM_SECONDS)]
         if matches and matches[0].ref == f"{i:03d}":
             s["hit"] += 1
             s["scores"].append(matches[0].score)
@@ -91,12 +92,13 @@ def main() -> None:
     for i, o in usable:
         for m in index.query(o.fingerprint.items, limit=5, exclude=f"{i:03d}"):  # type: ignore[union-attr]
             cross_max = max(cross_max, m.score)
-            if m.score >= MATCH_THRESHOLD and m.span_s >= MIN_SPAN_S:
+            if is_match(m, len(o.fingerprint.items) * ITEM_SECONDS):  # type: ignore[union-attr]
                 cross_false.append(f"{o.path.name} -> {files[int(m.ref)].name} score {m.score:.3f}")
     t_query = time.perf_counter() - t0
 
     print(f"catalog: {len(files)} tracks, {len(usable)} fingerprinted, skipped {skipped}")
-    print(f"threshold: score >= {MATCH_THRESHOLD} (score = 1 - 2*BER) and span >= {MIN_SPAN_S} s; "
+    print(f"threshold: score >= {MATCH_THRESHOLD} (score = 1 - 2*BER) and span >= {MIN_SPAN_S} s "
+          "(or 80% of the shorter recording, at least 3 s); "
           "fingerprints use the whole file")
     print()
     print("| transform | copies | recalled | recall | false matches | min score | median score |")

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import uuid
@@ -31,7 +32,10 @@ import numpy.typing as npt
 
 from fingerprinting.chromaprint import ITEM_SECONDS, SILENCE_ITEM
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_DIRECTORY_BITS = 16
+_MAX_POSITION = (1 << 16) - 1
+_SEGMENT_ARRAYS = ("directory", "low", "docs", "pos", "items", "starts", "doc_ids")
 DEFAULT_KEY_BITS = 28
 MAX_SEGMENTS = 12
 STOP_POSTINGS = 4096  # a key this common in one segment carries no identity
@@ -61,11 +65,20 @@ class Match:
     votes: int
     query_start_s: float
     ref_start_s: float
+    ref_length_s: float = 0.0
 
 
 def item_digest(items: npt.ArrayLike) -> str:
     """A short content hash of fingerprint items (tells a changed track from an unchanged one)."""
     return hashlib.sha256(np.ascontiguousarray(items, dtype="<u4").tobytes()).hexdigest()[:32]
+
+
+def _random_access(arr: npt.NDArray[Any]) -> None:
+    # Lookups touch scattered pages; without this hint the kernel reads ahead around every
+    # fault and resident memory grows to the size of the index.
+    mm = getattr(arr, "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        mm.madvise(mmap.MADV_RANDOM)
 
 
 def _keys_and_positions(items: U32, key_bits: int) -> tuple[U32, U32]:
@@ -79,12 +92,18 @@ def _keys_and_positions(items: U32, key_bits: int) -> tuple[U32, U32]:
 
 
 class _Segment:
-    """Immutable postings and items of a group of tracks."""
+    """Immutable postings and items of a group of tracks.
 
-    def __init__(self, name: str, keys: U32, docs: U32, pos: U32, items: U32, starts: npt.NDArray[np.int64],
+    Postings are sorted by key. A directory indexed by a key's top 16 bits gives each
+    key's bucket, so only the remaining low bits are stored per posting (2 bytes), and
+    positions and segment-local track numbers take 2 bytes each where they fit.
+    """
+
+    def __init__(self, name: str, key_bits: int, directory: npt.NDArray[np.int64], low: npt.NDArray[Any],
+                 docs: npt.NDArray[Any], pos: npt.NDArray[Any], items: U32, starts: npt.NDArray[np.int64],
                  refs: list[str], doc_ids: npt.NDArray[np.int64], digests: list[str]) -> None:
-        self.name = name
-        self.keys, self.docs, self.pos = keys, docs, pos
+        self.name, self.low_bits = name, key_bits - _DIRECTORY_BITS
+        self.directory, self.low, self.docs, self.pos = directory, low, docs, pos
         self.items, self.starts = items, starts
         self.refs, self.doc_ids, self.digests = refs, doc_ids, digests
 
@@ -94,6 +113,8 @@ class _Segment:
         starts = np.zeros(len(entries) + 1, dtype=np.int64)
         for local, (_doc_id, _ref, items, _digest) in enumerate(entries):
             keys, pos = _keys_and_positions(items, key_bits)
+            reachable = pos <= _MAX_POSITION  # items past ~2.25 h are kept for scoring, not indexed
+            keys, pos = keys[reachable], pos[reachable]
             all_keys.append(keys)
             all_pos.append(pos)
             all_docs.append(np.full(len(keys), local, dtype=np.uint32))
@@ -101,11 +122,16 @@ class _Segment:
             starts[local + 1] = starts[local] + len(items)
         keys = np.concatenate(all_keys) if all_keys else np.zeros(0, np.uint32)
         order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        low_bits = key_bits - _DIRECTORY_BITS
+        directory = np.searchsorted(keys >> np.uint32(low_bits),
+                                    np.arange((1 << _DIRECTORY_BITS) + 1, dtype=np.uint32)).astype(np.int64)
+        doc_type = np.uint16 if len(entries) <= 1 << 16 else np.uint32
         return cls(
-            name,
-            keys[order],
-            (np.concatenate(all_docs) if all_docs else np.zeros(0, np.uint32))[order],
-            (np.concatenate(all_pos) if all_pos else np.zeros(0, np.uint32))[order],
+            name, key_bits, directory,
+            (keys & np.uint32((1 << low_bits) - 1)).astype(np.uint16),
+            (np.concatenate(all_docs) if all_docs else np.zeros(0, np.uint32))[order].astype(doc_type),
+            (np.concatenate(all_pos) if all_pos else np.zeros(0, np.uint32))[order].astype(np.uint16),
             np.concatenate(all_items).astype(np.uint32) if all_items else np.zeros(0, np.uint32),
             starts,
             [ref for _, ref, _, _ in entries],
@@ -116,18 +142,41 @@ class _Segment:
     def save(self, root: Path) -> None:
         tmp = root / f".{self.name}.{uuid.uuid4().hex}"
         tmp.mkdir()
-        for field in ("keys", "docs", "pos", "items", "starts", "doc_ids"):
+        for field in _SEGMENT_ARRAYS:
             np.save(tmp / f"{field}.npy", getattr(self, field))
-        (tmp / "refs.json").write_text(json.dumps({"refs": self.refs, "digests": self.digests}))
+        (tmp / "refs.json").write_text(json.dumps({"refs": self.refs, "digests": self.digests,
+                                                   "key_bits": self.low_bits + _DIRECTORY_BITS}))
         os.replace(tmp, root / self.name)
 
     @classmethod
     def load(cls, root: Path, name: str) -> "_Segment":
         d = root / name
-        arrays = {f: np.load(d / f"{f}.npy", mmap_mode="r") for f in ("keys", "docs", "pos", "items", "starts", "doc_ids")}
+        arrays = {f: np.load(d / f"{f}.npy", mmap_mode="r") for f in _SEGMENT_ARRAYS}
+        for arr in arrays.values():
+            _random_access(arr)
         meta = json.loads((d / "refs.json").read_text())
-        return cls(name, arrays["keys"], arrays["docs"], arrays["pos"], arrays["items"],
-                   np.asarray(arrays["starts"]), meta["refs"], np.asarray(arrays["doc_ids"]), meta["digests"])
+        return cls(name, meta["key_bits"], np.asarray(arrays["directory"]), arrays["low"], arrays["docs"],
+                   arrays["pos"], arrays["items"], np.asarray(arrays["starts"]), meta["refs"],
+                   np.asarray(arrays["doc_ids"]), meta["digests"])
+
+    def _bounds(self, ukeys: U32) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Posting range of each (sorted, unique) key: a binary search inside its bucket."""
+        bucket = (ukeys >> np.uint32(self.low_bits)).astype(np.int64)
+        target = (ukeys & np.uint32((1 << self.low_bits) - 1)).astype(np.int64)
+        out = []
+        for strict in (True, False):
+            lo, hi = self.directory[bucket].copy(), self.directory[bucket + 1].copy()
+            while True:
+                active = lo < hi
+                if not active.any():
+                    break
+                mid = (lo + hi) // 2
+                probe = np.asarray(self.low[np.where(active, mid, 0)], dtype=np.int64) if len(self.low) else mid
+                go_right = active & ((probe < target) if strict else (probe <= target))
+                lo = np.where(go_right, mid + 1, lo)
+                hi = np.where(active & ~go_right, mid, hi)
+            out.append(lo)
+        return out[0], out[1]
 
     def doc_items(self, local: int) -> U32:
         return np.asarray(self.items[self.starts[local]:self.starts[local + 1]])
@@ -139,8 +188,7 @@ class _Segment:
     def hits(self, ukeys: U32, inv: npt.NDArray[np.intp], qpos: npt.NDArray[np.int64]
              ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(local doc, offset) for every posting that shares a key with the query."""
-        lo = np.searchsorted(self.keys, ukeys, side="left")
-        hi = np.searchsorted(self.keys, ukeys, side="right")
+        lo, hi = self._bounds(ukeys)
         counts = hi - lo
         counts[counts > STOP_POSTINGS] = 0
         per_q = counts[inv]
@@ -199,6 +247,8 @@ class FingerprintIndex:
     @classmethod
     def open(cls, root: str | os.PathLike[str], *, key_bits: int = DEFAULT_KEY_BITS) -> "FingerprintIndex":
         """Open the index under ``root``, creating an empty one if there is none."""
+        if not _DIRECTORY_BITS < key_bits <= 32:
+            raise ValueError(f"key_bits must be between {_DIRECTORY_BITS + 1} and 32")
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         path = root / "manifest.json"
@@ -380,7 +430,8 @@ class FingerprintIndex:
                 continue
             match = Match(ref=ref, score=max(0.0, 1.0 - 2.0 * ber), offset_s=off * ITEM_SECONDS,
                           span_s=n * ITEM_SECONDS, bit_error_rate=ber, votes=votes,
-                          query_start_s=q0 * ITEM_SECONDS, ref_start_s=(q0 + off) * ITEM_SECONDS)
+                          query_start_s=q0 * ITEM_SECONDS, ref_start_s=(q0 + off) * ITEM_SECONDS,
+                          ref_length_s=len(ref_items) * ITEM_SECONDS)
             if match.score >= min_score and (ref not in best or match.score > best[ref].score):
                 best[ref] = match
         return sorted(best.values(), key=lambda m: (-m.score, m.ref))[:limit]

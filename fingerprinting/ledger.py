@@ -20,7 +20,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from fingerprinting.batch import FingerprintOutcome
-from fingerprinting.chromaprint import fingerprint_file
+from fingerprinting.chromaprint import ITEM_SECONDS, fingerprint_file
 from fingerprinting.index import FingerprintIndex, Match, item_digest
 from lineage.audit import canonical_json, record, sha256_text
 from schemas.identifiers import normalize_isrc
@@ -30,6 +30,7 @@ SCHEMA_VERSION = 1
 # distinct recordings stay below 0.6 (see bench/results/fingerprint.md).
 MATCH_THRESHOLD = 0.7
 MIN_SPAN_S = 10.0
+SHORT_SPAN_FLOOR_S = 3.0
 TRACK_PREFIX = "track:"
 OPTOUT_PREFIX = "optout:"
 DEFAULT_ACTOR = "linernotes.fingerprinting"
@@ -95,6 +96,18 @@ class MatchSummary(_Frozen):
     tracks_in_clusters: int
     threshold: float
     min_span_s: float
+
+
+def is_match(m: Match, query_length_s: float, *, threshold: float = MATCH_THRESHOLD,
+             min_span_s: float = MIN_SPAN_S) -> bool:
+    """Whether a query result is strong enough to act on.
+
+    The overlap must reach ``min_span_s``, or 80% of the shorter recording when that is
+    shorter (a 6-second jingle can still be recognised), and never less than 3 s.
+    """
+    shorter = min(query_length_s, m.ref_length_s or query_length_s)
+    needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, 0.8 * shorter))
+    return m.score >= threshold and m.span_s >= needed
 
 
 def _now() -> datetime:
@@ -265,8 +278,9 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
     for track_id, items, _isrc in tracks:
         matches = index.query(np.asarray(items, dtype=np.uint32), limit=50, min_score=threshold,
                               exclude=TRACK_PREFIX + track_id)
+        query_length_s = len(items) * ITEM_SECONDS
         for m in matches:
-            if m.span_s < min_span_s:
+            if not is_match(m, query_length_s, threshold=threshold, min_span_s=min_span_s):
                 continue
             if m.ref.startswith(OPTOUT_PREFIX):
                 found.append(_evidence(track_id, "optout", m.ref[len(OPTOUT_PREFIX):], m, threshold))

@@ -56,7 +56,8 @@ def register(app: typer.Typer) -> None:
         """Print the catalog tracks and opt-outs whose audio best matches FILE."""
         from fingerprinting.chromaprint import FingerprintError, fingerprint_file
         from fingerprinting.index import FingerprintIndex
-        from fingerprinting.ledger import MATCH_THRESHOLD, OPTOUT_PREFIX, TRACK_PREFIX
+        from fingerprinting.chromaprint import ITEM_SECONDS
+        from fingerprinting.ledger import MATCH_THRESHOLD, OPTOUT_PREFIX, TRACK_PREFIX, is_match
 
         data = home_from(home)
         root = index_dir or data.root / INDEX_DIRNAME
@@ -69,8 +70,9 @@ def register(app: typer.Typer) -> None:
             return
         matches = FingerprintIndex.open(root).query(fp.items, limit=limit)
         titles = _titles(data.db_path)
+        query_s = len(fp.items) * ITEM_SECONDS
         rows = [{"ref": m.ref, "title": titles.get(m.ref), "score": round(m.score, 4),
-                 "match": m.score >= MATCH_THRESHOLD, "offset_s": round(m.offset_s, 2), "span_s": round(m.span_s, 2),
+                 "match": is_match(m, query_s), "offset_s": round(m.offset_s, 2), "span_s": round(m.span_s, 2),
                  "bit_error_rate": round(m.bit_error_rate, 4), "query_start_s": round(m.query_start_s, 2)}
                 for m in matches]
         if as_json:

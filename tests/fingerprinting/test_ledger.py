@@ -8,7 +8,8 @@ import pytest
 
 from fingerprinting.batch import fingerprint_many
 from fingerprinting.chromaprint import FingerprintError, decode_items
-from fingerprinting.ledger import match_catalog, optout_matches, register_optout, store_fingerprints
+from fingerprinting.index import Match
+from fingerprinting.ledger import is_match, match_catalog, optout_matches, register_optout, store_fingerprints
 from lineage.audit import verify_chain
 from store.database import connect
 from tests.fingerprinting.conftest import RATE, encode, music
@@ -92,3 +93,17 @@ def test_refingerprinting_a_failed_track_drops_its_old_fingerprint(tmp_path: Pat
         assert con.execute("SELECT count(*) FROM fingerprints").fetchone() == (0,)
         assert con.execute("SELECT count(*) FROM quarantine WHERE source_ref = 'T3'").fetchone() == (1,)
         assert np.asarray(good[0].fingerprint.items).size > 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("score", "span_s", "query_s", "ref_s", "expected"), [
+    (0.95, 25.0, 30.0, 200.0, True),     # excerpt of a long track
+    (0.95, 8.0, 30.0, 200.0, False),     # too little overlap to act on
+    (0.69, 25.0, 30.0, 200.0, False),    # below the score threshold
+    (0.95, 4.5, 200.0, 5.5, True),       # a 5.5 s jingle matched in full
+    (0.95, 2.5, 200.0, 3.0, False),      # under the 3 s floor, however short the recording
+])
+def test_is_match_needs_score_and_enough_overlap(score: float, span_s: float, query_s: float, ref_s: float,
+                                                 expected: bool) -> None:
+    m = Match(ref="r", score=score, offset_s=0.0, span_s=span_s, bit_error_rate=(1 - score) / 2, votes=10,
+              query_start_s=0.0, ref_start_s=0.0, ref_length_s=ref_s)
+    assert is_match(m, query_s) is expected
