@@ -24,7 +24,7 @@ from schemas.decisions import REASON_TEXT, Decision, EvaluationSummary, ReasonCo
 from schemas.identifiers import normalize_territory
 from schemas.policy import Policy, PurposeRule
 
-INPUTS_VERSION = "v1"
+INPUTS_VERSION = "v2"
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,19 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _digest_sum(pieces: Iterable[str]) -> str:
+    """Order-free digest of a set of facts: the sum of the first 8 MD5 bytes (little-endian) of each.
+
+    It is what DuckDB's ``sum(md5_number_upper(x))`` computes, so both evaluators agree without
+    sorting per-track lists (which dominated the set-based run time). Empty set -> ''.
+    """
+    total, seen = 0, False
+    for piece in pieces:
+        total += int.from_bytes(hashlib.md5(piece.encode("utf-8")).digest()[:8], "little")
+        seen = True
+    return str(total) if seen else ""
+
+
 def decision_id_for(policy_hash: str, inputs_hash: str) -> str:
     return "dec_" + _sha(f"{policy_hash}|{inputs_hash}")[:32]
 
@@ -127,7 +140,7 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
         evidence["share_total"] = chosen[0].share_total
         if rule.require_full_shares and not complete:
             codes.add(ReasonCode.RIGHTS_SHARES_INCOMPLETE)
-    deal_sig = ",".join(f"{d.deal_id}:{int(u)}{int(te)}{int(s)}{int(ne)}{int(c)}" for d, u, te, s, ne, c in flags)
+    deal_sig = _digest_sum(f"{d.deal_id}:{int(u)}{int(te)}{int(s)}{int(ne)}{int(c)}" for d, u, te, s, ne, c in flags)
 
     roles = set(facts.contributors)
     listed = any(role in rule.required_listed_roles for _, role in roles)
@@ -163,7 +176,7 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
     codes |= consent_codes
     applicable.sort(key=lambda a: a[0].consent_id)
     consent_ids = tuple(sorted({k.consent_id for k, v, st in applicable if st == "e" and v == "allowed"}))
-    consent_sig = ",".join(f"{k.consent_id}:{v}:{st}" for k, v, st in applicable)
+    consent_sig = _digest_sum(f"{k.consent_id}:{v}:{st}" for k, v, st in applicable)
 
     hits = sorted((m for m in facts.optout_matches if m.score >= m.threshold), key=lambda m: m.matched_ref)
     if hits:
@@ -177,9 +190,10 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
     if facts.ai_generated:
         evidence["ai_evidence"] = facts.ai_evidence
     evidence["required_parties"] = required
+    evidence["required_party_count"] = len(required)
 
     inputs = (f"{INPUTS_VERSION}|{facts.track_id or ''}|{facts.isrc}|{purpose}|{territory}|{on_date.isoformat()}"
-              f"|ai={int(facts.ai_generated)}|deals={deal_sig}|req={','.join(required)}|listed={int(listed)}"
+              f"|ai={int(facts.ai_generated)}|deals={deal_sig}|req={_digest_sum(required)}|listed={int(listed)}"
               f"|consents={consent_sig}|optout={','.join(m.matched_ref for m in hits)}"
               f"|dup={facts.duplicate_conflict or ''}")
     return _decision(facts, policy, purpose, territory, on_date, codes, deal_id, consent_ids, inputs, evidence, decided_at)
@@ -329,7 +343,7 @@ da AS (
         arg_min(total, deal_id) FILTER (WHERE u AND te AND s AND ne AND c) AS best_complete_total,
         min(deal_id) FILTER (WHERE u AND te AND s AND ne) AS best_any,
         arg_min(total, deal_id) FILTER (WHERE u AND te AND s AND ne) AS best_any_total,
-        string_agg(deal_id || ':' || u::INT || te::INT || s::INT || ne::INT || c::INT, ',' ORDER BY deal_id) AS deal_sig
+        sum(md5_number_upper(deal_id || ':' || u::INT || te::INT || s::INT || ne::INT || c::INT))::VARCHAR AS deal_sig
     FROM dl GROUP BY track_id
 ),
 tc AS (
@@ -359,21 +373,21 @@ cp AS (
 cc AS (
     SELECT req.track_id,
         list_distinct(list(coalesce(cp.code, 'consent_missing')) FILTER (WHERE coalesce(cp.code, 'consent_missing') <> 'ok')) AS codes,
-        string_agg(req.party_id, ',' ORDER BY req.party_id) AS req_sig,
-        list(req.party_id ORDER BY req.party_id) AS req_list
+        sum(md5_number_upper(req.party_id))::VARCHAR AS req_sig,
+        count(*) AS req_count
     FROM req LEFT JOIN cp ON cp.track_id = req.track_id AND cp.party_id = req.party_id
     GROUP BY req.track_id
 ),
 cs AS (
     SELECT track_id,
         list_sort(list(consent_id) FILTER (WHERE g AND NOT rv AND v = 'allowed')) AS consent_ids,
-        string_agg(consent_id || ':' || v || ':' || CASE WHEN rv THEN 'r' WHEN g THEN 'e' ELSE 'p' END, ','
-                   ORDER BY consent_id) AS consent_sig
+        sum(md5_number_upper(consent_id || ':' || v || ':' || CASE WHEN rv THEN 'r' WHEN g THEN 'e' ELSE 'p' END))::VARCHAR
+            AS consent_sig
     FROM ca GROUP BY track_id
 ),
 oo AS (
-    SELECT m.track_id, string_agg(m.matched_ref, ',' ORDER BY m.matched_ref) AS refs,
-        list({{'matched_ref': m.matched_ref, 'score': m.score, 'threshold': m.threshold}} ORDER BY m.matched_ref) AS hits
+    SELECT m.track_id, array_to_string(list_sort(list(m.matched_ref)), ',') AS refs,
+        list_sort(list({{'matched_ref': m.matched_ref, 'score': m.score, 'threshold': m.threshold}})) AS hits
     FROM audio_matches m JOIN t ON t.track_id = m.track_id
     WHERE m.kind = 'optout' AND m.score >= m.threshold GROUP BY m.track_id
 ),
@@ -381,7 +395,7 @@ dc AS (SELECT cluster_id FROM duplicate_clusters GROUP BY cluster_id
        HAVING count(DISTINCT isrc) > 1 AND NOT bool_and(resolved)),
 dt AS (SELECT d.track_id, d.cluster_id FROM duplicate_clusters d JOIN dc ON dc.cluster_id = d.cluster_id),
 j AS (
-    SELECT t.*, da.any_u, da.any_ut, da.any_expired, da.best_complete, da.best_any, da.deal_sig, cc.codes AS consent_codes, cc.req_sig, cc.req_list, cs.consent_ids, cs.consent_sig,
+    SELECT t.*, da.any_u, da.any_ut, da.any_expired, da.best_complete, da.best_any, da.deal_sig, cc.codes AS consent_codes, cc.req_sig, cc.req_count, cs.consent_ids, cs.consent_sig,
         listed.track_id IS NOT NULL AS is_listed, oo.refs AS optout_refs, oo.hits AS optout_hits,
         dt.cluster_id AS dup_cluster, da.track_id IS NOT NULL AS has_deal,
         coalesce(da.best_complete, da.best_any) AS chosen,
@@ -422,7 +436,7 @@ SELECT
     inputs_hash, chosen AS deal_id, coalesce(consent_ids, []::VARCHAR[]) AS consent_ids,
     to_json({{'deal_id': chosen, 'share_total': chosen_total, 'optout': optout_hits,
               'duplicate_cluster': dup_cluster, 'ai_evidence': CASE WHEN ai THEN ai_evidence END,
-              'required_parties': coalesce(req_list, [])}}) AS evidence
+              'required_party_count': coalesce(req_count, 0)}}) AS evidence
 FROM r
 """
 
