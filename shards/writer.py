@@ -224,8 +224,9 @@ def encode_shard(columns: dict[str, list[Any]], crops: list[np.ndarray], *, conf
     pq.write_table(
         table, sink,
         row_group_size=config.rows_per_row_group,
-        compression=config.compression,
-        compression_level=config.compression_level,
+        compression={name: config.compression for name in _META_COLUMNS} | {"audio": config.audio_compression},
+        compression_level={name: config.compression_level for name in _META_COLUMNS}
+        | ({"audio": config.compression_level} if config.audio_compression != "none" else {}),
         use_dictionary=_DICTIONARY_COLUMNS,
         write_statistics=_META_COLUMNS,
         write_page_checksum=True,
@@ -263,6 +264,7 @@ class ShardSink:
                 self._done.append(self._pending.popleft().result())
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        self.store.sync([entry.uri for entry, _ in self._done])
         return self._done
 
     def _write(self, index: int, columns: dict[str, list[Any]],
@@ -272,7 +274,8 @@ class ShardSink:
         sha = hashlib.sha256(data).hexdigest()
         name = f"shard-{index:05d}-{sha[:16]}.parquet"
         uri = join(self.output_uri, name)
-        self.store.put(uri, data)
+        # Made durable all at once by sync() before the manifest is written.
+        self.store.put(uri, data, fsync=False)
         counts: dict[str, tuple[str, int]] = {}
         for track_id, isrc in zip(columns["track_id"], columns["isrc"]):
             counts[track_id] = (isrc, counts.get(track_id, (isrc, 0))[1] + 1)
