@@ -108,7 +108,7 @@ class ObjectStore:
             self._client_pid = os.getpid()
         return self._client
 
-    def put(self, uri: str, data: bytes, *, fsync: bool = True) -> None:
+    def put(self, uri: str, data: bytes | memoryview | Any, *, fsync: bool = True) -> None:
         """Write ``data`` at ``uri`` atomically, replacing what was there.
 
         With ``fsync=False`` a local write is atomic but not yet durable: call :meth:`sync` before
@@ -116,7 +116,7 @@ class ObjectStore:
         """
         if is_s3(uri):
             bucket, key = _split_s3(uri)
-            self._s3().put_object(Bucket=bucket, Key=key, Body=data)
+            self._s3().put_object(Bucket=bucket, Key=key, Body=data if isinstance(data, bytes) else bytes(memoryview(data)))
             return
         path = _local_path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
