@@ -9,6 +9,7 @@ names carry their content hash, so a rebuild never overwrites a shard an older m
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -223,14 +224,24 @@ def encode_shard(columns: dict[str, list[Any]], crops: list[np.ndarray], *, conf
     pq.write_table(
         table, sink,
         row_group_size=config.rows_per_row_group,
-        compression={name: config.compression for name in _META_COLUMNS} | {"audio": config.audio_compression},
-        compression_level={name: config.compression_level for name in _META_COLUMNS}
+        compression={path: config.compression for path in _leaf_paths() if path != "audio"}
+        | {"audio": config.audio_compression},
+        compression_level={path: config.compression_level for path in _leaf_paths() if path != "audio"}
         | ({"audio": config.compression_level} if config.audio_compression != "none" else {}),
         use_dictionary=_DICTIONARY_COLUMNS,
-        write_statistics=_META_COLUMNS,
+        write_statistics=[path for path in _leaf_paths() if path != "audio"],
         write_page_checksum=True,
     )
     return sink.getvalue()
+
+
+@functools.cache
+def _leaf_paths() -> tuple[str, ...]:
+    """Parquet leaf column paths (``artists.list.element``...): per-column codecs are keyed by them."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(SHARD_SCHEMA.empty_table(), sink)
+    schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
+    return tuple(schema.column(i).path for i in range(len(schema)))
 
 
 def _row_groups(rows: int, per_group: int) -> tuple[int, ...]:
@@ -275,8 +286,9 @@ class ShardSink:
     """Encodes and stores shards on a few threads (Parquet encoding and zstd release the GIL), in order."""
 
     def __init__(self, store: ObjectStore, output_uri: str, config: ShardConfig, metadata: dict[str, str],
-                 *, threads: int | None = None) -> None:
+                 *, threads: int | None = None, durable: bool = True) -> None:
         self.store, self.output_uri, self.config, self.metadata = store, output_uri, config, metadata
+        self.durable = durable
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self._pool = ThreadPoolExecutor(max_workers=self.threads)
         self._pending: deque[Future[tuple[ShardEntry, dict[str, tuple[str, int]]]]] = deque()
@@ -296,7 +308,8 @@ class ShardSink:
                 self._done.append(self._pending.popleft().result())
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        self.store.sync([entry.uri for entry, _ in self._done])
+        if self.durable:
+            self.store.sync([entry.uri for entry, _ in self._done])
         return self._done
 
     def _write(self, index: int, columns: dict[str, list[Any]],
