@@ -96,6 +96,7 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
         self._consumed = np.zeros(len(self._order), dtype=bool)
         self._resume_rotation = 0
         self._id_rows: dict[str, int] | None = None
+        self._inverse: np.ndarray | None = None
 
     # -- admission -----------------------------------------------------------------------------
 
@@ -184,6 +185,7 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
             self._order = self._rank_order(epoch)
             self._consumed = np.zeros(len(self._order), dtype=bool)
             self._resume_rotation = 0
+            self._inverse = None
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -219,9 +221,10 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
         self._consumed[positions] = True
 
     def _positions_of(self, rows: np.ndarray) -> np.ndarray:
-        inverse = np.full(self.manifest.total_rows, -1, dtype=np.int64)
-        inverse[self._order] = np.arange(len(self._order))
-        return inverse[rows]
+        if self._inverse is None:
+            self._inverse = np.full(self.manifest.total_rows, -1, dtype=np.int64)
+            self._inverse[self._order] = np.arange(len(self._order))
+        return self._inverse[rows]
 
     def _read_id_rows(self) -> dict[str, int]:
         out: dict[str, int] = {}

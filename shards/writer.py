@@ -9,9 +9,9 @@ names carry their content hash, so a rebuild never overwrites a shard an older m
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
-import io
 import json
 import os
 import re
@@ -214,23 +214,34 @@ def _audio_array(crops: list[np.ndarray]) -> pa.Array:
 
 
 def encode_shard(columns: dict[str, list[Any]], crops: list[np.ndarray], *, config: ShardConfig,
-                 metadata: dict[str, str]) -> bytes:
-    """Serialise one shard to Parquet bytes; deterministic for identical inputs."""
+                 metadata: dict[str, str]) -> pa.Buffer:
+    """Serialise one shard to Parquet (a bytes-like Arrow buffer); deterministic for identical inputs."""
     arrays = [pa.array(columns[f.name], type=f.type) if f.name != "audio" else _audio_array(crops)
               for f in SHARD_SCHEMA]
     schema = SHARD_SCHEMA.with_metadata({k.encode(): v.encode() for k, v in sorted(metadata.items())})
     table = pa.Table.from_arrays(arrays, schema=schema)
-    sink = io.BytesIO()
+    sink = pa.BufferOutputStream()
     pq.write_table(
         table, sink,
         row_group_size=config.rows_per_row_group,
-        compression=config.compression,
-        compression_level=config.compression_level,
+        compression={path: config.compression for path in _leaf_paths() if path != "audio"}
+        | {"audio": config.audio_compression},
+        compression_level={path: config.compression_level for path in _leaf_paths() if path != "audio"}
+        | ({"audio": config.compression_level} if config.audio_compression != "none" else {}),
         use_dictionary=_DICTIONARY_COLUMNS,
-        write_statistics=_META_COLUMNS,
+        write_statistics=[path for path in _leaf_paths() if path != "audio"],
         write_page_checksum=True,
     )
     return sink.getvalue()
+
+
+@functools.cache
+def _leaf_paths() -> tuple[str, ...]:
+    """Parquet leaf column paths (``artists.list.element``...): per-column codecs are keyed by them."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(SHARD_SCHEMA.empty_table(), sink)
+    schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
+    return tuple(schema.column(i).path for i in range(len(schema)))
 
 
 def _row_groups(rows: int, per_group: int) -> tuple[int, ...]:
@@ -238,12 +249,46 @@ def _row_groups(rows: int, per_group: int) -> tuple[int, ...]:
     return tuple([per_group] * full + ([rest] if rest else []))
 
 
+def _cut(track: _TrackRow, config: ShardConfig,
+         skipped: set[str]) -> tuple[tuple[str, str] | None, list[tuple[int, int, np.ndarray]]]:
+    """The track's crops, or why it yields none."""
+    if track.exclusion is not None:
+        return track.exclusion, []
+    if track.track_id in skipped:
+        return (release_gate.DENIED_SINCE_APPROVAL, "denied since approval; left out under acknowledgement"), []
+    try:
+        pcm = verified_pcm(track.source_path or "", track.audio_sha256 or "", config.sample_rate)
+    except AudioError as exc:
+        return (exc.reason_code, str(exc)), []
+    offsets = crop_offsets(len(pcm), config.crop_samples, config.crops_per_track,
+                           seed=config.seed, track_id=track.track_id)
+    if not offsets:
+        return ("audio_too_short",
+                f"{len(pcm) / config.sample_rate:.2f} s is shorter than one {config.crop_seconds} s crop"), []
+    return None, [(i, off, pcm[off:off + config.crop_samples].copy()) for i, off in enumerate(offsets)]
+
+
+def _ordered_map(fn: Any, items: list[_TrackRow], threads: int) -> Any:
+    """``(item, fn(item))`` in input order, computing a few ahead on threads (FFmpeg decodes without the GIL)."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        window: deque[tuple[_TrackRow, Future[Any]]] = deque()
+        for item in items:
+            window.append((item, pool.submit(fn, item)))
+            if len(window) > threads:
+                head, future = window.popleft()
+                yield head, future.result()
+        while window:
+            head, future = window.popleft()
+            yield head, future.result()
+
+
 class ShardSink:
     """Encodes and stores shards on a few threads (Parquet encoding and zstd release the GIL), in order."""
 
     def __init__(self, store: ObjectStore, output_uri: str, config: ShardConfig, metadata: dict[str, str],
-                 *, threads: int | None = None) -> None:
+                 *, threads: int | None = None, durable: bool = True) -> None:
         self.store, self.output_uri, self.config, self.metadata = store, output_uri, config, metadata
+        self.durable = durable
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self._pool = ThreadPoolExecutor(max_workers=self.threads)
         self._pending: deque[Future[tuple[ShardEntry, dict[str, tuple[str, int]]]]] = deque()
@@ -263,6 +308,8 @@ class ShardSink:
                 self._done.append(self._pending.popleft().result())
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.durable:
+            self.store.sync([entry.uri for entry, _ in self._done])
         return self._done
 
     def _write(self, index: int, columns: dict[str, list[Any]],
@@ -272,7 +319,8 @@ class ShardSink:
         sha = hashlib.sha256(data).hexdigest()
         name = f"shard-{index:05d}-{sha[:16]}.parquet"
         uri = join(self.output_uri, name)
-        self.store.put(uri, data)
+        # Made durable all at once by sync() before the manifest is written.
+        self.store.put(uri, data, fsync=False)
         counts: dict[str, tuple[str, int]] = {}
         for track_id, isrc in zip(columns["track_id"], columns["isrc"]):
             counts[track_id] = (isrc, counts.get(track_id, (isrc, 0))[1] + 1)
@@ -340,23 +388,8 @@ def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri:
         sink.submit(columns, crops)
 
     try:
-        for track in _release_tracks(con, release_id, gate.purpose):
-            reason = track.exclusion
-            if reason is None and track.track_id in skipped:
-                reason = (release_gate.DENIED_SINCE_APPROVAL, "denied since approval; left out under acknowledgement")
-            crops: list[tuple[int, int, np.ndarray]] = []
-            if reason is None:
-                try:
-                    pcm = verified_pcm(track.source_path or "", track.audio_sha256 or "", config.sample_rate)
-                except AudioError as exc:
-                    reason = (exc.reason_code, str(exc))
-                else:
-                    offsets = crop_offsets(len(pcm), config.crop_samples, config.crops_per_track,
-                                           seed=config.seed, track_id=track.track_id)
-                    if not offsets:
-                        reason = ("audio_too_short",
-                                  f"{len(pcm) / config.sample_rate:.2f} s is shorter than one {config.crop_seconds} s crop")
-                    crops = [(i, off, pcm[off:off + config.crop_samples]) for i, off in enumerate(offsets)]
+        tracks = _release_tracks(con, release_id, gate.purpose)
+        for track, (reason, crops) in _ordered_map(lambda t: _cut(t, config, skipped), tracks, sink.threads):
             if reason is not None:
                 excluded.append(ExcludedTrack(track_id=track.track_id, isrc=track.isrc, reason_code=reason[0],
                                               message=reason[1]))

@@ -108,11 +108,15 @@ class ObjectStore:
             self._client_pid = os.getpid()
         return self._client
 
-    def put(self, uri: str, data: bytes) -> None:
-        """Write ``data`` at ``uri`` atomically, replacing what was there."""
+    def put(self, uri: str, data: bytes | memoryview | Any, *, fsync: bool = True) -> None:
+        """Write ``data`` at ``uri`` atomically, replacing what was there.
+
+        With ``fsync=False`` a local write is atomic but not yet durable: call :meth:`sync` before
+        publishing anything that refers to it.
+        """
         if is_s3(uri):
             bucket, key = _split_s3(uri)
-            self._s3().put_object(Bucket=bucket, Key=key, Body=data)
+            self._s3().put_object(Bucket=bucket, Key=key, Body=data if isinstance(data, bytes) else bytes(memoryview(data)))
             return
         path = _local_path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,15 +125,33 @@ class ObjectStore:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if fsync:
+                    os.fsync(handle.fileno())
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(path.parent)
+        if fsync:
+            _fsync_dir(path.parent)
 
     atomic_write = put
+
+    def sync(self, uris: list[str]) -> None:
+        """Make earlier ``put(..., fsync=False)`` writes durable (S3 objects already are)."""
+        dirs: set[Path] = set()
+        for uri in uris:
+            if is_s3(uri):
+                continue
+            path = _local_path(uri)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            dirs.add(path.parent)
+        for directory in dirs:
+            _fsync_dir(directory)
 
     def put_file(self, uri: str, source: str | os.PathLike[str]) -> None:
         """Copy a local file to ``uri`` atomically (multipart for large files on S3)."""

@@ -152,3 +152,17 @@ def test_duckdb_user_can_count_samples_per_isrc(release, tmp_path) -> None:
         f"SELECT h.name, sum(h.share) FROM (SELECT unnest(rights_holders) AS h FROM '{tmp_path / 'out'}/*.parquet') "
         "GROUP BY 1 ORDER BY 1").fetchall()
     assert holders == [("Ada Fixture", 125.0), ("Fixture Records", 375.0)]
+
+
+def test_attribution_columns_are_zstd_and_audio_codec_follows_config(tmp_path) -> None:
+    release = make_release(tmp_path, seconds=[9.0])
+
+    def codecs(config: ShardConfig, out: str) -> dict[str, str]:
+        manifest = _build(release, tmp_path / out, config=config)
+        meta = pq.ParquetFile(tmp_path / out / manifest.shards[0].name).metadata.row_group(0)
+        return {meta.column(i).path_in_schema.split(".")[0]: meta.column(i).compression for i in range(meta.num_columns)}
+
+    default = codecs(CONFIG, "a")
+    assert default["audio"] == "UNCOMPRESSED"
+    assert {c for name, c in default.items() if name != "audio"} == {"ZSTD"}
+    assert codecs(CONFIG.model_copy(update={"audio_compression": "zstd"}), "b")["audio"] == "ZSTD"
