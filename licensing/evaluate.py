@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -70,8 +70,6 @@ class TrackFacts:
     consents: tuple[ConsentFact, ...] = ()          # consents of the contributing parties
     optout_matches: tuple[OptoutMatch, ...] = ()
     duplicate_conflict: str | None = None           # cluster_id of an unresolved ISRC conflict
-    known: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _utc_date(ts: datetime) -> date:
@@ -269,7 +267,6 @@ def recording_facts(con: duckdb.DuckDBPyConnection, isrc: str) -> TrackFacts:
         track_id=None, isrc=isrc, iswc=row[0] if row else None, ai_generated=bool(row and row[1]),
         ai_evidence=row[2] if row else None, deals=tuple(deals), contributors=contributors,
         consents=tuple(k for party in sorted({p for p, _ in contributors}) for k in consents.get(party, ())),
-        known=row is not None or bool(deals),
     )
 
 
