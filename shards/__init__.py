@@ -1,0 +1,1 @@
+"""Attribution-tagged Parquet training shards: writer, manifest verification, torch loader, exposure."""

@@ -157,8 +157,14 @@ def _denied_since(con: duckdb.DuckDBPyConnection, release_id: str, purpose: str)
             for r in rows]
 
 
-def admit(gate: ReleaseGate, acknowledge: Acknowledgement | None, *, context: str) -> AcknowledgementRecord | None:
-    """Go (returning the acknowledgement record when one was needed) or raise :class:`ReleaseRefused`."""
+def admit(gate: ReleaseGate, acknowledge: Acknowledgement | dict[str, str] | None, *,
+          context: str) -> AcknowledgementRecord | None:
+    """Go (returning the acknowledgement record when one was needed) or raise :class:`ReleaseRefused`.
+
+    ``acknowledge`` may be an :class:`Acknowledgement` or a mapping ``{"actor": ..., "reason": ...}``.
+    """
+    if isinstance(acknowledge, dict):
+        acknowledge = Acknowledgement.model_validate(acknowledge)
     if gate.ok:
         return None
     hard = [r for r in gate.reasons if r not in ACKNOWLEDGEABLE]

@@ -6,6 +6,8 @@ import hashlib
 import io
 from typing import Literal
 
+import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -119,3 +121,57 @@ def _check_shard(store: ObjectStore, manifest_uri: str, manifest: ShardManifest,
     status: ShardStatus = "bad_content" if problems else "ok"
     return ShardCheck(status=status, actual_sha256=sha, actual_bytes=len(data), merkle_root=root,
                       problems=tuple(problems), **base), ids
+
+
+class DecisionAudit(BaseModel):
+    """Whether every row of a shard set rests on an allow decision for its release's purpose."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    manifest_uri: str
+    release_id: str
+    purpose: str | None
+    rows: int
+    ok: bool
+    not_allowed: tuple[str, ...] = ()
+    wrong_purpose: tuple[str, ...] = ()
+    unknown_decision: tuple[str, ...] = ()
+    other_release: tuple[str, ...] = ()
+
+
+def audit_decisions(con: duckdb.DuckDBPyConnection, manifest_uri: str, *,
+                    store: ObjectStore | None = None, limit: int = 100) -> DecisionAudit:
+    """Join every shard row's ``decision_id`` to ``decisions``; list (up to ``limit``) sample IDs that fail."""
+    store = store or ObjectStore()
+    manifest_uri = manifest_location(manifest_uri)
+    manifest = ShardManifest.model_validate_json(store.get(manifest_uri))
+    tables = []
+    for entry in manifest.shards:
+        with store.open(shard_location(manifest_uri, entry)) as handle:
+            tables.append(pq.ParquetFile(handle).read(columns=["sample_id", "decision_id", "release_id"]))
+    rows = pa.concat_tables(tables) if tables else pa.table(
+        {"sample_id": pa.array([], pa.string()), "decision_id": pa.array([], pa.string()),
+         "release_id": pa.array([], pa.string())})
+    purpose_row = con.execute("SELECT purpose FROM releases WHERE release_id = ?", [manifest.release_id]).fetchone()
+    purpose = purpose_row[0] if purpose_row else None
+    # A cursor of its own: register() refuses a connection with a caller's unfinished result.
+    cur = con.cursor()
+    cur.register("_shard_rows", rows)
+    try:
+        def ids(condition: str, params: list[object]) -> tuple[str, ...]:
+            found = cur.execute(
+                "SELECT s.sample_id FROM _shard_rows s LEFT JOIN decisions d ON d.decision_id = s.decision_id "
+                f"WHERE {condition} ORDER BY s.sample_id LIMIT {int(limit)}", params).fetchall()
+            return tuple(r[0] for r in found)
+
+        unknown = ids("d.decision_id IS NULL", [])
+        not_allowed = ids("d.decision_id IS NOT NULL AND NOT d.allowed", [])
+        wrong = ids("d.decision_id IS NOT NULL AND d.purpose IS DISTINCT FROM ?", [purpose])
+        other = ids("s.release_id IS DISTINCT FROM ?", [manifest.release_id])
+    finally:
+        cur.unregister("_shard_rows")
+        cur.close()
+    ok = purpose is not None and not (unknown or not_allowed or wrong or other)
+    return DecisionAudit(manifest_uri=manifest_uri, release_id=manifest.release_id, purpose=purpose,
+                         rows=rows.num_rows, ok=ok, not_allowed=not_allowed, wrong_purpose=wrong,
+                         unknown_decision=unknown, other_release=other)

@@ -52,3 +52,21 @@ def test_copied_directory_verifies_where_it_lands(built, tmp_path) -> None:
 def test_missing_manifest_is_a_failed_report(tmp_path) -> None:
     report = verify_manifest(str(tmp_path / "nothing"))
     assert not report.ok and report.problems == ("manifest not found",)
+
+
+def test_decision_audit_passes_then_names_rows_whose_decision_became_a_deny(tmp_path) -> None:
+    from shards.verify import audit_decisions
+
+    release = make_release(tmp_path, seconds=[9.0, 9.0])
+    with connect(release.db_path) as con:
+        build_shards(con, release.release_id, output_uri=str(tmp_path / "out"),
+                     config=ShardConfig(crops_per_track=2), actor="ml@x")
+        clean = audit_decisions(con, str(tmp_path / "out"))
+        assert clean.ok and clean.rows == 4 and clean.purpose == "ai_training"
+        # A decision row rewritten after the build (the contract forbids it; the check must catch it).
+        con.execute("UPDATE decisions SET allowed = FALSE WHERE decision_id = ?", [f"dec_{release.release_id}_1"]).fetchall()
+        con.execute("DELETE FROM decisions WHERE decision_id = ?", [f"dec_{release.release_id}_0"]).fetchall()
+        report = audit_decisions(con, str(tmp_path / "out"))
+    assert not report.ok
+    assert report.not_allowed == (f"{release.track_ids[1]}:0000", f"{release.track_ids[1]}:0001")
+    assert report.unknown_decision == (f"{release.track_ids[0]}:0000", f"{release.track_ids[0]}:0001")
