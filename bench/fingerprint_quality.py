@@ -11,6 +11,7 @@ recording is a false match. The originals are also matched against each other.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -56,9 +57,8 @@ def main() -> None:
     originals = list(fingerprint_many(files, max_seconds=None, workers=args.workers))
     usable = [(i, o) for i, o in enumerate(originals) if o.ok]
     skipped = [(o.path.name, o.reason_code) for o in originals if not o.ok]
+    shutil.rmtree(args.workdir / "index", ignore_errors=True)
     index = FingerprintIndex.open(args.workdir / "index")
-    for ref in index.refs():
-        index.remove(ref)
     for i, o in usable:
         index.add(f"{i:03d}", o.fingerprint.items)  # type: ignore[union-attr]
     index.commit()
@@ -98,7 +98,7 @@ def main() -> None:
 
     print(f"catalog: {len(files)} tracks, {len(usable)} fingerprinted, skipped {skipped}")
     print(f"threshold: score >= {MATCH_THRESHOLD} (score = 1 - 2*BER) and span >= {MIN_SPAN_S} s "
-          "(or 80% of the shorter recording, at least 3 s); "
+          "(or 80% of the shorter recording, at least 2 s); "
           "fingerprints use the whole file")
     print()
     print("| transform | copies | recalled | recall | false matches | min score | median score |")

@@ -8,6 +8,7 @@ Also checks parity: the share of 32-bit items identical to `fpcalc -raw` for eve
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import statistics
 import subprocess
@@ -87,6 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     files = _files(args.paths)
     anchor = f"ls FILES | xargs -P{args.workers} -n1 fpcalc -length {int(args.length)}"
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
     runs: dict[str, list[float]] = {"fpcalc": [], "in-process": [], "cli": []}
     _ours(files[:2], args.length, args.workers)  # warm the page cache and imports alike
     _fpcalc(files[:2], args.length, args.workers)
@@ -95,16 +97,20 @@ def main() -> None:
         runs["in-process"].append(_ours(files, args.length, args.workers))
         runs["cli"].append(_cli(files, args.length))
     base = statistics.median(runs["fpcalc"])
+    best = min(runs["fpcalc"])
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    print(f"load average before/after: {load_before} / {' '.join(load)} on {os.cpu_count()} CPUs")
     print(f"{len(files)} files, length {args.length:g} s, {args.workers} workers, median of {args.repeat} "
           f"interleaved runs; anchor: `{anchor}`")
     print()
-    print("| method | wall s (median) | runs | speed-up vs fpcalc |")
-    print("|---|---|---|---|")
+    print("| method | wall s (median) | wall s (best) | runs | speed-up vs fpcalc (median / best) |")
+    print("|---|---|---|---|---|")
     labels = {"fpcalc": anchor, "in-process": "fingerprint_many(workers=%d)" % args.workers,
               "cli": "linernotes fingerprint (fresh process, imports included)"}
     for key, label in labels.items():
-        med = statistics.median(runs[key])
-        print(f"| {label} | {med:.2f} | {' '.join(f'{x:.2f}' for x in runs[key])} | {base / med:.2f}x |")
+        med, low = statistics.median(runs[key]), min(runs[key])
+        print(f"| {label.replace('|', chr(92) + '|')} | {med:.2f} | {low:.2f} | {' '.join(f'{x:.2f}' for x in runs[key])} "
+              f"| {base / med:.2f}x / {best / low:.2f}x |")
     same, total, same_files, compared = _parity(files, args.length)
     print()
     print(f"parity with `fpcalc -raw -length {int(args.length)}`: {same}/{total} items identical "

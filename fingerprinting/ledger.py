@@ -30,7 +30,7 @@ SCHEMA_VERSION = 1
 # distinct recordings stay below 0.6 (see bench/results/fingerprint.md).
 MATCH_THRESHOLD = 0.7
 MIN_SPAN_S = 10.0
-SHORT_SPAN_FLOOR_S = 3.0
+SHORT_SPAN_FLOOR_S = 2.0
 TRACK_PREFIX = "track:"
 OPTOUT_PREFIX = "optout:"
 DEFAULT_ACTOR = "linernotes.fingerprinting"
@@ -103,7 +103,7 @@ def is_match(m: Match, query_length_s: float, *, threshold: float = MATCH_THRESH
     """Whether a query result is strong enough to act on.
 
     The overlap must reach ``min_span_s``, or 80% of the shorter recording when that is
-    shorter (a 6-second jingle can still be recognised), and never less than 3 s.
+    shorter (a 6-second jingle can still be recognised), and never less than 2 s.
     """
     shorter = min(query_length_s, m.ref_length_s or query_length_s)
     needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, 0.8 * shorter))

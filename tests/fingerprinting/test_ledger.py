@@ -100,7 +100,7 @@ def test_refingerprinting_a_failed_track_drops_its_old_fingerprint(tmp_path: Pat
     (0.95, 8.0, 30.0, 200.0, False),     # too little overlap to act on
     (0.69, 25.0, 30.0, 200.0, False),    # below the score threshold
     (0.95, 4.5, 200.0, 5.5, True),       # a 5.5 s jingle matched in full
-    (0.95, 2.5, 200.0, 3.0, False),      # under the 3 s floor, however short the recording
+    (0.95, 1.8, 200.0, 2.0, False),      # under the 2 s floor, however short the recording
 ])
 def test_is_match_needs_score_and_enough_overlap(score: float, span_s: float, query_s: float, ref_s: float,
                                                  expected: bool) -> None:
