@@ -66,7 +66,7 @@ def audio_identity(ledger: LedgerResource):
 
     home = ledger.data_home()
     with ledger.connect() as con:
-        summary = match_catalog(con, home.root / "index")
+        summary = match_catalog(con, home.root / "fingerprint-index")
     yield dg.MaterializeResult(asset_key="duplicate_clusters",
                                metadata={"clusters": summary.duplicate_clusters,
                                          "tracks_in_clusters": summary.tracks_in_clusters,
