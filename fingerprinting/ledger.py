@@ -6,7 +6,6 @@ held to, offset, overlapping span, bit error rate) so a denial can be explained 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -24,6 +23,7 @@ from fingerprinting.chromaprint import ITEM_SECONDS, fingerprint_file
 from fingerprinting.index import FingerprintIndex, Match, item_digest
 from lineage.audit import canonical_json, record, sha256_text
 from schemas.identifiers import normalize_isrc
+from store.digest import sha256_file
 
 SCHEMA_VERSION = 1
 # score = 1 - 2*BER. Transformed copies and excerpts of the demo catalog score >= 0.85;
@@ -173,14 +173,6 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
     return summary
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant: str,
                     audio_path: str | os.PathLike[str], isrc: str | None = None, title: str | None = None,
                     note: str | None = None, actor: str) -> OptOut:
@@ -194,7 +186,7 @@ def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant:
     path = Path(audio_path)
     fp = fingerprint_file(path, max_seconds=None)
     entry = OptOut(optout_id=optout_id, claimant=claimant, isrc=normalize_isrc(isrc) if isrc else None, title=title,
-                   note=note, audio_sha256=_file_sha256(path), duration_s=fp.duration_s, item_count=len(fp.items))
+                   note=note, audio_sha256=sha256_file(path), duration_s=fp.duration_s, item_count=len(fp.items))
     con.execute("BEGIN")
     try:
         existed = con.execute("SELECT count(*) FROM optout_registry WHERE optout_id = ?", [optout_id]).fetchone()

@@ -15,7 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-_CHUNK = 8 * 1024 * 1024
+from store.digest import sha256_file
+
 
 
 class AudioError(Exception):
@@ -26,20 +27,12 @@ class AudioError(Exception):
         self.reason_code = reason_code
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verified_pcm(path: str | Path, expected_sha256: str, sample_rate: int) -> np.ndarray:
     """Decode the file to mono int16 PCM at ``sample_rate`` after checking its SHA-256."""
     source = Path(path)
     if not source.is_file():
         raise AudioError("audio_missing", f"source audio not found: {source}")
-    actual = file_sha256(source)
+    actual = sha256_file(source)
     if actual != expected_sha256:
         raise AudioError("audio_sha256_mismatch", f"sha256 of {source} is {actual}, ledger says {expected_sha256}")
     try:

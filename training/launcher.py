@@ -6,7 +6,6 @@ and write exposure files in the run directory, never the DuckDB file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import duckdb
 from lineage import audit
 from schemas.runs import AttributionStatement, CodeVersion, EpochMetrics, GateDecision, RunRecord, TrainConfig
 from store.database import connect
+from store.digest import sha256_file
 from training import attribution, card, gate
 from training.runtime import SPEC_ENV, RunSpec
 
@@ -56,14 +56,6 @@ def code_version(root: Path = PROJECT_ROOT) -> CodeVersion:
     except (OSError, subprocess.SubprocessError):
         return CodeVersion(commit="unknown", dirty=None)
     return CodeVersion(commit=commit, dirty=bool(status.strip()))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def torchrun_command(nproc: int, script: Path | None) -> list[str]:

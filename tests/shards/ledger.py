@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +10,7 @@ import av
 import numpy as np
 
 from store.database import connect
+from store.digest import sha256_file
 
 PURPOSE = "ai_training"
 T0 = datetime(2025, 1, 10, 12, 0, tzinfo=UTC)
@@ -43,10 +43,6 @@ def write_audio(path: Path, seconds: float, *, freq: float, rate: int = 44100, c
         for packet in stream.encode(None):
             out.mux(packet)
     return path
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass
