@@ -1,6 +1,5 @@
 """Stage 2, fingerprint: Chromaprint for every track, and audio identity against catalog and opt-outs."""
 
-
 import json
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Stage 1, ingest: a catalog delivery's audio, metadata and rights records."""
 
-
 import dagster as dg
 
 from dagster_project.partitions import deliveries

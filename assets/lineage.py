@@ -1,6 +1,5 @@
 """Stage 7, lineage: the path from every song to the model and back, and the audit chain's integrity."""
 
-
 import json
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """Stage 4, approve: a frozen release of allowed tracks for one purpose, approved by the rights team."""
 
-
 import dagster as dg
 from pydantic import Field
 
@@ -39,19 +38,9 @@ def training_release(context: dg.AssetExecutionContext, config: ReleaseConfig,
 @dg.asset_check(asset=training_release, blocking=True)
 def release_excludes_denied_tracks(context: dg.AssetCheckExecutionContext,
                                    ledger: LedgerResource) -> dg.AssetCheckResult:
-    """Every track in the release has an allow decision for the release's purpose, and none was denied since."""
-    release_ids = [context.op_execution_context.partition_key] if context.op_execution_context.has_partition_key \
-        else []
+    """Every track frozen in the release rests on an allow decision for the release's purpose."""
+    from licensing.releases import tracks_without_allow
+
     with ledger.connect(read_only=True) as con:
-        bad = con.execute(
-            """
-            SELECT rt.release_id, rt.isrc, coalesce(d.allowed, false) AS allowed
-            FROM release_tracks rt
-            JOIN releases r USING (release_id)
-            LEFT JOIN decisions d ON d.decision_id = rt.decision_id AND d.purpose = r.purpose
-            WHERE rt.release_id IN (SELECT unnest(?::VARCHAR[])) AND NOT coalesce(d.allowed, false)
-            """,
-            [release_ids],
-        ).fetchall()
-    return dg.AssetCheckResult(passed=not bad, metadata={"denied_tracks_in_release": len(bad),
-                                                         "isrcs": [row[1] for row in bad][:50]})
+        bad = tracks_without_allow(con, context.op_execution_context.partition_key)
+    return dg.AssetCheckResult(passed=not bad, metadata={"denied_tracks_in_release": len(bad), "isrcs": bad[:50]})

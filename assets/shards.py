@@ -1,6 +1,5 @@
 """Stage 5, shards: attribution-tagged Parquet training shards, built only from an approved release."""
 
-
 import dagster as dg
 import duckdb
 from pydantic import Field
@@ -54,26 +53,15 @@ def latest_build(con: duckdb.DuckDBPyConnection, release_id: str) -> tuple[str, 
 @dg.asset_check(asset=release_shards, blocking=True)
 def shards_verified(context: dg.AssetCheckExecutionContext, ledger: LedgerResource) -> dg.AssetCheckResult:
     """Every shard re-hashes to its manifest entry, and every row's decision is an allow for the purpose."""
-    from shards.verify import manifest_location, shard_location, verify_manifest
-    from shards.writer import load_manifest
+    from shards.verify import audit_decisions, manifest_location, verify_manifest
 
     release_id = context.op_execution_context.partition_key
     with ledger.connect(read_only=True) as con:
         manifest_uri = manifest_location(latest_build(con, release_id)[0])
         report = verify_manifest(manifest_uri)
-        manifest = load_manifest(manifest_uri)
-        shard_uris = [shard_location(manifest_uri, entry) for entry in manifest.shards]
-        not_allowed = con.execute(
-            """
-            SELECT s.isrc, s.decision_id, d.allowed, d.purpose
-            FROM (SELECT DISTINCT isrc, decision_id FROM read_parquet(?)) s
-            LEFT JOIN decisions d USING (decision_id)
-            WHERE NOT coalesce(d.allowed AND d.purpose = ?, false)
-            """,
-            [shard_uris, manifest.purpose],
-        ).fetchall() if shard_uris and report.ok else []
-    problems = list(report.problems) + [f"{isrc}: decision {dec} is not an allow for {manifest.purpose}"
-                                        for isrc, dec, _, _ in not_allowed]
-    return dg.AssetCheckResult(passed=report.ok and not not_allowed, metadata={
+        decisions = audit_decisions(con, manifest_uri) if report.ok else None
+    problems = list(report.problems) + [f"sample {s}: its decision is not an allow for the release's purpose"
+                                        for s in (decisions.not_allowed if decisions else ())]
+    return dg.AssetCheckResult(passed=report.ok and decisions is not None and decisions.ok, metadata={
         "manifest_uri": manifest_uri, "shards_checked": len(report.shards), "missing": list(report.missing),
         "extra": list(report.extra), "altered": list(report.altered), "problems": problems[:50]})

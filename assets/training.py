@@ -1,6 +1,5 @@
 """Stage 6, train: a PyTorch run launched with torchrun, reading only approved, verified shards."""
 
-
 import dagster as dg
 from pydantic import Field
 

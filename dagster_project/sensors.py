@@ -1,6 +1,5 @@
 """Sensors: new deliveries dropped into the inbox become partitions and ingest runs."""
 
-
 import shutil
 
 import dagster as dg

@@ -267,6 +267,21 @@ def denied_since_approval(con: duckdb.DuckDBPyConnection, release_id: str, *,
     return denied
 
 
+def tracks_without_allow(con: duckdb.DuckDBPyConnection, release_id: str) -> list[str]:
+    """ISRCs in the release whose frozen decision is missing, a deny, or for another purpose."""
+    rows = con.execute(
+        """
+        SELECT rt.isrc FROM release_tracks rt
+        JOIN releases r USING (release_id)
+        LEFT JOIN decisions d ON d.decision_id = rt.decision_id AND d.purpose = r.purpose
+        WHERE rt.release_id = ? AND NOT coalesce(d.allowed, false)
+        ORDER BY rt.isrc
+        """,
+        [release_id],
+    ).fetchall()
+    return [isrc for (isrc,) in rows]
+
+
 def release_gate(con: duckdb.DuckDBPyConnection, release_id: str, *, on_date: date | None = None) -> ReleaseGate:
     """Open only for an approved release none of whose tracks is denied now; for shard writers and loaders."""
     release = get_release(con, release_id, with_tracks=False)

@@ -12,7 +12,7 @@ from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
 from licensing.releases import (ApprovalRefused, ReleaseError, approve_release, denied_since_approval, get_release,
                                 list_releases, propose_release, reevaluate_after_change, reject_release,
-                                release_gate)
+                                release_gate, tracks_without_allow)
 from licensing.roles import load_roles
 from lineage.audit import verify_chain
 from tests.licensing.helpers import add_track, consent, deal, write_rights
@@ -129,3 +129,13 @@ def test_approval_refused_when_a_track_is_denied_by_then(con, catalog, roles, tm
     with pytest.raises(ApprovalRefused) as exc:
         approve_release(con, rel.release_id, actor="ravi", comment="ok", roles=roles, on_date=ON)
     assert exc.value.code == "tracks_now_denied" and "QZXXX2600002" in exc.value.message
+
+
+def test_tracks_without_allow_names_a_frozen_deny(con, catalog, roles) -> None:
+    release = propose_release(con, purpose=GEN, territory="DE", on_date=ON, actor="mina", policy=load_policy(),
+                              roles=roles)
+    assert release.track_count == 2 and tracks_without_allow(con, release.release_id) == []
+    frozen = con.execute("SELECT decision_id FROM release_tracks WHERE release_id = ? AND isrc = ?",
+                         [release.release_id, ISRCS[0]]).fetchone()[0]
+    con.execute("UPDATE decisions SET allowed = false WHERE decision_id = ?", [frozen])
+    assert tracks_without_allow(con, release.release_id) == [ISRCS[0]]
