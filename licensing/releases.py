@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from licensing.evaluate import catalog_decisions, evaluate_catalog, evaluate_catalog_frame
 from licensing.policy import policy_by_hash
-from licensing.roles import Role, RoleBook, load_roles, roles_path_for
+from licensing.roles import RoleBook, RoleRefused, authorize
 from lineage import audit
 from lineage.audit import canonical_json, sha256_text
 from schemas.policy import Policy
@@ -85,34 +85,24 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def _roles(con: duckdb.DuckDBPyConnection, roles: RoleBook | None) -> RoleBook:
-    if roles is not None:
-        return roles
-    return load_roles(roles_path_for(con))
-
-
 def _refuse(con: duckdb.DuckDBPyConnection, *, actor: str, action: str, subject: str, code: str, message: str) -> None:
     audit.record(con, actor=actor, action=f"release.{action}.refused", subject=subject,
                  payload={"code": code, "message": message})
     raise ApprovalRefused(code, message)
 
 
-def _require_role(con: duckdb.DuckDBPyConnection, roles: RoleBook | None, actor: str, role: Role, action: str,
+def _require_role(con: duckdb.DuckDBPyConnection, roles: RoleBook | None, actor: str, action: str,
                   subject: str) -> None:
     try:
-        book = _roles(con, roles)
-    except ValueError as exc:
-        _refuse(con, actor=actor, action=action, subject=subject, code="roles_unavailable", message=str(exc))
-        return
-    if not book.has(actor, role):
-        _refuse(con, actor=actor, action=action, subject=subject, code="role_missing",
-                message=f"{actor} does not have the {role} role (roles from {book.source or 'argument'})")
+        authorize(con, actor=actor, action=f"release.{action}", subject=subject, roles=roles)
+    except RoleRefused as exc:
+        raise ApprovalRefused(exc.code, exc.message) from exc
 
 
 def propose_release(con: duckdb.DuckDBPyConnection, *, purpose: str, territory: str, on_date: date, actor: str,
                     policy: Policy, release_id: str | None = None, roles: RoleBook | None = None) -> Release:
     """Evaluate the catalog and freeze the currently allowed tracks, with their decision ids, as a release."""
-    _require_role(con, roles, actor, "ml_engineer", "propose", release_id or f"{purpose}/{territory}/{on_date}")
+    _require_role(con, roles, actor, "propose", release_id or f"{purpose}/{territory}/{on_date}")
     summary = evaluate_catalog(con, policy, purpose=purpose, territory=territory, on_date=on_date, actor=actor)
     rows = con.execute(
         "SELECT c.track_id, t.isrc, c.decision_id FROM current_decisions c JOIN tracks t USING (track_id) "
@@ -184,7 +174,7 @@ def _decide(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comm
     release = get_release(con, release_id, with_tracks=False)
     if release is None:
         raise ReleaseError("release_unknown", f"no release {release_id}")
-    _require_role(con, roles, actor, "rights_team", action, release_id)
+    _require_role(con, roles, actor, action, release_id)
     if actor == release.proposed_by:
         _refuse(con, actor=actor, action=action, subject=release_id, code="same_person",
                 message=f"{actor} proposed {release_id} and cannot also {action} it")

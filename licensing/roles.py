@@ -35,6 +35,35 @@ class RolesError(ValueError):
     """The roles file is missing or malformed."""
 
 
+class RoleRefused(PermissionError):
+    """The actor's roles do not allow the action; the refusal itself is audit-logged."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# Every mutating action and the roles that may perform it; admin may do anything.
+# Reading (show, list, trace, explain, verify) needs no role.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "catalog.ingest": frozenset({"ml_engineer", "rights_team"}),
+    "fingerprint.store": frozenset({"ml_engineer", "rights_team"}),
+    "optout.register": frozenset({"rights_team"}),
+    "rights.import": frozenset({"rights_team"}),
+    "consent.revoke": frozenset({"rights_team"}),
+    "deal.expire": frozenset({"rights_team"}),
+    "rights.evaluate": frozenset({"rights_team", "ml_engineer"}),
+    "release.propose": frozenset({"ml_engineer"}),
+    "release.approve": frozenset({"rights_team"}),
+    "release.reject": frozenset({"rights_team"}),
+    "release.revoke": frozenset({"rights_team"}),
+    "shards.build": frozenset({"ml_engineer"}),
+    "train.start": frozenset({"ml_engineer"}),
+    "audit.export": frozenset({"auditor", "rights_team"}),
+}
+
+
 def load_roles(path: str | Path) -> RoleBook:
     """Read a roles YAML (``users: {name: [roles]}``)."""
     path = Path(path)
@@ -54,3 +83,34 @@ def roles_path_for(con: duckdb.DuckDBPyConnection) -> Path:
         return Path(env)
     row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
     return Path(row[0]).parent / ROLES_FILE if row and row[0] else Path(ROLES_FILE)
+
+
+def authorize(con: duckdb.DuckDBPyConnection, *, actor: str, action: str, subject: str,
+              roles: RoleBook | None = None) -> None:
+    """Return if ``actor`` may perform ``action``; otherwise audit the refusal and raise RoleRefused.
+
+    Roles come from ``roles`` when given, else from :func:`roles_path_for`. A missing or broken
+    roles file refuses everything (deny by default).
+    """
+    from lineage import audit
+
+    allowed = PERMISSIONS.get(action)
+    code, message = "", ""
+    if allowed is None:
+        code, message = "unknown_action", f"no permission rule for action {action!r}"
+    else:
+        try:
+            book = roles if roles is not None else load_roles(roles_path_for(con))
+        except RolesError as exc:
+            code, message = "roles_unavailable", str(exc)
+        else:
+            held = set(book.users.get(actor, ()))
+            if "admin" not in held and not held & allowed:
+                needed = " or ".join(sorted(allowed))
+                code = "role_missing"
+                message = (f"{actor} may not {action} (needs {needed}; has {', '.join(sorted(held)) or 'no role'}; "
+                           f"roles from {book.source or 'argument'})")
+    if code:
+        audit.record(con, actor=actor, action=f"{action}.refused", subject=subject,
+                     payload={"code": code, "message": message})
+        raise RoleRefused(code, message)

@@ -38,3 +38,13 @@ def print_json(value: Any) -> None:
 def fail(message: str, code: int = 1) -> None:
     err_console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
+
+
+def authorize_or_fail(con: Any, *, actor: str, action: str, subject: str) -> None:
+    """Refuse (exit 3, audited) when ``actor``'s roles do not allow ``action``; see licensing.roles.PERMISSIONS."""
+    from licensing.roles import RoleRefused, authorize
+
+    try:
+        authorize(con, actor=actor, action=action, subject=subject)
+    except RoleRefused as exc:
+        fail(f"refused ({exc.code}): {exc.message}", code=3)
