@@ -9,12 +9,15 @@ from assets.ingest import SYSTEM_ACTOR, catalog_delivery
 from dagster_project.partitions import deliveries
 from dagster_project.resources import LedgerResource
 
-FINGERPRINT_SECONDS = 120.0
+# Whole files: an excerpt from the middle of a catalog track, or a copy with its start cut,
+# must find audio past the first 120 s (fpcalc's default length).
+FINGERPRINT_SECONDS = None
+INDEX_DIR = "fingerprint-index"
 
 
 @dg.asset(partitions_def=deliveries, group_name="fingerprint", deps=[catalog_delivery], kinds={"python", "duckdb"})
 def track_fingerprints(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
-    """Chromaprint fingerprints (first 120 s, as fpcalc) of the delivery's tracks; failures are quarantined."""
+    """Chromaprint fingerprints (whole files) of the delivery's tracks; failures are quarantined."""
     from fingerprinting.batch import fingerprint_many
     from fingerprinting.ledger import store_fingerprints
 
@@ -28,7 +31,22 @@ def track_fingerprints(context: dg.AssetExecutionContext, ledger: LedgerResource
     with ledger.connect() as con:
         summary = store_fingerprints(con, [(by_path[Path(o.path)], o) for o in outcomes], delivery_id)
     return dg.MaterializeResult(metadata={"fingerprinted": summary.stored, "quarantined": summary.quarantined,
-                                          "quarantined_by_reason": dict(summary.by_reason)})
+                                          "quarantined_by_reason": dict(summary.by_reason),
+                                          "length": "whole file"})
+
+
+@dg.asset(partitions_def=deliveries, group_name="fingerprint", deps=[track_fingerprints], kinds={"python"})
+def fingerprint_index(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
+    """The delivery's fingerprints in the persistent inverted index that matching queries."""
+    from fingerprinting.index import FingerprintIndex
+    from fingerprinting.ledger import index_delivery
+
+    index_dir = ledger.data_home().root / INDEX_DIR
+    with ledger.connect() as con, FingerprintIndex.open(index_dir) as index:
+        added, removed = index_delivery(con, index, context.partition_key)
+        total = len(index)
+    return dg.MaterializeResult(metadata={"added": added, "removed": removed, "indexed_total": total,
+                                          "index": dg.MetadataValue.path(str(index_dir))})
 
 
 @dg.asset(group_name="fingerprint", kinds={"duckdb"})
@@ -53,9 +71,9 @@ def optout_registry(context: dg.AssetExecutionContext, ledger: LedgerResource) -
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("duplicate_clusters", group_name="fingerprint", deps=[track_fingerprints], kinds={"duckdb"},
+        dg.AssetSpec("duplicate_clusters", group_name="fingerprint", deps=[fingerprint_index], kinds={"duckdb"},
                      description="Catalog tracks that are the same recording, whatever their ISRCs say."),
-        dg.AssetSpec("optout_matches", group_name="fingerprint", deps=[track_fingerprints, optout_registry],
+        dg.AssetSpec("optout_matches", group_name="fingerprint", deps=[fingerprint_index, optout_registry],
                      kinds={"duckdb"}, description="Catalog tracks whose audio matches an opted-out recording."),
     ],
 )
@@ -65,7 +83,7 @@ def audio_identity(ledger: LedgerResource):
 
     home = ledger.data_home()
     with ledger.connect() as con:
-        summary = match_catalog(con, home.root / "fingerprint-index")
+        summary = match_catalog(con, home.root / INDEX_DIR)
     yield dg.MaterializeResult(asset_key="duplicate_clusters",
                                metadata={"clusters": summary.duplicate_clusters,
                                          "tracks_in_clusters": summary.tracks_in_clusters,

@@ -5,8 +5,9 @@ import dagster as dg
 
 ingest_job = dg.define_asset_job(
     "ingest_delivery",
-    selection=dg.AssetSelection.assets("catalog_delivery", "delivery_rights", "track_fingerprints"),
-    description="Ingest one delivery: tracks, rights records, fingerprints.",
+    selection=dg.AssetSelection.assets(
+        "catalog_delivery", "delivery_rights", "track_fingerprints", "fingerprint_index"),
+    description="Ingest one delivery: tracks, rights records, fingerprints and their index entries.",
 )
 decisions_job = dg.define_asset_job(
     "match_and_decide",

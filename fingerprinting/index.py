@@ -73,6 +73,16 @@ def item_digest(items: npt.ArrayLike) -> str:
     return hashlib.sha256(np.ascontiguousarray(items, dtype="<u4").tobytes()).hexdigest()[:32]
 
 
+def _read_manifest(root: Path, key_bits: int) -> dict[str, Any]:
+    path = root / "manifest.json"
+    if not path.exists():
+        return {"format": FORMAT_VERSION, "key_bits": key_bits, "next_doc": 0, "deleted": [], "segments": []}
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{root}: index format {manifest.get('format')} is not {FORMAT_VERSION}")
+    return manifest
+
+
 def _random_access(arr: npt.NDArray[Any]) -> None:
     # Lookups touch scattered pages; without this hint the kernel reads ahead around every
     # fault and resident memory grows to the size of the index.
@@ -224,7 +234,9 @@ class FingerprintIndex:
 
     Changes made with :meth:`add` and :meth:`remove` are visible to :meth:`query` at once
     and become durable with :meth:`commit` (also done when a ``with`` block ends cleanly).
-    One writer at a time; readers see the last committed state.
+    Writers in several processes may share a directory: a commit takes a file lock and
+    replays its additions and removals on whatever another writer committed meanwhile.
+    Readers see the last committed state.
     """
 
     def __init__(self, root: Path, manifest: dict[str, Any], segments: list[_Segment]) -> None:
@@ -235,6 +247,9 @@ class FingerprintIndex:
         self._segments = segments
         self._pending: dict[str, tuple[int, U32, str]] = {}
         self._pending_segment: _Segment | None = None
+        self._removed: set[str] = set()  # committed refs removed since the last commit
+        self._manifest_segments: list[str] = list(manifest["segments"])
+        self._manifest_next_doc: int = manifest["next_doc"]
         self._refs: dict[str, tuple[int, _Segment, int]] = {}
         for seg in segments:
             for local, ref in enumerate(seg.refs):
@@ -251,15 +266,16 @@ class FingerprintIndex:
             raise ValueError(f"key_bits must be between {_DIRECTORY_BITS + 1} and 32")
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
-        path = root / "manifest.json"
-        if path.exists():
-            manifest = json.loads(path.read_text())
-            if manifest.get("format") != FORMAT_VERSION:
-                raise ValueError(f"{root}: index format {manifest.get('format')} is not {FORMAT_VERSION}")
-        else:
-            manifest = {"format": FORMAT_VERSION, "key_bits": key_bits, "next_doc": 0, "deleted": [], "segments": []}
-        segments = [_Segment.load(root, name) for name in manifest["segments"]]
-        return cls(root, manifest, segments)
+        for attempt in range(5):
+            manifest = _read_manifest(root, key_bits)
+            try:
+                segments = [_Segment.load(root, name) for name in manifest["segments"]]
+            except FileNotFoundError:  # a writer merged segments between our two reads
+                if attempt == 4:
+                    raise
+                continue
+            return cls(root, manifest, segments)
+        raise AssertionError("unreachable")
 
     def __enter__(self) -> "FingerprintIndex":
         return self
@@ -322,12 +338,28 @@ class FingerprintIndex:
         if ref in self._refs:
             doc_id, _, _ = self._refs.pop(ref)
             self._deleted.add(doc_id)
+            self._removed.add(ref)
             return True
         return False
+
+    def _rebase(self) -> None:
+        """Under the lock: if another writer committed since we read, replay our changes on its state."""
+        manifest = _read_manifest(self.root, self.key_bits)
+        if manifest["segments"] == self._manifest_segments and manifest["next_doc"] == self._manifest_next_doc:
+            return
+        loaded = {s.name: s for s in self._segments}
+        latest = FingerprintIndex(self.root, manifest, [loaded.get(n) or _Segment.load(self.root, n)
+                                                        for n in manifest["segments"]])
+        for ref in sorted(self._removed):
+            latest.remove(ref)
+        for ref, (_, items, _) in sorted(self._pending.items(), key=lambda kv: kv[1][0]):
+            latest.add(ref, items)
+        self.__dict__.update(latest.__dict__)
 
     def commit(self) -> None:
         """Make pending additions and removals durable."""
         with self._lock():
+            self._rebase()
             if self._pending:
                 entries = [(doc_id, ref, items, digest) for ref, (doc_id, items, digest) in self._pending.items()]
                 seg = _Segment.build(f"seg-{uuid.uuid4().hex[:12]}", entries, self.key_bits)
@@ -373,6 +405,9 @@ class FingerprintIndex:
         tmp = self.root / f".manifest.{uuid.uuid4().hex}.json"
         tmp.write_text(json.dumps(manifest))
         os.replace(tmp, self.root / "manifest.json")
+        self._manifest_segments = list(manifest["segments"])
+        self._manifest_next_doc = self._next_doc
+        self._removed.clear()
 
     # ---- queries ---------------------------------------------------------------------
 

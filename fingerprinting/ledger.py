@@ -225,6 +225,28 @@ def sync_index(con: duckdb.DuckDBPyConnection, index: FingerprintIndex) -> tuple
     return added, removed
 
 
+def index_delivery(con: duckdb.DuckDBPyConnection, index: FingerprintIndex, delivery_id: str) -> tuple[int, int]:
+    """Bring one delivery's tracks in the index up to date with the ledger; (added, removed).
+
+    A track whose fingerprint changed is re-added; a track of the delivery that no longer has
+    a fingerprint (quarantined on a re-run) is removed. Other deliveries are left alone.
+    """
+    rows = con.execute("SELECT t.track_id, f.items FROM tracks t LEFT JOIN fingerprints f USING (track_id) "
+                       "WHERE t.delivery_id = ? ORDER BY t.track_id", [delivery_id]).fetchall()
+    added = removed = 0
+    for track_id, items in rows:
+        ref = TRACK_PREFIX + track_id
+        if items is None:
+            removed += index.remove(ref)
+            continue
+        arr = np.asarray(items, dtype=np.uint32)
+        if index.digest(ref) != item_digest(arr):
+            index.add(ref, arr)
+            added += 1
+    index.commit()
+    return added, removed
+
+
 def _evidence(track_id: str, kind: Literal["optout", "duplicate"], ref: str, m: Match, threshold: float) -> AudioMatch:
     return AudioMatch(track_id=track_id, kind=kind, matched_ref=ref, score=round(m.score, 6), threshold=threshold,
                       offset_s=round(m.offset_s, 4), span_s=round(m.span_s, 4),

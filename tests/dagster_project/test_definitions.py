@@ -11,8 +11,9 @@ EXPECTED_PARENTS = {
     "delivery_rights": {"catalog_delivery"},
     "track_fingerprints": {"catalog_delivery"},
     "optout_registry": set(),
-    "duplicate_clusters": {"track_fingerprints"},
-    "optout_matches": {"track_fingerprints", "optout_registry"},
+    "fingerprint_index": {"track_fingerprints"},
+    "duplicate_clusters": {"fingerprint_index"},
+    "optout_matches": {"fingerprint_index", "optout_registry"},
     "rights_decisions": {"delivery_rights", "duplicate_clusters", "optout_matches"},
     "training_release": {"rights_decisions"},
     "release_shards": {"training_release"},
@@ -47,7 +48,7 @@ def test_partitioning_by_stage() -> None:
         return getattr(pdef, "name", None)
 
     assert {n for n in EXPECTED_PARENTS if partitions(n) == "deliveries"} == {
-        "catalog_delivery", "delivery_rights", "track_fingerprints"}
+        "catalog_delivery", "delivery_rights", "track_fingerprints", "fingerprint_index"}
     assert {n for n in EXPECTED_PARENTS if partitions(n) == "releases"} == {"training_release", "release_shards"}
     assert {n for n in EXPECTED_PARENTS if partitions(n) == "training_runs"} == {"training_run", "model_lineage"}
     assert partitions("rights_decisions") is None

@@ -89,3 +89,39 @@ def test_replacing_a_ref_and_merging_segments(tmp_path: Path, catalog: dict[str,
     refs = {m.ref for m in reopened.query(catalog["song-3"], limit=10, min_score=0.9)}
     assert refs == {"t0", "t3"}
     assert "t0" not in {m.ref for m in reopened.query(catalog["song-0"], min_score=0.5)}
+
+
+def _writer(root: str, refs: list[str], items: list[np.ndarray], barrier_dir: str) -> None:
+    # Both writers open the index before either commits, then commit one ref at a time.
+    idx = FingerprintIndex.open(root)
+    Path(barrier_dir, f"ready-{refs[0]}").touch()
+    while len(list(Path(barrier_dir).glob("ready-*"))) < 2:
+        pass
+    for ref, arr in zip(refs, items):
+        idx.add(ref, arr)
+        idx.commit()
+
+
+def test_writers_in_two_processes_lose_nothing(tmp_path: Path, catalog: dict[str, np.ndarray]) -> None:
+    import multiprocessing
+
+    root = tmp_path / "idx"
+    with FingerprintIndex.open(root) as idx:
+        idx.add("seed", catalog["song-3"])
+    songs = [catalog[f"song-{i}"] for i in range(3)]
+    # Each writer indexes 8 refs; small shifted copies keep the segments distinct.
+    jobs = {w: ([f"{w}-{k}" for k in range(8)], [np.roll(songs[k % 3], k) for k in range(8)]) for w in ("p", "q")}
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(root), refs, items, str(tmp_path))) for refs, items in jobs.values()]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    final = FingerprintIndex.open(root)
+    expected = sorted(["seed", *jobs["p"][0], *jobs["q"][0]])
+    assert final.refs() == expected
+    doc_ids = [final._refs[r][0] for r in final.refs()]
+    assert len(set(doc_ids)) == len(doc_ids)  # no two writers handed out the same document id
+    assert final.query(catalog["song-3"])[0].ref == "seed"
+    assert np.array_equal(final.items("q-5"), np.roll(songs[2], 5))

@@ -9,7 +9,8 @@ import pytest
 from fingerprinting.batch import fingerprint_many
 from fingerprinting.chromaprint import FingerprintError, decode_items
 from fingerprinting.index import Match
-from fingerprinting.ledger import is_match, match_catalog, optout_matches, register_optout, store_fingerprints
+from fingerprinting.index import FingerprintIndex
+from fingerprinting.ledger import index_delivery, is_match, match_catalog, optout_matches, register_optout, store_fingerprints
 from lineage.audit import verify_chain
 from store.database import connect
 from tests.fingerprinting.conftest import RATE, encode, music
@@ -57,7 +58,14 @@ def test_fingerprints_optouts_and_duplicates(tmp_path: Path, delivery: dict[str,
         with pytest.raises(FingerprintError):
             register_optout(con, optout_id="OPT-2", claimant="x", audio_path=delivery["T5"], actor="rights@label")
 
+        with FingerprintIndex.open(index_dir) as idx:  # the per-delivery index step
+            assert index_delivery(con, idx, "D1") == (4, 0)
+            assert index_delivery(con, idx, "D1") == (0, 0)
+            assert index_delivery(con, idx, "other") == (0, 0)
+        assert sorted(FingerprintIndex.open(index_dir).refs()) == [f"track:T{i}" for i in range(1, 5)]
+
         first = match_catalog(con, index_dir, actor="test")
+        assert first.index_added == 1  # only the opt-out was still missing
         assert first.tracks == 4 and first.optouts == 1
         assert (first.tracks_denied_by_optout, first.duplicate_clusters, first.tracks_in_clusters) == (1, 1, 2)
         hits = optout_matches(con, "T4")
