@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 import os
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,19 +53,64 @@ def _size(path: Path) -> int:
         return 0
 
 
+_pool_lock = threading.Lock()
+_pool: tuple[int, ProcessPoolExecutor] | None = None
+
+
+def _shutdown_pool() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool[1].shutdown(wait=False, cancel_futures=True)
+            _pool = None
+
+
+def _process_pool(workers: int, *, fresh: bool = False) -> ProcessPoolExecutor:
+    """A warm pool of worker processes, kept for the next batch (FFmpeg's decoders do not scale on threads)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None and (fresh or _pool[0] != workers or getattr(_pool[1], "_broken", False)):
+            _pool[1].shutdown(wait=False, cancel_futures=True)
+            _pool = None
+        if _pool is None:
+            # forkserver: workers start from a clean, single-threaded server with the decoder
+            # already imported, never from a copy of a multi-threaded caller.
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["fingerprinting.chromaprint"])
+            _pool = (workers, ProcessPoolExecutor(max_workers=workers, mp_context=ctx))
+            atexit.register(_shutdown_pool)
+        return _pool[1]
+
+
+def _workers_can_start() -> bool:
+    """Worker processes re-import ``__main__``: impossible when it came from stdin or a notebook cell."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        return True
+    path = getattr(main, "__file__", None)
+    return path is None or Path(path).is_file()
+
+
+def _crashed(path: Path) -> FingerprintOutcome:
+    return FingerprintOutcome(path, reason_code="decoder_crashed",
+                              message=f"{path}: the decoder process died on this file")
+
+
 def fingerprint_many(paths: Iterable[str | os.PathLike[str]], *, max_seconds: float | None = DEFAULT_MAX_SECONDS,
                      workers: int | None = None, progress: bool = False) -> Iterator[FingerprintOutcome]:
     """Fingerprint every path, yielding one outcome per path in input order.
 
-    Work runs on ``workers`` threads (default: one per core); FFmpeg and libchromaprint do
-    the heavy lifting without holding the GIL, so threads scale like processes here.
+    With more than one worker, files are decoded in a pool of worker processes (one per core
+    by default) that stays warm for the next call; a file that crashes its decoder gets a
+    ``decoder_crashed`` outcome and the rest of the batch goes on.
     """
     items = [Path(p) for p in paths]
     if not items:
         return
-    workers = workers or default_workers()
-    # Largest files first so the last worker is not left alone with a long track.
-    order = sorted(range(len(items)), key=lambda i: -_size(items[i]))
+    workers = min(workers or default_workers(), len(items))
+    advance: Callable[[], None] = lambda: None  # noqa: E731
     bar = None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -70,15 +119,35 @@ def fingerprint_many(paths: Iterable[str | os.PathLike[str]], *, max_seconds: fl
                        transient=True)
         task = bar.add_task("fingerprint", total=len(items))
         bar.start()
+        advance = lambda: bar.advance(task)  # noqa: E731
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fingerprint") as pool:
-            futures: dict[int, Future[FingerprintOutcome]] = {}
-            for i in order:
-                futures[i] = pool.submit(_one, items[i], max_seconds)
-                if bar is not None:
-                    futures[i].add_done_callback(lambda _f: bar.advance(task))
-            for i in range(len(items)):
-                yield futures[i].result()
+        if workers == 1 or not _workers_can_start():
+            for path in items:
+                yield _one(path, max_seconds)
+                advance()
+            return
+        yield from _in_processes(items, max_seconds, workers, advance)
     finally:
         if bar is not None:
             bar.stop()
+
+
+def _in_processes(items: list[Path], max_seconds: float | None, workers: int,
+                  advance: Callable[[], None]) -> Iterator[FingerprintOutcome]:
+    # Largest files first so the last worker is not left alone with a long track.
+    order = sorted(range(len(items)), key=lambda i: -_size(items[i]))
+    pool = _process_pool(workers)
+    futures: dict[int, Future[FingerprintOutcome]] = {}
+    for i in order:
+        futures[i] = pool.submit(_one, items[i], max_seconds)
+        futures[i].add_done_callback(lambda _f: advance())
+    for i in range(len(items)):
+        try:
+            yield futures[i].result()
+        except BrokenProcessPool:
+            # A worker died (a decoder crash kills the whole pool): redo this file alone, so
+            # only the file that really crashes is marked and the others still get fingerprints.
+            try:
+                yield _process_pool(1).submit(_one, items[i], max_seconds).result()
+            except BrokenProcessPool:
+                yield _crashed(items[i])

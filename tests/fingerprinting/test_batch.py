@@ -19,10 +19,33 @@ def test_batch_keeps_order_and_survives_bad_files(tmp_path: Path, song: Path) ->
     assert [o.ok for o in outcomes] == [True, False, True, False, False]
     assert [o.reason_code for o in outcomes if not o.ok] == ["empty_file", "not_audio", "missing_file"]
     assert all(o.message and str(o.path) in o.message for o in outcomes if not o.ok)
-    # Threads give the same answer as a direct call.
+    # Worker processes give the same answer as a direct call.
     assert outcomes[2].fingerprint == fingerprint_file(other, max_seconds=30)
     assert outcomes[0].fingerprint is not None and outcomes[0].fingerprint.seconds_used == 30.0
 
 
 def test_empty_batch_yields_nothing() -> None:
     assert list(fingerprint_many([])) == []
+
+
+def test_a_worker_killed_mid_batch_costs_no_file(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from fingerprinting import batch
+
+    paths = [encode(tmp_path / f"s{i}.flac", music(40 + i, 90.0)) for i in range(8)]
+    expected = [fingerprint_file(p, max_seconds=None) for p in paths]
+    batch._shutdown_pool()
+    outcomes = fingerprint_many(paths, workers=2, max_seconds=None)
+    first = next(outcomes)
+    assert batch._pool is not None
+    victim = next(iter(batch._pool[1]._processes))  # a live worker, most likely mid-file
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(0.1)
+    rest = list(outcomes)
+    assert [o.ok for o in [first, *rest]] == [True] * 8, [o.message for o in rest if not o.ok]
+    assert [o.fingerprint for o in [first, *rest]] == expected
+    # The next batch starts a healthy pool again.
+    assert all(o.ok for o in fingerprint_many(paths[:2], workers=2, max_seconds=10))
