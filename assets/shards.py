@@ -32,22 +32,23 @@ def release_shards(context: dg.AssetExecutionContext, config: ShardBuildConfig,
                                     config=ShardConfig(crops_per_track=config.crops_per_track, seed=config.seed))
         except ReleaseRefused as exc:
             raise dg.Failure(f"shard build refused for release {release_id}: {exc}") from exc
-        manifest_uri, manifest_sha = latest_build(con, release_id)
+        build = _latest_build(con, release_id)
     for excluded in manifest.excluded:
         context.log.warning(f"excluded {excluded.isrc}: {excluded.reason_code}: {excluded.message}")
     return dg.MaterializeResult(metadata={
-        "manifest_uri": manifest_uri, "manifest_sha256": manifest_sha, "shards": len(manifest.shards),
+        "manifest_uri": build.manifest_uri, "manifest_sha256": build.manifest_sha256, "shards": len(manifest.shards),
         "samples": manifest.total_rows, "tracks": manifest.track_count, "excluded_tracks": len(manifest.excluded),
         "merkle_root": manifest.merkle_root, "policy_hash": manifest.policy_hash,
     })
 
 
-def latest_build(con: duckdb.DuckDBPyConnection, release_id: str) -> tuple[str, str]:
-    row = con.execute("SELECT manifest_uri, manifest_sha256 FROM shard_builds WHERE release_id = ? "
-                      "ORDER BY built_at DESC LIMIT 1", [release_id]).fetchone()
-    if row is None:
+def _latest_build(con: duckdb.DuckDBPyConnection, release_id: str):  # type: ignore[no-untyped-def]
+    from shards.verify import latest_build
+
+    build = latest_build(con, release_id)
+    if build is None:
         raise dg.Failure(f"release {release_id} has no shard build")
-    return row[0], row[1]
+    return build
 
 
 @dg.asset_check(asset=release_shards, blocking=True)
@@ -57,7 +58,7 @@ def shards_verified(context: dg.AssetCheckExecutionContext, ledger: LedgerResour
 
     release_id = context.op_execution_context.partition_key
     with ledger.connect(read_only=True) as con:
-        manifest_uri = manifest_location(latest_build(con, release_id)[0])
+        manifest_uri = manifest_location(_latest_build(con, release_id).manifest_uri)
         report = verify_manifest(manifest_uri)
         decisions = audit_decisions(con, manifest_uri) if report.ok else None
     problems = list(report.problems) + [f"sample {s}: its decision is not an allow for the release's purpose"

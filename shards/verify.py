@@ -58,6 +58,22 @@ def manifest_location(uri: str) -> str:
     return uri if uri.endswith(".json") else join(uri, MANIFEST_NAME)
 
 
+class BuildRef(BaseModel):
+    """Where a release's most recent shard build is, and the hash its manifest was recorded with."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    manifest_uri: str
+    manifest_sha256: str
+
+
+def latest_build(con: duckdb.DuckDBPyConnection, release_id: str) -> BuildRef | None:
+    """The release's most recent shard build, or None when shards were never built for it."""
+    row = con.execute("SELECT manifest_uri, manifest_sha256 FROM shard_builds WHERE release_id = ? "
+                      "ORDER BY built_at DESC LIMIT 1", [release_id]).fetchone()
+    return BuildRef(manifest_uri=row[0], manifest_sha256=row[1]) if row else None
+
+
 def verify_manifest(manifest_uri: str, *, store: ObjectStore | None = None) -> VerifyReport:
     """Re-hash every shard, recompute its Merkle root from its sample IDs, and list stray shard files."""
     store = store or ObjectStore()

@@ -29,10 +29,10 @@ def load(uri: str) -> ShardManifest | None:
 
 def latest_manifest_uri(con: duckdb.DuckDBPyConnection, release_id: str) -> str | None:
     """The most recently built manifest for a release, or None when shards were never built."""
-    row = con.execute(
-        "SELECT manifest_uri FROM shard_builds WHERE release_id = ? ORDER BY built_at DESC LIMIT 1", [release_id]
-    ).fetchone()
-    return row[0] if row else None
+    from shards.verify import latest_build
+
+    build = latest_build(con, release_id)
+    return build.manifest_uri if build else None
 
 
 def verify(uri: str) -> tuple[bool, str]:
