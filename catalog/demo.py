@@ -124,10 +124,12 @@ def build_demo_catalog(deliveries_root: Path, downloads: Path, *, tracks_per_pac
     roots = fetch_packages(downloads)
     optout_root = optout_root or deliveries_root.parent / "optout"
     all_files: list[tuple[str, Path]] = []
+    tags_of: dict[Path, dict[str, str]] = {}
     for package, root in roots.items():
         files = sorted(root.rglob("*.ogg"))
+        tags_of.update((f, probe(f).tags) for f in files)  # each file is probed once
         if tracks_per_package is not None:
-            files = _subset(files, tracks_per_package)
+            files = _subset(files, tracks_per_package, tags_of)
         all_files.extend((package, f) for f in files)
 
     isrcs = {f: f"ZZLND26{i:05d}" for i, (_, f) in enumerate(sorted(all_files, key=lambda x: (x[0], x[1].name)), 1)}
@@ -141,7 +143,7 @@ def build_demo_catalog(deliveries_root: Path, downloads: Path, *, tracks_per_pac
         for src in files:
             rel = f"audio/{src.relative_to(roots[package]).as_posix().split('/music/', 1)[-1]}"
             _place(src, target / rel)
-            tags = probe(src).tags
+            tags = tags_of[src]
             isrc = isrcs[src]
             tracks.append({"file": rel, "isrc": isrc})
             names = _split_names(tags.get("ARTIST")) + _split_names(tags.get("COMPOSER"))
@@ -191,10 +193,10 @@ def build_demo_catalog(deliveries_root: Path, downloads: Path, *, tracks_per_pac
     return DemoCatalog(deliveries, registry, REFUSING_ARTIST, optout_source[1] if optout_source else None)
 
 
-def _subset(files: list[Path], count: int) -> list[Path]:
+def _subset(files: list[Path], count: int, tags_of: dict[Path, dict[str, str]]) -> list[Path]:
     """A small subset that still tells the demo's story: one track of each kind first, then the rest."""
     def kind(path: Path) -> int:
-        tags = probe(path).tags
+        tags = tags_of[path]
         if tags.get("TITLE") == OPTOUT_SOURCE_TITLE:
             return 0
         if tags.get("ARTIST") == REFUSING_ARTIST and tags.get("LICENSE"):
