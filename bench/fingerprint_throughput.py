@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import statistics
 import subprocess
@@ -36,28 +37,88 @@ def _files(args: list[str]) -> list[Path]:
     return out
 
 
-def _fpcalc(files: list[Path], length: float, workers: int) -> float:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _pool_cpu() -> float:
+    """CPU seconds used so far by the warm fingerprint worker processes (they outlive a batch)."""
+    from fingerprinting import batch
+
+    total = 0.0
+    for pid in (batch._pool[1]._processes or {}) if batch._pool else {}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _fpcalc(files: list[Path], length: float, workers: int) -> tuple[float, float]:
     listing = "".join(f"{f}\0" for f in files).encode()
-    t = time.perf_counter()
+    cpu, t = _children_cpu(), time.perf_counter()
     subprocess.run(["xargs", "-0", f"-P{workers}", "-n1", "fpcalc", "-length", str(int(length))],
                    input=listing, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, _children_cpu() - cpu
 
 
-def _ours(files: list[Path], length: float, workers: int) -> float:
-    t = time.perf_counter()
+def _ours(files: list[Path], length: float, workers: int) -> tuple[float, float]:
+    cpu, t = _pool_cpu() + _self_cpu(), time.perf_counter()
     for _ in fingerprint_many(files, max_seconds=length or None, workers=workers):
         pass
-    return time.perf_counter() - t
+    return time.perf_counter() - t, _pool_cpu() + _self_cpu() - cpu
 
 
-def _cli(files: list[Path], length: float) -> float:
+def _cli(files: list[Path], length: float) -> tuple[float, float]:
     cmd = [sys.executable, "-c", "from dagster_project.cli import main; main()", "fingerprint", "--length",
            str(length), *map(str, files)]
     t = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
                    env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    return time.perf_counter() - t
+    return time.perf_counter() - t, float("nan")  # its workers are the forkserver's children, not ours
+
+
+def _breakdown(files: list[Path], length: float) -> dict[str, float]:
+    """Single-process CPU seconds of each part, to show where the time goes and what bounds the ratio."""
+    import av
+
+    from fingerprinting.chromaprint import fingerprint_file
+
+    def decode_only(path: Path) -> None:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            wanted, decoded = (length or 1e9) * stream.sample_rate, 0
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    decoded += frame.samples
+                if decoded >= wanted:
+                    break
+
+    out: dict[str, float] = {}
+    start = _self_cpu()
+    for f in files:
+        decode_only(f)
+    out["FFmpeg decode only (PyAV's FFmpeg), one process"] = _self_cpu() - start
+    start = _self_cpu()
+    for f in files:
+        fingerprint_file(f, max_seconds=length or None)
+    out["fingerprint_file (decode + resample + libchromaprint), one process"] = _self_cpu() - start
+    start = _children_cpu()
+    for f in files:
+        subprocess.run(["fpcalc", "-length", str(int(length)), str(f)], capture_output=True, check=False)
+    out["fpcalc, one process per file"] = _children_cpu() - start
+    start = _children_cpu()
+    for _ in files:
+        subprocess.run(["fpcalc", "-version"], capture_output=True, check=False)
+    out["of which fpcalc process start-up (fpcalc -version per file)"] = _children_cpu() - start
+    return out
 
 
 def _parity(files: list[Path], length: float) -> tuple[int, int, int, int]:
@@ -79,6 +140,11 @@ def _parity(files: list[Path], length: float) -> tuple[int, int, int, int]:
     return same_items, total_items, same_files, compared
 
 
+def _cpu_cells(values: list[float], base: float) -> str:
+    med = statistics.median(values)
+    return "n/a | n/a" if med != med else f"{med:.2f} | {base / med:.2f}x"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--length", type=float, default=120.0, help="seconds per file, as fpcalc -length (0: all)")
@@ -90,27 +156,40 @@ def main() -> None:
     anchor = f"ls FILES | xargs -P{args.workers} -n1 fpcalc -length {int(args.length)}"
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
     runs: dict[str, list[float]] = {"fpcalc": [], "in-process": [], "cli": []}
+    cpu: dict[str, list[float]] = {"fpcalc": [], "in-process": [], "cli": []}
     _ours(files[:2], args.length, args.workers)  # warm the page cache and imports alike
     _fpcalc(files[:2], args.length, args.workers)
     for _ in range(args.repeat):
-        runs["fpcalc"].append(_fpcalc(files, args.length, args.workers))
-        runs["in-process"].append(_ours(files, args.length, args.workers))
-        runs["cli"].append(_cli(files, args.length))
+        for key, fn in (("fpcalc", lambda: _fpcalc(files, args.length, args.workers)),
+                        ("in-process", lambda: _ours(files, args.length, args.workers)),
+                        ("cli", lambda: _cli(files, args.length))):
+            wall, seconds = fn()
+            runs[key].append(wall)
+            cpu[key].append(seconds)
     base = statistics.median(runs["fpcalc"])
     best = min(runs["fpcalc"])
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     print(f"load average before/after: {load_before} / {' '.join(load)} on {os.cpu_count()} CPUs")
     print(f"{len(files)} files, length {args.length:g} s, {args.workers} workers, median of {args.repeat} "
           f"interleaved runs; anchor: `{anchor}`")
+    print("CPU s: processor time of every process doing the work (fpcalc children, or the warm workers "
+          "plus the caller); the ratio holds on a busy machine, where wall time does not")
     print()
-    print("| method | wall s (median) | wall s (best) | runs | speed-up vs fpcalc (median / best) |")
-    print("|---|---|---|---|---|")
+    print("| method | wall s (median) | wall s (best) | runs | speed-up vs fpcalc (median / best) "
+          "| CPU s (median) | CPU ratio vs fpcalc |")
+    print("|---|---|---|---|---|---|---|")
+    base_cpu = statistics.median(cpu["fpcalc"])
     labels = {"fpcalc": anchor, "in-process": "fingerprint_many(workers=%d)" % args.workers,
               "cli": "linernotes fingerprint (fresh process, imports included)"}
     for key, label in labels.items():
         med, low = statistics.median(runs[key]), min(runs[key])
         print(f"| {label.replace('|', chr(92) + '|')} | {med:.2f} | {low:.2f} | {' '.join(f'{x:.2f}' for x in runs[key])} "
-              f"| {base / med:.2f}x / {best / low:.2f}x |")
+              f"| {base / med:.2f}x / {best / low:.2f}x | {_cpu_cells(cpu[key], base_cpu)} |")
+    print()
+    print("| where the CPU goes (same files, sequential) | CPU s |")
+    print("|---|---|")
+    for label, seconds in _breakdown(files, args.length).items():
+        print(f"| {label} | {seconds:.2f} |")
     same, total, same_files, compared = _parity(files, args.length)
     print()
     print(f"parity with `fpcalc -raw -length {int(args.length)}`: {same}/{total} items identical "
