@@ -88,6 +88,11 @@ def read_metadata(delivery_dir: Path) -> tuple[dict[str, dict[str, Any]], list[M
             problems.append(MetadataProblem(ref, "malformed_record", f"{ref}: record has no 'file' field"))
             return
         rel = entry["file"].strip()
+        try:
+            json.dumps(entry, ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, TypeError, ValueError) as exc:
+            problems.append(MetadataProblem(ref, "invalid_text", f"{ref}: not storable text ({type(exc).__name__})"))
+            return
         if Path(rel).is_absolute() or ".." in Path(rel).parts or "\x00" in rel:
             problems.append(MetadataProblem(ref, "path_escape", f"{ref}: file path {rel!r} leaves the delivery"))
             return
