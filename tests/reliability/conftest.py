@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -67,3 +67,44 @@ def track_files(con: duckdb.DuckDBPyConnection) -> dict[str, bool]:
     return {Path(p).name: fp for p, fp in con.execute(
         "SELECT t.source_path, f.track_id IS NOT NULL FROM tracks t LEFT JOIN fingerprints f USING (track_id)"
     ).fetchall()}
+
+
+def run_child(*args: str, kill_at: str | None = None, wait_for: Callable[[], bool] | None = None,
+              timeout: float = 120.0) -> list[str]:
+    """Run ``tests.reliability.crash_child``; with ``kill_at``, SIGKILL it once it says it reached that point
+    (and, with ``wait_for``, once that condition also holds, polled)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.crash_child", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.strip())
+            if kill_at is not None and line.strip() == f"PAUSED {kill_at}":
+                while wait_for is not None and not wait_for():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"condition never held after {kill_at}")
+                    time.sleep(0.005)
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"child did not reach {kill_at}: {lines}")
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if kill_at is not None:
+        assert proc.returncode == -signal.SIGKILL, (proc.returncode, lines, proc.stderr.read() if proc.stderr else "")
+    else:
+        assert proc.returncode == 0 and lines[-1] == "DONE", (lines, proc.stderr.read() if proc.stderr else "")
+    return lines
