@@ -55,15 +55,24 @@ def _truthy(value: Any) -> bool:
 
 
 def _normalise(entry: dict[str, Any]) -> dict[str, Any]:
+    """The record's known fields, cleaned; raises TypeError naming a field of the wrong type."""
     out: dict[str, Any] = {}
     for key in METADATA_FIELDS:
         if key not in entry or entry[key] in (None, ""):
             continue
         value = entry[key]
-        if key in ("artists", "composers") and isinstance(value, str):
-            value = [v.strip() for v in value.split(";") if v.strip()]
-        if key == "ai_generated":
+        if key in ("artists", "composers"):
+            if isinstance(value, str):
+                value = value.split(";")
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise TypeError(f"{key!r} must be a string or a list of strings, not {type(value).__name__}")
+            value = [v.strip() for v in value if v.strip()]
+        elif key == "ai_generated":
+            if not isinstance(value, (bool, str, int)):
+                raise TypeError(f"'ai_generated' must be true/false, not {type(value).__name__}")
             value = _truthy(value)
+        elif not isinstance(value, str):
+            raise TypeError(f"{key!r} must be a string, not {type(value).__name__}")
         out[key] = value
     return out
 
@@ -79,13 +88,21 @@ def read_metadata(delivery_dir: Path) -> tuple[dict[str, dict[str, Any]], list[M
             problems.append(MetadataProblem(ref, "malformed_record", f"{ref}: record has no 'file' field"))
             return
         rel = entry["file"].strip()
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+        try:
+            json.dumps(entry, ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, TypeError, ValueError) as exc:
+            problems.append(MetadataProblem(ref, "invalid_text", f"{ref}: not storable text ({type(exc).__name__})"))
+            return
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or "\x00" in rel:
             problems.append(MetadataProblem(ref, "path_escape", f"{ref}: file path {rel!r} leaves the delivery"))
             return
         if rel in entries:
             problems.append(MetadataProblem(ref, "duplicate_record", f"{ref}: {rel!r} is described twice"))
             return
-        entries[rel] = _normalise(entry)
+        try:
+            entries[rel] = _normalise(entry)
+        except TypeError as exc:
+            problems.append(MetadataProblem(ref, "invalid_metadata", f"{ref} ({rel}): {exc}"))
 
     json_path = delivery_dir / "metadata.json"
     if json_path.is_file():
@@ -96,7 +113,7 @@ def read_metadata(delivery_dir: Path) -> tuple[dict[str, dict[str, Any]], list[M
                 raise ValueError("'tracks' is not a list")
             for i, entry in enumerate(records):
                 take("metadata.json", i, entry)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             problems.append(MetadataProblem("metadata.json", "malformed_file", f"metadata.json: {exc}"))
     csv_path = delivery_dir / "metadata.csv"
     if csv_path.is_file():

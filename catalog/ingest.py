@@ -106,12 +106,15 @@ def _write_track(con: duckdb.DuckDBPyConnection, track: Track) -> None:
 
 
 def ingest_delivery(con: duckdb.DuckDBPyConnection, delivery_dir: Path, *, delivery_id: str, actor: str,
-                    source: str | None = None) -> IngestReport:
+                    source: str | None = None, max_audio_bytes: int | None = None) -> IngestReport:
     """Ingest every audio file of a delivery. Bad files and records are quarantined; the rest goes on.
 
     Re-ingesting the same delivery replaces its tracks and quarantine rows, so a re-run converges.
+    Audio files over ``max_audio_bytes`` (default: :func:`catalog.audio.max_audio_bytes`) are
+    quarantined unread, and so is anything under ``audio/`` that links outside it.
     """
     delivery_dir = Path(delivery_dir).resolve()
+    audio_root = (delivery_dir / "audio").resolve()
     report = IngestReport(delivery_id)
     now = datetime.now(UTC)
     metadata, problems = read_metadata(delivery_dir)
@@ -130,14 +133,20 @@ def ingest_delivery(con: duckdb.DuckDBPyConnection, delivery_dir: Path, *, deliv
         for problem in problems:
             reject(problem.source_ref, problem.reason_code, problem.message)
         described = set(metadata)
-        for path in audio_files(delivery_dir):
+        contained = audio_root.is_relative_to(delivery_dir)
+        if not contained:
+            reject("audio", "path_escape", f"audio: the audio folder links outside the delivery ({audio_root})")
+        for path in audio_files(delivery_dir) if contained else []:
             rel = path.relative_to(delivery_dir).as_posix()
             described.discard(rel)
+            if not path.resolve().is_relative_to(audio_root):
+                reject(rel, "path_escape", f"{rel}: links outside the delivery's audio/ folder")
+                continue
             if not is_audio_name(path):
                 reject(rel, "not_audio", f"{rel}: not an audio file type ({path.suffix or 'no extension'})")
                 continue
             try:
-                info = probe(path)
+                info = probe(path, max_bytes=max_audio_bytes)
                 track = _build_track(info, rel, metadata.get(rel, {}), delivery_id, now)
             except AudioProbeError as exc:
                 reject(rel, exc.reason_code, str(exc))

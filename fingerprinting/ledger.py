@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from fingerprinting.batch import FingerprintOutcome
-from fingerprinting.chromaprint import ITEM_SECONDS, fingerprint_file
+from fingerprinting.chromaprint import ITEM_SECONDS, FingerprintError, fingerprint_file
 from fingerprinting.index import FingerprintIndex, Match, item_digest
 from lineage.audit import canonical_json, record, sha256_text
 from schemas.identifiers import normalize_isrc
@@ -203,6 +203,81 @@ def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant:
         con.execute("ROLLBACK")
         raise
     return entry
+
+
+class RegistryReport(_Frozen):
+    """What :func:`register_registry` registered, and what it quarantined (stage ``optout``)."""
+
+    schema_version: int = SCHEMA_VERSION
+    registry: str
+    registered: tuple[str, ...]
+    quarantined: int
+    by_reason: dict[str, int]
+
+
+def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.PathLike[str], *,
+                      actor: str) -> RegistryReport:
+    """Register every entry of an opt-out registry file (``{"entries": [{optout_id, claimant, file, ...}]}``).
+
+    Audio paths are relative to the registry's folder and may not leave it. An unreadable file, a
+    malformed entry, an escaping path or unusable audio is written to ``quarantine`` (stage
+    ``optout``) with a reason code; the other entries are registered.
+    """
+    import json
+
+    registry = Path(registry_path)
+    root = registry.parent.resolve()
+    problems: list[tuple[str, str, str]] = []
+    registered: list[str] = []
+    try:
+        doc = json.loads(registry.read_text(encoding="utf-8"))
+        entries = doc.get("entries") if isinstance(doc, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError("top level must be an object with an 'entries' list")
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        problems.append((str(registry), "malformed_registry", f"{registry}: {type(exc).__name__}: {exc}"))
+        entries = []
+    fields = {"optout_id", "claimant", "file", "isrc", "title", "note"}
+    for i, entry in enumerate(entries):
+        ref = f"{registry}#entries/{i}"
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) and entry[k].strip()
+                                                  for k in ("optout_id", "claimant", "file")):
+            problems.append((ref, "malformed_record", f"{ref}: needs optout_id, claimant and file as text"))
+            continue
+        ref = f"{ref} ({entry['optout_id']})"
+        if set(entry) - fields or not all(entry.get(k) is None or isinstance(entry[k], str) for k in fields):
+            problems.append((ref, "malformed_record", f"{ref}: only text fields {sorted(fields)} are accepted"))
+            continue
+        audio = (root / entry["file"]).resolve()
+        if "\x00" in entry["file"] or not audio.is_relative_to(root):
+            problems.append((ref, "path_escape", f"{ref}: file {entry['file']!r} leaves {root}"))
+            continue
+        try:
+            register_optout(con, optout_id=entry["optout_id"], claimant=entry["claimant"], audio_path=audio,
+                            isrc=entry.get("isrc"), title=entry.get("title"), note=entry.get("note"), actor=actor)
+        except FingerprintError as exc:
+            problems.append((ref, exc.reason_code, f"{ref}: {exc.message}"))
+            continue
+        except ValueError as exc:
+            problems.append((ref, "invalid_identifier", f"{ref}: {exc}"))
+            continue
+        registered.append(entry["optout_id"])
+    now = _now()
+    con.execute("BEGIN")
+    try:
+        con.execute("DELETE FROM quarantine WHERE stage = 'optout' AND (source_ref = ? OR starts_with(source_ref, ?))",
+                    [str(registry), f"{registry}#"])
+        for ref, code, message in problems:
+            con.execute("INSERT INTO quarantine VALUES (NULL, 'optout', ?, ?, ?, ?)", [ref, code, message, now])
+        by_reason = dict(sorted(Counter(code for _, code, _ in problems).items()))
+        record(con, actor=actor, action="optout.registry", subject=str(registry),
+               payload={"registered": registered, "quarantined": len(problems), "by_reason": by_reason})
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return RegistryReport(registry=str(registry), registered=tuple(registered), quarantined=len(problems),
+                          by_reason=by_reason)
 
 
 def sync_index(con: duckdb.DuckDBPyConnection, index: FingerprintIndex) -> tuple[int, int]:

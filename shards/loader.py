@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from pydantic import ValidationError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from schemas.shards import Acknowledgement, AcknowledgementRecord, ShardManifest
@@ -77,7 +78,13 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
         super().__init__()
         self.store = store or ObjectStore()
         self.manifest_uri = manifest_location(manifest_uri)
-        self.manifest = ShardManifest.model_validate_json(self.store.get(self.manifest_uri))
+        try:
+            self.manifest = ShardManifest.model_validate_json(self.store.get(self.manifest_uri))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ShardIntegrityError(f"refusing to serve {self.manifest_uri}: not a valid shard manifest "
+                                      f"({exc.error_count()} errors; {'.'.join(map(str, first['loc']))}: "
+                                      f"{first['msg']})") from exc
         self.seed, self.shuffle, self.shuffle_window = seed, shuffle, max(1, shuffle_window)
         if rank is None or world_size is None:
             dist_rank, dist_world = _distributed()

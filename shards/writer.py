@@ -44,6 +44,8 @@ __all__ = ["ShardConfig", "build_shards", "MANIFEST_NAME", "SHARD_SCHEMA", "code
 
 MANIFEST_NAME = "manifest.json"
 SHARD_NAME = re.compile(r"^shard-\d{5}-[0-9a-f]{16}\.parquet$")
+# ObjectStore.put's temporary files: one is left behind when a build is killed mid-write.
+TORN_SHARD = re.compile(r"^\.shard-\d{5}-[0-9a-f]{16}\.parquet\..+\.tmp$")
 
 RIGHTS_HOLDER = pa.struct([("party_id", pa.string()), ("name", pa.string()), ("share", pa.float64())])
 SHARD_SCHEMA = pa.schema([
@@ -423,7 +425,7 @@ def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri:
     keep = {e.name for e in entries}
     for uri in store.list(output_uri):
         name = uri.rsplit("/", 1)[-1]
-        if SHARD_NAME.match(name) and name not in keep:
+        if (SHARD_NAME.match(name) and name not in keep) or TORN_SHARD.match(name):
             store.delete(uri)
 
     _record(con, manifest, manifest_uri=manifest_uri, manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),

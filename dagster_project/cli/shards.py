@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import typer
 
 from dagster_project.cli.common import (
@@ -9,11 +11,14 @@ from dagster_project.cli.common import (
     HomeOption,
     JsonOption,
     actor_from,
+    authorize_or_fail,
     console,
     fail,
     home_from,
     print_json,
 )
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def register(app: typer.Typer) -> None:
@@ -41,11 +46,15 @@ def register(app: typer.Typer) -> None:
 
         who = actor_from(actor)
         h = home_from(home)
+        if not output and not _SAFE_ID.match(release_id):
+            fail(f"release id {release_id!r} cannot name a directory under {h.objects / 'shards'}; "
+                 "pass --output", code=2)
         target = output or str(h.objects / "shards" / release_id)
         config = ShardConfig(seed=seed, crops_per_track=crops_per_track, rows_per_shard=rows_per_shard)
         ack = Acknowledgement(actor=who, reason=ack_reason) if ack_reason else None
         try:
             with connect(h.db_path) as con:
+                authorize_or_fail(con, actor=who, action="shards.build", subject=release_id)
                 manifest = build_shards(con, release_id, output_uri=target, config=config, actor=who, acknowledge=ack)
         except ReleaseRefused as exc:
             fail(str(exc))

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, console, fail, home_from,
-                                        print_json)
+from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, authorize_or_fail, console,
+                                        fail, home_from, print_json)
 
 if TYPE_CHECKING:
     from schemas.runs import RunRecord
@@ -43,10 +43,14 @@ def train(
 ) -> None:
     """Train on an approved release under torchrun; writes the run record, model card and attribution."""
     from schemas.runs import TrainConfig
+    from store.database import connect
     from training.launcher import TrainingFailed, TrainingRefused, launch_run
 
     who = actor_from(actor)
     data_home = home_from(home)
+    # The launcher opens the ledger itself: check the role on a connection closed before it starts.
+    with connect(data_home.db_path) as con:
+        authorize_or_fail(con, actor=who, action="train.start", subject=release)
     config = TrainConfig(release_id=release, model="script" if script else "reference", epochs=epochs,
                          batch_size=batch_size, learning_rate=learning_rate, seed=seed, nproc=nproc,
                          checkpoint_every=checkpoint_every, manifest_uri=manifest)

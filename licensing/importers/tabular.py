@@ -83,6 +83,8 @@ def _parse_json(path: Path, text: str) -> _Parsed:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _FileRejected("unreadable_json", f"not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise _FileRejected("unreadable_json", "not valid JSON: nested too deeply") from exc
     if not isinstance(data, dict):
         raise _FileRejected("invalid_rights_file", "top level must be an object with parties/deals/consents")
     if data.get("schema_version") != 1:
@@ -102,8 +104,28 @@ def _parse_json(path: Path, text: str) -> _Parsed:
             if not isinstance(item, dict):
                 parsed.errors.append(RecordError(source_ref=ref, reason_code="invalid_record", message="not an object"))
                 continue
+            if not _encodable(item):
+                parsed.errors.append(RecordError(source_ref=ref.encode("utf-8", "backslashreplace").decode("utf-8"),
+                                                 reason_code="invalid_text",
+                                                 message="contains text that is not valid Unicode (lone surrogates)"))
+                continue
             target.append((ref, item))
     return parsed
+
+
+def _encodable(value: Any) -> bool:
+    """False when any string inside ``value`` cannot be stored as UTF-8 (JSON allows lone surrogates)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_encodable(v) for v in value)
+    return True
 
 
 def _split(cell: str | None) -> list[str]:
@@ -117,14 +139,33 @@ def _blank(cell: str | None) -> str | None:
 def _parse_csv(path: Path, text: str) -> _Parsed:
     parsed = _Parsed()
     reader = csv.DictReader(io.StringIO(text))
-    header = tuple(h.strip() for h in (reader.fieldnames or ()))
+    try:
+        header = tuple(h.strip() for h in (reader.fieldnames or ()))
+    except csv.Error as exc:
+        raise _FileRejected("unreadable_csv", f"header: {exc}") from exc
     kind = next((k for k, cols in CSV_HEADERS.items() if set(cols) == set(header)), None)
     if kind is None:
         raise _FileRejected("unknown_csv_header",
                             f"header {list(header)} matches none of: "
                             + "; ".join(f"{k}={','.join(v)}" for k, v in CSV_HEADERS.items()))
-    rows = [(f"{path}:{line}", {k.strip(): v for k, v in row.items()})
-            for line, row in enumerate(reader, start=2)]
+    if len(header) != len(set(header)):
+        raise _FileRejected("unknown_csv_header", f"header {list(header)} names a column twice")
+    rows: list[tuple[str, dict[str, Any]]] = []
+    line = 1
+    try:
+        for line, row in enumerate(reader, start=2):
+            ref = f"{path}:{reader.line_num or line}"
+            if None in row:  # more cells than the header has columns
+                parsed.errors.append(RecordError(source_ref=ref, reason_code="invalid_record",
+                                                 message=f"{len(row[None])} cell(s) beyond the {len(header)} columns"))
+                continue
+            if any(v is None for v in row.values()):
+                parsed.errors.append(RecordError(source_ref=ref, reason_code="invalid_record",
+                                                 message=f"fewer cells than the {len(header)} columns"))
+                continue
+            rows.append((ref, {k.strip(): v for k, v in row.items()}))
+    except csv.Error as exc:
+        raise _FileRejected("unreadable_csv", f"after line {line}: {exc}") from exc
     if kind == "parties":
         parsed.parties = [(ref, {"party_id": r["party_id"], "name": r["name"], "isni": _blank(r["isni"]),
                                  "ipi": _blank(r["ipi"])}) for ref, r in rows]

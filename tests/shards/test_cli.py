@@ -6,8 +6,14 @@ from dagster_project.cli import app
 from tests.shards.ledger import make_release
 
 
+def _roles(home) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "roles.yaml").write_text("users:\n  ml@x: [ml_engineer]\n  x: [ml_engineer]\n", encoding="utf-8")
+
+
 def test_build_verify_list_through_the_cli(tmp_path) -> None:
     release = make_release(tmp_path / "home", seconds=[9.0, 2.0], db_name="linernotes.duckdb")
+    _roles(tmp_path / "home")
     runner = CliRunner()
     home = str(tmp_path / "home")
     out = str(tmp_path / "shards")
@@ -30,6 +36,7 @@ def test_build_verify_list_through_the_cli(tmp_path) -> None:
 
 
 def test_build_of_unknown_release_fails_with_reason(tmp_path) -> None:
+    _roles(tmp_path)
     result = CliRunner().invoke(app, ["shards", "build", "rel_nope", "--home", str(tmp_path), "--actor", "x"])
     assert result.exit_code == 1 and "release_unknown" in result.output
 
@@ -38,6 +45,7 @@ def test_manifest_schema_is_exported_and_validates_a_manifest(tmp_path) -> None:
     import jsonschema
 
     release = make_release(tmp_path / "home", seconds=[9.0], db_name="linernotes.duckdb")
+    _roles(tmp_path / "home")
     runner = CliRunner()
     schema = json.loads(runner.invoke(app, ["shards", "schema"]).output)
     built = runner.invoke(app, ["shards", "build", release.release_id, "--output", str(tmp_path / "o"),

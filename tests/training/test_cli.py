@@ -15,12 +15,17 @@ from tests.training.ledger_fixture import RELEASE, build, seed_ledger
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_byo.py"
 
 
+def _roles(home: Path) -> None:
+    (home / "roles.yaml").write_text("users:\n  ml@label: [ml_engineer]\n", encoding="utf-8")
+
+
 @pytest.mark.slow
 def test_byo_script_trains_through_the_linernotes_dataset_and_is_shown(tmp_path: Path) -> None:
     home = tmp_path / "home"
     db = home / "linernotes.duckdb"
     seed_ledger(db, audio_dir=tmp_path / "audio")
     build(db, tmp_path / "shards", crops_per_track=4)
+    _roles(home)
     runner = CliRunner()
 
     result = runner.invoke(app, ["train", "--release", RELEASE, "--script", str(EXAMPLE), "--epochs", "2",
@@ -47,6 +52,7 @@ def test_byo_script_trains_through_the_linernotes_dataset_and_is_shown(tmp_path:
 def test_refused_start_exits_non_zero_with_the_reason_and_is_recorded(tmp_path: Path) -> None:
     home = tmp_path / "home"
     seed_ledger(home / "linernotes.duckdb", status="proposed")
+    _roles(home)
     result = CliRunner().invoke(app, ["train", "--release", RELEASE, "--home", str(home), "--actor", "ml@label",
                                       "--run-id", "run_no"])
     assert result.exit_code == 3

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import torch
 
 from schemas.runs import TrainConfig
 from shards.exposure import read_exposure
+from lineage.audit import verify_chain
 from store.database import connect
+from store.digest import sha256_file
 from tests.training.ledger_fixture import RELEASE, build, seed_ledger
 from training.launcher import TrainingFailed, launch_run
 from training.runtime import KILL_AT_STEP_ENV
@@ -42,6 +45,8 @@ def test_sigkilled_run_resumes_with_identical_exposure_attribution_and_weights(
     assert failed.value.record.status == "failed"
     before_resume = _exposure(runs / "run_crash")
     assert max(step for _, _, step, _ in before_resume) == 5
+    with connect(db) as con:
+        assert verify_chain(con).ok  # the failure itself is recorded on an intact chain
 
     resumed = launch_run(db, run_id="run_crash", config=config, actor="ml@label", runs_dir=runs, resume=True)
 
@@ -68,6 +73,11 @@ def test_sigkilled_run_resumes_with_identical_exposure_attribution_and_weights(
             "SELECT action FROM audit_log WHERE subject = 'run_crash' ORDER BY seq").fetchall()]
     assert ledger == 24
     assert actions == ["training.started", "training.failed", "training.resumed", "training.completed"]
+    with connect(db) as con:
+        assert verify_chain(con).ok
+    # The record points at a whole checkpoint, and no torn checkpoint write is left beside it.
+    assert resumed.checkpoint_uri and sha256_file(Path(urlparse(resumed.checkpoint_uri).path)) == resumed.checkpoint_sha256
+    assert not [p for p in (runs / "run_crash").rglob("*.tmp")]
 
 
 @pytest.mark.slow
