@@ -1,6 +1,5 @@
 """Stage 2, fingerprint: Chromaprint for every track, and audio identity against catalog and opt-outs."""
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -51,22 +50,23 @@ def fingerprint_index(context: dg.AssetExecutionContext, ledger: LedgerResource)
 
 @dg.asset(group_name="fingerprint", kinds={"duckdb"})
 def optout_registry(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
-    """Recordings whose owners opted out of AI training, fingerprinted from the audio they filed."""
-    from fingerprinting.ledger import register_optout
+    """Recordings whose owners opted out of AI training, fingerprinted from the audio they filed.
 
-    home = ledger.data_home()
-    registry = home.root / "optout" / "registry.json"
+    A malformed entry, a path leaving the registry folder or unusable audio is quarantined
+    (stage ``optout``); the other entries are registered.
+    """
+    from fingerprinting.ledger import register_registry
+
+    registry = ledger.data_home().root / "optout" / "registry.json"
     if not registry.is_file():
         return dg.MaterializeResult(metadata={"entries": 0, "registry": "none filed"})
-    doc = json.loads(registry.read_text(encoding="utf-8"))
-    registered = 0
     with ledger.connect() as con:
-        for entry in doc.get("entries", []):
-            register_optout(con, optout_id=entry["optout_id"], claimant=entry["claimant"],
-                            audio_path=registry.parent / entry["file"], isrc=entry.get("isrc"),
-                            title=entry.get("title"), note=entry.get("note"), actor=SYSTEM_ACTOR)
-            registered += 1
-    return dg.MaterializeResult(metadata={"entries": registered, "registry": dg.MetadataValue.path(str(registry))})
+        report = register_registry(con, registry, actor=SYSTEM_ACTOR)
+    if report.quarantined:
+        context.log.warning(f"{report.quarantined} opt-out entries quarantined: {report.by_reason}")
+    return dg.MaterializeResult(metadata={"entries": len(report.registered), "quarantined": report.quarantined,
+                                          "quarantined_by_reason": dict(report.by_reason),
+                                          "registry": dg.MetadataValue.path(str(registry))})
 
 
 @dg.multi_asset(
