@@ -116,8 +116,12 @@ def trace_release(con: duckdb.DuckDBPyConnection, release_id: str) -> dict[str, 
             "shard_exclusions": exclusions, "runs": runs, "training_refusals": refusals}
 
 
-def trace_model(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
-    """Every track behind a model with its rights holders (shares), license, consents, decision and exposure."""
+def trace_model(con: duckdb.DuckDBPyConnection, run_id: str, *, limit: int | None = None) -> dict[str, Any]:
+    """Every track behind a model with its rights holders (shares), license, consents, decision and exposure.
+
+    ``limit`` keeps the tracks with the most samples (ties by ISRC); totals and licenses always
+    cover every track.
+    """
     run = _rows(con, """SELECT run_id, release_id, status, model, actor, config, manifest_uri, manifest_sha256,
                                policy_hash, code_commit, code_dirty, torch_version, device, world_size, started_at,
                                ended_at, metrics, samples_consumed, checkpoint_uri, checkpoint_sha256,
@@ -127,9 +131,13 @@ def trace_model(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
         raise TraceNotFound(f"training run {run_id} does not exist")
     release_id = run[0]["release_id"]
     tracks = _rows(con, """
-        WITH e AS (SELECT track_id, isrc, samples, fraction FROM training_exposure WHERE run_id = ?),
-        rt AS (SELECT track_id, decision_id FROM release_tracks WHERE release_id = ?),
-        d AS (SELECT d.* FROM decisions d JOIN rt USING (decision_id)),
+        WITH e AS (SELECT track_id, isrc, samples, fraction FROM training_exposure WHERE run_id = ?
+                   ORDER BY samples DESC, isrc LIMIT ?),
+        d AS (SELECT e.*, d.decision_id, d.allowed, d.reason_codes, d.explanation, d.policy_hash, d.decided_at,
+                     d.deal_id, d.consent_ids
+              FROM e LEFT JOIN (SELECT track_id, decision_id FROM release_tracks WHERE release_id = ?) rt
+                   USING (track_id)
+              LEFT JOIN decisions d ON d.decision_id = rt.decision_id),
         holders AS (
             SELECT rc.deal_id, rc.isrc, list({'party_id': rc.party_id, 'name': p.name, 'share': rc.share}
                                              ORDER BY rc.share DESC, rc.party_id) AS rights_holders
@@ -142,23 +150,27 @@ def trace_model(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
                                         'data_mining': c.data_mining, 'evidence_sha256': c.evidence_sha256,
                                         'revoked_at': c.revoked_at} ORDER BY c.consent_id) AS consents
             FROM d, unnest(d.consent_ids) AS u(consent_id) JOIN consents c USING (consent_id) GROUP BY ALL)
-        SELECT e.track_id, e.isrc, t.title, t.artists, e.samples, e.fraction,
-               d.decision_id, d.allowed, d.reason_codes, d.explanation, d.policy_hash, d.decided_at,
-               d.deal_id, dl.license, dl.conditions, d.consent_ids,
-               coalesce(cons.consents, []) AS consents, coalesce(holders.rights_holders, []) AS rights_holders
-        FROM e JOIN tracks t USING (track_id)
-        LEFT JOIN rt USING (track_id) LEFT JOIN d ON d.decision_id = rt.decision_id
+        SELECT d.track_id, d.isrc, t.title, t.artists, d.samples, d.fraction, d.decision_id, d.allowed,
+               d.reason_codes, d.explanation, d.policy_hash, d.decided_at, d.deal_id, dl.license, dl.conditions,
+               d.consent_ids, coalesce(cons.consents, []) AS consents,
+               coalesce(holders.rights_holders, []) AS rights_holders
+        FROM d JOIN tracks t USING (track_id)
         LEFT JOIN deals dl ON dl.deal_id = d.deal_id
-        LEFT JOIN holders ON holders.deal_id = d.deal_id AND holders.isrc = e.isrc
+        LEFT JOIN holders ON holders.deal_id = d.deal_id AND holders.isrc = d.isrc
         LEFT JOIN cons ON cons.decision_id = d.decision_id
-        ORDER BY e.samples DESC, e.isrc""", [run_id, release_id])
+        ORDER BY d.samples DESC, d.isrc""", [run_id, limit, release_id])
     attribution = _rows(con, """SELECT party_id, name, tracks, samples_milli, fraction FROM training_attribution
                                 WHERE run_id = ? ORDER BY samples_milli DESC, party_id""", [run_id])
-    licenses: dict[str, int] = {}
-    for t in tracks:
-        licenses[t["license"] or "unknown"] = licenses.get(t["license"] or "unknown", 0) + 1
+    totals = con.execute("SELECT count(*), coalesce(sum(samples), 0) FROM training_exposure WHERE run_id = ?",
+                         [run_id]).fetchone()
+    licenses = dict(con.execute("""
+        SELECT coalesce(dl.license, 'unknown') AS license, count(*) AS tracks
+        FROM (SELECT track_id FROM training_exposure WHERE run_id = ?) e
+        LEFT JOIN (SELECT track_id, decision_id FROM release_tracks WHERE release_id = ?) rt USING (track_id)
+        LEFT JOIN decisions d ON d.decision_id = rt.decision_id LEFT JOIN deals dl ON dl.deal_id = d.deal_id
+        GROUP BY ALL ORDER BY tracks DESC, license""", [run_id, release_id]).fetchall())
     approvals = _rows(con, "SELECT actor, action, comment, recorded_at FROM approvals WHERE release_id = ? "
                            "ORDER BY recorded_at", [release_id])
     return {"run": run[0], "release_id": release_id, "approvals": approvals, "tracks": tracks,
-            "rights_holders": attribution, "licenses": licenses,
-            "samples_consumed": sum(int(t["samples"]) for t in tracks)}
+            "rights_holders": attribution, "licenses": licenses, "tracks_total": int(totals[0]) if totals else 0,
+            "samples_consumed": int(totals[1]) if totals else 0}

@@ -66,7 +66,8 @@ def _model_tree(r: dict[str, Any]) -> Tree:
              lambda a: f"{a['action']} by {a['actor']} at {_when(a['recorded_at'])}: {escape(a['comment'])}")
     _section(tree, "rights holders", r["rights_holders"],
              lambda h: f"{h['name']} ({h['party_id']}): {100 * h['fraction']:.2f}% of samples, {h['tracks']} track(s)")
-    _section(tree, f"tracks; licenses {r['licenses']}", r["tracks"],
+    shown = f"{len(r['tracks'])} of {r['tracks_total']}" if len(r["tracks"]) < r["tracks_total"] else "all"
+    _section(tree, f"tracks ({shown}); licenses {r['licenses']}", r["tracks"],
              lambda t: f"{t['isrc']} {escape(str(t['title']))}: {t['samples']} samples; {_verdict(t['allowed'])} decision "
                        f"{_short(t['decision_id'])} under {t['license']} (deal {t['deal_id']}); consents "
                        f"{', '.join(c['consent_id'] for c in t['consents']) or '-'}; owners {_owners(t)}")
@@ -95,14 +96,18 @@ def register(app: typer.Typer) -> None:
 
     def add(kind: str, key_name: str, doc: str, render: Callable[[dict[str, Any]], Tree]) -> None:
         def command(key: str = typer.Argument(..., metavar=key_name), home: str | None = HomeOption,
-                    as_json: bool = JsonOption) -> None:
+                    as_json: bool = JsonOption,
+                    top: int | None = typer.Option(None, "--top", min=1,
+                                                   help="Only the N tracks with most samples (model traces).")) -> None:
             from lineage import trace as tracing
             from store.database import connect
 
-            trace = {"isrc": tracing.trace_isrc, "model": tracing.trace_model, "release": tracing.trace_release}[kind]
             with connect(home_from(home).db_path, read_only=True) as con:
                 try:
-                    result = trace(con, key)
+                    if kind == "model":
+                        result = tracing.trace_model(con, key, limit=top)
+                    else:
+                        result = {"isrc": tracing.trace_isrc, "release": tracing.trace_release}[kind](con, key)
                 except (tracing.TraceNotFound, ValueError) as exc:
                     fail(str(exc))
                     return

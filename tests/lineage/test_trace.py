@@ -71,3 +71,9 @@ def test_release_trace_and_missing_keys(pipeline: Pipeline) -> None:
         assert result.exit_code == 1 and message in result.output, result.output
     text = runner.invoke(app, ["trace", "model", pipeline.run_id, "--home", str(pipeline.home)])
     assert text.exit_code == 0 and "Ben Byrd" in text.output and "(completed)" in text.output
+
+
+def test_model_trace_top_keeps_totals(pipeline: Pipeline) -> None:
+    top = _json(pipeline, "model", pipeline.run_id, "--top", "1")
+    assert len(top["tracks"]) == 1 and top["tracks_total"] == 2 and top["samples_consumed"] == 6
+    assert top["licenses"] == {"contract:LNR-2026-01": 2}
