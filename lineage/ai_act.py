@@ -62,8 +62,9 @@ def build_summary(con: duckdb.DuckDBPyConnection, run_id: str, *, provider: str,
         WHERE e.run_id = ?""", [run_id]).fetchone()
     tracks_used, source_seconds, latest, earliest = used if used else (0, 0.0, None, None)
     deliveries = [dict(zip(("delivery_id", "received_at", "tracks_used"), r, strict=True)) for r in con.execute("""
-        SELECT t.delivery_id, any_value(dv.received_at), count(*) FROM training_exposure e JOIN tracks t USING (track_id)
-        LEFT JOIN deliveries dv USING (delivery_id) WHERE e.run_id = ? GROUP BY ALL ORDER BY 1""", [run_id]).fetchall()]
+        SELECT t.delivery_id, any_value(dv.received_at), count(*)
+        FROM training_exposure e JOIN tracks t USING (track_id) LEFT JOIN deliveries dv USING (delivery_id)
+        WHERE e.run_id = ? GROUP BY ALL ORDER BY 1""", [run_id]).fetchall()]
     licensors = [dict(zip(("licensor", "name", "license", "tracks"), r, strict=True)) for r in con.execute("""
         SELECT dl.licensor_party_id, coalesce(p.name, dl.licensor_party_id), coalesce(dl.license, 'unspecified'),
                count(*)
@@ -156,6 +157,7 @@ def render_markdown(s: AiActSummary) -> str:
     size = g["training_data_size"]["audio"]
     lic = d["private_datasets_from_third_parties"]["commercially_licensed_by_rightsholders"]
     rr = p["rights_reservations"]
+    removal = p["removal_of_unwanted_content"]
     lines = [
         f"# Public summary of training content: {g['model']['name']}", "",
         f"Following the {s.template}. Generated from lineage records on {s.generated_at:%Y-%m-%d %H:%M} UTC.", "",
@@ -194,9 +196,9 @@ def render_markdown(s: AiActSummary) -> str:
         f"recording(s) matched (threshold {rr['opt_out_registry']['match_threshold']}). Consents recorded: "
         f"{rr['consents']['recorded']} ({rr['consents']['revoked']} revoked).", "",
         "### 3.2 Removal of unwanted content", "",
-        f"- quarantined at ingest or fingerprinting: {p['removal_of_unwanted_content']['quarantined_at_ingest_or_fingerprinting'] or 'none'}",  # noqa: E501
-        f"- duplicate clusters resolved before release: {p['removal_of_unwanted_content']['duplicate_clusters']}",
-        f"- excluded when cutting shards: {p['removal_of_unwanted_content']['excluded_when_cutting_shards'] or 'none'}",
+        f"- quarantined at ingest or fingerprinting: {removal['quarantined_at_ingest_or_fingerprinting'] or 'none'}",
+        f"- duplicate clusters resolved before release: {removal['duplicate_clusters']}",
+        f"- excluded when cutting shards: {removal['excluded_when_cutting_shards'] or 'none'}",
         "", "### 3.3 Other information", "",
         f"Shard manifest `{p['other_information']['shard_manifest']}` (sha256 "
         f"`{p['other_information']['shard_manifest_sha256']}`).", "",

@@ -112,8 +112,8 @@ def _rehash(store: ObjectStore, uri: str) -> tuple[str | None, str | None]:
         return store.sha256(uri)[0], None
     except FileNotFoundError:
         return None, "missing"
-    except OSError as exc:
-        return None, f"unreadable: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a storage error is a finding; the check goes on
+        return None, f"unreadable: {type(exc).__name__}: {exc}"
 
 
 def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None = None,

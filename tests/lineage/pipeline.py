@@ -180,7 +180,7 @@ def build_pipeline(root: Path) -> Pipeline:
                         policy=policy, release_id=REJECTED_RELEASE_ID)
         reject_release(con, REJECTED_RELEASE_ID, actor="rita.rights", comment="no data-mining project approved")
         output = home.objects / "shards" / RELEASE_ID
-        build_shards(con, RELEASE_ID, output_uri=str(output), 
+        build_shards(con, RELEASE_ID, output_uri=str(output),
                      config=ShardConfig(crops_per_track=3, rows_per_shard=4, rows_per_row_group=2),
                      actor="mira.ml")
         track_ids = dict(con.execute("SELECT isrc, track_id FROM tracks").fetchall())
