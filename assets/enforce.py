@@ -31,6 +31,7 @@ def rights_decisions(context: dg.AssetExecutionContext, config: DecisionConfig,
     """Allow or deny every catalog track for each purpose under the versioned policy, with reason codes."""
     from licensing.evaluate import evaluate_catalog
     from licensing.policy import load_policy
+    from lineage.audit import last_entry
 
     policy = load_policy()
     on = decision_date(config.on_date)
@@ -42,5 +43,6 @@ def rights_decisions(context: dg.AssetExecutionContext, config: DecisionConfig,
             results[purpose] = {"allowed": summary.allowed, "denied": summary.denied,
                                 "denied_by_reason": dict(summary.by_reason)}
             context.log.info(f"{purpose}: {summary.allowed} allowed, {summary.denied} denied {dict(summary.by_reason)}")
+        audit = last_entry(con, action="rights.evaluate")
     return dg.MaterializeResult(metadata={"policy_hash": policy.content_hash, "territory": config.territory,
-                                          "on_date": on.isoformat(), "decisions": results})
+                                          "on_date": on.isoformat(), "decisions": results, **audit})

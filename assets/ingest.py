@@ -15,6 +15,7 @@ def catalog_delivery(context: dg.AssetExecutionContext, ledger: LedgerResource) 
     Files that cannot be ingested go to the quarantine table with a reason; the rest goes on.
     """
     from catalog.ingest import ingest_delivery
+    from lineage.audit import last_entry
 
     delivery_id = context.partition_key
     folder = ledger.data_home().deliveries / delivery_id
@@ -22,13 +23,14 @@ def catalog_delivery(context: dg.AssetExecutionContext, ledger: LedgerResource) 
         raise dg.Failure(f"delivery {delivery_id!r} has no directory at {folder}")
     with ledger.connect() as con:
         report = ingest_delivery(con, folder, delivery_id=delivery_id, actor=SYSTEM_ACTOR)
+        audit = last_entry(con, subject=f"delivery:{delivery_id}", action="ingest")
     for error in report.errors:
         context.log.warning(error)
     return dg.MaterializeResult(metadata={
         "tracks": report.ingested,
         "quarantined": report.quarantined,
         "quarantined_by_reason": dict(report.by_reason),
-        "delivery_dir": dg.MetadataValue.path(str(folder)),
+        "delivery_dir": dg.MetadataValue.path(str(folder)), "delivery_id": delivery_id, **audit,
     })
 
 

@@ -1,4 +1,4 @@
-"""Stage 7, lineage: the path from every song to the model and back, and the audit chain's integrity."""
+"""Stage 7, lineage: the path from every song to the model and back, and the records' integrity."""
 
 import json
 
@@ -11,22 +11,44 @@ from dagster_project.resources import LedgerResource
 
 @dg.asset(partitions_def=training_runs, group_name="lineage", deps=[training_run], kinds={"duckdb", "json"})
 def model_lineage(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
-    """The model's trace back to every track, rights holder, license, consent and decision; chain verified."""
-    from lineage.audit import verify_chain
+    """The model's trace back to every track, rights holder, license, consent and decision; records verified.
+
+    Writes ``lineage.json``, the EU AI Act training-content summary and the run's OpenLineage events
+    beside the run. Fails when the audit chain is broken or a file of this run no longer matches.
+    """
+    from lineage import openlineage
+    from lineage.ai_act import build_summary, write_summary
+    from lineage.audit import last_entry
+    from lineage.integrity import verify_ledger
     from lineage.trace import trace_model
 
     run_id = context.partition_key
     home = ledger.data_home()
     with ledger.connect(read_only=True) as con:
         trace = trace_model(con, run_id)
-        chain = verify_chain(con)
-    out = home.runs / run_id / "lineage.json"
+        report = verify_ledger(con)
+        summary = build_summary(con, run_id, provider="linernotes pipeline")
+        events = openlineage.ledger_events(con, run_id=run_id)
+        audit = last_entry(con, subject=run_id)
+    run_dir = home.runs / run_id
+    out = run_dir / "lineage.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(trace, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    if not chain.ok:
-        raise dg.Failure(f"audit chain broken at entry {chain.first_bad_seq}: {chain.problem}")
+    paths = write_summary(summary, run_dir)
+    openlineage.write_events(events, run_dir / "openlineage")
+    run = trace["run"]
+    own = {run["manifest_uri"], run["checkpoint_uri"]}
+    mine = [f for f in report.findings if f.kind == "audit_entry" or f.subject in own]
+    for finding in report.findings:
+        context.log.warning(finding.describe())
+    if mine:
+        raise dg.Failure(f"records of {run_id} do not match: {mine[0].describe()}")
     return dg.MaterializeResult(metadata={
-        "tracks": len(trace["tracks"]), "rights_holders": len(trace["rights_holders"]),
-        "samples_consumed": trace["samples_consumed"], "audit_entries": chain.entries,
+        "run_id": run_id, "release_id": trace["release_id"], "manifest_uri": run["manifest_uri"],
+        "manifest_sha256": run["manifest_sha256"], "checkpoint_sha256": run["checkpoint_sha256"],
+        "tracks": trace["tracks_total"], "rights_holders": len(trace["rights_holders"]),
+        "samples_consumed": trace["samples_consumed"], "audit_entries": report.audit_entries,
+        "integrity_findings": len(report.findings), "openlineage_events": len(events), **audit,
         "lineage_json": dg.MetadataValue.path(str(out)),
+        "ai_act_summary": dg.MetadataValue.path(str(paths["markdown"])),
     })

@@ -24,14 +24,17 @@ def training_release(context: dg.AssetExecutionContext, config: ReleaseConfig,
     """
     from licensing.policy import load_policy
     from licensing.releases import propose_release
+    from lineage.audit import last_entry
 
     with ledger.connect() as con:
         release = propose_release(con, purpose=config.purpose, territory=config.territory,
                                   on_date=decision_date(config.on_date), actor=config.proposed_by,
                                   policy=load_policy(), release_id=context.partition_key)
+        audit = last_entry(con, subject=release.release_id, action="release.propose")
     return dg.MaterializeResult(metadata={
         "release_id": release.release_id, "status": release.status, "tracks": release.track_count,
         "purpose": release.purpose, "policy_hash": release.policy_hash, "content_sha256": release.content_sha256,
+        **audit,
     })
 
 

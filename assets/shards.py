@@ -21,6 +21,7 @@ class ShardBuildConfig(dg.Config):
 def release_shards(context: dg.AssetExecutionContext, config: ShardBuildConfig,
                    ledger: LedgerResource) -> dg.MaterializeResult:
     """Parquet shards where every row carries who owns it, under which license, consent and decision."""
+    from lineage.audit import last_entry
     from shards.gate import ReleaseRefused
     from shards.writer import ShardConfig, build_shards
 
@@ -33,12 +34,14 @@ def release_shards(context: dg.AssetExecutionContext, config: ShardBuildConfig,
         except ReleaseRefused as exc:
             raise dg.Failure(f"shard build refused for release {release_id}: {exc}") from exc
         build = _latest_build(con, release_id)
+        audit = last_entry(con, subject=release_id, action="shards.build")
     for excluded in manifest.excluded:
         context.log.warning(f"excluded {excluded.isrc}: {excluded.reason_code}: {excluded.message}")
     return dg.MaterializeResult(metadata={
         "manifest_uri": build.manifest_uri, "manifest_sha256": build.manifest_sha256, "shards": len(manifest.shards),
         "samples": manifest.total_rows, "tracks": manifest.track_count, "excluded_tracks": len(manifest.excluded),
-        "merkle_root": manifest.merkle_root, "policy_hash": manifest.policy_hash,
+        "merkle_root": manifest.merkle_root, "policy_hash": manifest.policy_hash, "release_id": release_id,
+        "build_id": f"{release_id}:{build.manifest_sha256[:16]}", **audit,
     })
 
 

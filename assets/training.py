@@ -26,6 +26,7 @@ class TrainingRunConfig(dg.Config):
 def training_run(context: dg.AssetExecutionContext, config: TrainingRunConfig,
                  ledger: LedgerResource) -> dg.MaterializeResult:
     """A training run: gated on rights, distributed over torchrun, exposure recorded per sample."""
+    from lineage.audit import last_entry
     from schemas.runs import TrainConfig
     from training.launcher import TrainingFailed, TrainingRefused, launch_run
 
@@ -41,7 +42,11 @@ def training_run(context: dg.AssetExecutionContext, config: TrainingRunConfig,
         raise dg.Failure(f"training refused: {exc}") from exc
     except TrainingFailed as exc:
         raise dg.Failure(f"training failed: {exc}") from exc
+    with ledger.connect(read_only=True) as con:
+        audit = last_entry(con, subject=record.run_id)
     return dg.MaterializeResult(metadata={
+        "run_id": record.run_id, "manifest_uri": record.manifest_uri, "manifest_sha256": record.manifest_sha256,
+        **audit,
         "release": record.release_id, "status": record.status, "device": record.device,
         "samples_consumed": record.samples_consumed, "checkpoint_uri": record.checkpoint_uri,
         "checkpoint_sha256": record.checkpoint_sha256,

@@ -503,8 +503,11 @@ def evaluate_catalog(con: duckdb.DuckDBPyConnection, policy: Policy, *, purpose:
             purpose=purpose, territory=territory, on_date=on_date, policy_hash=policy.content_hash,
             evaluated=total, allowed=allowed, denied=total - allowed, by_reason=by_reason,
             decisions_written=written, elapsed_s=round(time.perf_counter() - started, 3))
+        # The batch's content hash: every decision id in force after it (ids hash policy and inputs).
+        batch = con.execute("SELECT coalesce(string_agg(decision_id, ',' ORDER BY decision_id), '') FROM _eval").fetchone()
         audit.record(con, actor=actor, action="rights.evaluate", subject=f"{purpose}/{territory}/{on_date}",
-                     payload=summary.model_dump(mode="json", exclude={"elapsed_s"}))
+                     payload={**summary.model_dump(mode="json", exclude={"elapsed_s"}),
+                              "decisions_sha256": audit.sha256_text(batch[0] if batch else "")})
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -184,7 +184,8 @@ def _decide(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comm
     if release.status not in allowed_from:
         _refuse(con, actor=actor, action=action, subject=release_id, code="wrong_status",
                 message=f"{release_id} is {release.status}; only {'/'.join(allowed_from)} releases can be {new_status}")
-    payload: dict[str, object] = {"comment": comment, "from_status": release.status}
+    payload: dict[str, object] = {"comment": comment, "from_status": release.status,
+                                  "content_sha256": release.content_sha256, "policy_hash": release.policy_hash}
     if action == "approve":
         denied = denied_since_approval(con, release_id, on_date=on_date)
         if denied:

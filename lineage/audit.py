@@ -70,3 +70,15 @@ def verify_chain(con: duckdb.DuckDBPyConnection) -> ChainReport:
             return ChainReport(count, False, seq, "entry hash does not match its fields")
         prev = entry_hash
     return ChainReport(count, True)
+
+
+def last_entry(con: duckdb.DuckDBPyConnection, *, subject: str | None = None,
+               action: str | None = None) -> dict[str, Any]:
+    """``{"audit_seq", "audit_entry_hash"}`` of the latest entry (about ``subject``/``action`` if given).
+
+    Empty when there is none; meant for metadata that links a record to the chain.
+    """
+    row = con.execute("SELECT seq, entry_hash FROM audit_log WHERE (? IS NULL OR subject = ?) "
+                      "AND (? IS NULL OR action = ?) ORDER BY seq DESC LIMIT 1",
+                      [subject, subject, action, action]).fetchone()
+    return {"audit_seq": row[0], "audit_entry_hash": row[1]} if row else {}

@@ -1,0 +1,188 @@
+"""Were the records altered? Re-walk the audit chain and re-hash every file the ledger vouches for.
+
+The audit chain protects the ledger's history; the files it points to (shard manifests, Parquet
+shards, model checkpoints, delivery audio) are protected by the hashes the ledger recorded when
+they were written. A check runs in three layers, each resting on the one before:
+
+1. the chain itself (every entry's content and link);
+2. the ledger rows that carry a file hash against the hash the audit entry recorded at the time,
+   so rewriting a file *and* its ledger row is still caught;
+3. every referenced file, local or ``s3://``, re-hashed against its ledger row.
+
+The first finding, in that order, is the first thing that does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+import duckdb
+from pydantic import BaseModel, ConfigDict
+
+from lineage.audit import verify_chain
+from store.objects import ObjectStore
+
+FindingKind = Literal["audit_entry", "ledger_row", "manifest", "shard", "checkpoint", "audio"]
+
+
+class Finding(BaseModel):
+    """One thing that does not match what was recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: FindingKind
+    subject: str
+    problem: str
+    expected: str | None = None
+    actual: str | None = None
+
+    def describe(self) -> str:
+        text = f"{self.kind} {self.subject}: {self.problem}"
+        if self.expected or self.actual:
+            text += f" (recorded {self.expected}, found {self.actual})"
+        return text
+
+
+class IntegrityReport(BaseModel):
+    """What :func:`verify_ledger` checked and every finding, first mismatch first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    audit_entries: int
+    checked: dict[str, int]
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def first(self) -> Finding | None:
+        return self.findings[0] if self.findings else None
+
+
+def _payloads(con: duckdb.DuckDBPyConnection, action: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = con.execute("SELECT subject, payload FROM audit_log WHERE action = ? ORDER BY seq", [action]).fetchall()
+    return [(subject, json.loads(payload) if isinstance(payload, str) else dict(payload or {}))
+            for subject, payload in rows]
+
+
+def _audited_rows(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """Ledger rows whose recorded hash differs from the one audited when they were written."""
+    findings: list[Finding] = []
+    builds = {p.get("build_id"): p.get("manifest_sha256") for _, p in _payloads(con, "shards.build")}
+    for build_id, sha in con.execute("SELECT build_id, manifest_sha256 FROM shard_builds ORDER BY built_at").fetchall():
+        if build_id not in builds:
+            findings.append(Finding(kind="ledger_row", subject=f"shard_builds {build_id}",
+                                    problem="no audit entry records this shard build"))
+        elif builds[build_id] != sha:
+            findings.append(Finding(kind="ledger_row", subject=f"shard_builds {build_id}",
+                                    problem="manifest hash differs from the audited one",
+                                    expected=builds[build_id], actual=sha))
+    completed: dict[str, Any] = {}
+    for subject, payload in _payloads(con, "training.completed"):
+        completed[subject] = payload.get("checkpoint_sha256")
+    started: dict[str, Any] = {}
+    for action in ("training.started", "training.resumed"):
+        for subject, payload in _payloads(con, action):
+            started[subject] = payload.get("manifest_sha256")
+    runs = con.execute("SELECT run_id, status, manifest_sha256, checkpoint_sha256 FROM training_runs "
+                       "ORDER BY started_at, run_id").fetchall()
+    for run_id, status, manifest_sha, checkpoint_sha in runs:
+        if run_id in started and started[run_id] != manifest_sha:
+            findings.append(Finding(kind="ledger_row", subject=f"training_runs {run_id}",
+                                    problem="manifest hash differs from the audited one",
+                                    expected=started[run_id], actual=manifest_sha))
+        if status == "completed" and completed.get(run_id) != checkpoint_sha:
+            findings.append(Finding(kind="ledger_row", subject=f"training_runs {run_id}",
+                                    problem="checkpoint hash differs from the audited one",
+                                    expected=completed.get(run_id), actual=checkpoint_sha))
+    ingests = {s.removeprefix("delivery:"): p.get("manifest_sha256") for s, p in _payloads(con, "ingest")}
+    for delivery_id, sha in con.execute("SELECT delivery_id, manifest_sha256 FROM deliveries "
+                                        "ORDER BY received_at").fetchall():
+        if delivery_id in ingests and ingests[delivery_id] != sha:
+            findings.append(Finding(kind="ledger_row", subject=f"deliveries {delivery_id}",
+                                    problem="delivery manifest hash differs from the audited one",
+                                    expected=ingests[delivery_id], actual=sha))
+    return findings
+
+
+def _rehash(store: ObjectStore, uri: str) -> tuple[str | None, str | None]:
+    """(sha256, problem) of an object; a missing or unreadable object is a problem, not an error."""
+    try:
+        return store.sha256(uri)[0], None
+    except FileNotFoundError:
+        return None, "missing"
+    except Exception as exc:  # noqa: BLE001 - a storage error is a finding; the check goes on
+        return None, f"unreadable: {type(exc).__name__}: {exc}"
+
+
+def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None = None,
+                  audio: bool = False) -> IntegrityReport:
+    """Re-walk the audit chain and re-hash every manifest, shard and checkpoint the ledger references.
+
+    With ``audio=True`` every catalog audio file is re-hashed too. Nothing is raised for a mismatch:
+    each one is a :class:`Finding`, the first being the first thing that does not match.
+    """
+    store = store or ObjectStore()
+    findings: list[Finding] = []
+    chain = verify_chain(con)
+    if not chain.ok:
+        findings.append(Finding(kind="audit_entry", subject=f"audit_log seq {chain.first_bad_seq}",
+                                problem=chain.problem or "does not match"))
+    findings.extend(_audited_rows(con))
+    checked = {"manifests": 0, "shards": 0, "checkpoints": 0, "audio": 0}
+
+    seen_manifests: dict[str, str | None] = {}
+
+    def check_manifest(uri: str, expected: str, owner: str) -> None:
+        if uri not in seen_manifests:
+            seen_manifests[uri] = None
+            checked["manifests"] += 1
+            actual, problem = _rehash(store, uri)
+            seen_manifests[uri] = actual
+            if problem:
+                findings.append(Finding(kind="manifest", subject=uri, problem=f"{problem} ({owner})"))
+                return
+        actual = seen_manifests[uri]
+        if actual is not None and actual != expected:
+            findings.append(Finding(kind="manifest", subject=uri, problem=f"content changed ({owner})",
+                                    expected=expected, actual=actual))
+
+    builds = con.execute("SELECT build_id, manifest_uri, manifest_sha256 FROM shard_builds "
+                         "ORDER BY built_at, build_id").fetchall()
+    for build_id, manifest_uri, manifest_sha in builds:
+        check_manifest(manifest_uri, manifest_sha, f"shard build {build_id}")
+        for uri, sha in con.execute("SELECT uri, sha256 FROM shard_files WHERE build_id = ? ORDER BY shard_index",
+                                    [build_id]).fetchall():
+            checked["shards"] += 1
+            actual, problem = _rehash(store, uri)
+            if problem:
+                findings.append(Finding(kind="shard", subject=uri, problem=problem))
+            elif actual != sha:
+                findings.append(Finding(kind="shard", subject=uri, problem="content changed", expected=sha,
+                                        actual=actual))
+    runs = con.execute("SELECT run_id, manifest_uri, manifest_sha256, checkpoint_uri, checkpoint_sha256 "
+                       "FROM training_runs ORDER BY started_at, run_id").fetchall()
+    for run_id, manifest_uri, manifest_sha, checkpoint_uri, checkpoint_sha in runs:
+        if manifest_uri and manifest_sha:
+            from shards.verify import manifest_location
+
+            check_manifest(manifest_location(manifest_uri), manifest_sha, f"training run {run_id}")
+        if checkpoint_uri and checkpoint_sha:
+            checked["checkpoints"] += 1
+            actual, problem = _rehash(store, checkpoint_uri)
+            if problem:
+                findings.append(Finding(kind="checkpoint", subject=checkpoint_uri, problem=f"{problem} (run {run_id})"))
+            elif actual != checkpoint_sha:
+                findings.append(Finding(kind="checkpoint", subject=checkpoint_uri,
+                                        problem=f"content changed (run {run_id})", expected=checkpoint_sha,
+                                        actual=actual))
+    if audio:
+        for track_id, path, sha in con.execute("SELECT track_id, source_path, audio_sha256 FROM tracks "
+                                               "ORDER BY ingested_at, track_id").fetchall():
+            checked["audio"] += 1
+            actual, problem = _rehash(store, path)
+            if problem or actual != sha:
+                findings.append(Finding(kind="audio", subject=f"{track_id} {path}", problem=problem or "content changed",
+                                        expected=sha, actual=actual))
+    return IntegrityReport(ok=not findings, audit_entries=chain.entries, checked=checked, findings=tuple(findings))
