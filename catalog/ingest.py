@@ -105,11 +105,30 @@ def _write_track(con: duckdb.DuckDBPyConnection, track: Track) -> None:
         con.execute("INSERT INTO contributors VALUES (?, ?, ?, ?)", [track.track_id, c.party_id, c.name, c.role])
 
 
+def _settle_withdrawals(con: duckdb.DuckDBPyConnection, delivery_id: str, previous: dict[str, str],
+                        written: set[str], now: datetime) -> list[str]:
+    """Open a withdrawal for each track the delivery held before and no longer does; close re-delivered ones."""
+    for track_id in sorted(written):
+        con.execute("UPDATE track_withdrawals SET restored_at = ? WHERE track_id = ? AND restored_at IS NULL",
+                    [now, track_id])
+    gone = sorted(set(previous) - written)
+    for track_id in gone:
+        open_already = con.execute("SELECT 1 FROM track_withdrawals WHERE track_id = ? AND restored_at IS NULL",
+                                   [track_id]).fetchone()
+        if not open_already:
+            con.execute("INSERT INTO track_withdrawals VALUES (?, ?, ?, ?, NULL)",
+                        [track_id, delivery_id, now, f"{previous[track_id]}: not in the re-delivery "
+                                                     "(removed, unreadable now, or delivered under another ISRC)"])
+    return gone
+
+
 def ingest_delivery(con: duckdb.DuckDBPyConnection, delivery_dir: Path, *, delivery_id: str, actor: str,
                     source: str | None = None, max_audio_bytes: int | None = None) -> IngestReport:
     """Ingest every audio file of a delivery. Bad files and records are quarantined; the rest goes on.
 
     Re-ingesting the same delivery replaces its tracks and quarantine rows, so a re-run converges.
+    A track the delivery held before and no longer holds keeps its row (lineage needs it) and gets
+    an open ``track_withdrawals`` entry, which the policy treats as a denial until it is re-delivered.
     Audio files over ``max_audio_bytes`` (default: :func:`catalog.audio.max_audio_bytes`) are
     quarantined unread, and so is anything under ``audio/`` that links outside it.
     """
@@ -121,6 +140,9 @@ def ingest_delivery(con: duckdb.DuckDBPyConnection, delivery_dir: Path, *, deliv
     con.execute("BEGIN")
     try:
         con.execute("DELETE FROM quarantine WHERE delivery_id = ? AND stage = 'ingest'", [delivery_id])
+        previous = {r[0]: r[1] for r in con.execute(
+            "SELECT track_id, source_path FROM tracks WHERE delivery_id = ?", [delivery_id]).fetchall()}
+        written: set[str] = set()
         seen_isrcs: dict[str, str] = {}
         manifest: list[tuple[str, str]] = []
 
@@ -163,10 +185,12 @@ def ingest_delivery(con: duckdb.DuckDBPyConnection, delivery_dir: Path, *, deliv
                 continue
             seen_isrcs[track.isrc] = rel
             _write_track(con, track)
+            written.add(track.track_id)
             manifest.append((rel, track.audio_sha256))
             report.ingested += 1
         for rel in sorted(described):
             reject(rel, "missing_file", f"{rel}: described in metadata but not delivered")
+        withdrawn = _settle_withdrawals(con, delivery_id, previous, written, now)
         manifest_sha = hashlib.sha256(json.dumps(sorted(manifest)).encode()).hexdigest()
         con.execute("DELETE FROM deliveries WHERE delivery_id = ?", [delivery_id])
         con.execute(
@@ -175,7 +199,7 @@ def ingest_delivery(con: duckdb.DuckDBPyConnection, delivery_dir: Path, *, deliv
         )
         record(con, actor=actor, action="ingest", subject=f"delivery:{delivery_id}",
                payload={"manifest_sha256": manifest_sha, "tracks": report.ingested,
-                        "quarantined": dict(report.by_reason)})
+                        "quarantined": dict(report.by_reason), "withdrawn": withdrawn})
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -41,3 +41,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
     message VARCHAR NOT NULL,
     recorded_at TIMESTAMPTZ NOT NULL
 );
+-- A track its delivery no longer holds (removed, replaced by a file that failed, or given another
+-- ISRC on re-delivery). The row in `tracks` stays for lineage; the policy denies it while the
+-- withdrawal is open, and a later delivery of the same recording restores it.
+CREATE TABLE IF NOT EXISTS track_withdrawals (
+    track_id VARCHAR NOT NULL,
+    delivery_id VARCHAR NOT NULL,
+    withdrawn_at TIMESTAMPTZ NOT NULL,
+    reason VARCHAR NOT NULL,
+    restored_at TIMESTAMPTZ
+);

@@ -91,3 +91,26 @@ def test_missing_isrc_gets_a_stable_well_formed_local_code(tmp_path: Path) -> No
             "SELECT isrc, isrc_assigned, audio_sha256, track_id FROM tracks").fetchone()
     assert assigned is True and isrc == local_isrc(sha) and len(isrc) == 12
     assert track_id == track_id_for(isrc)
+
+
+def test_a_track_gone_from_a_redelivery_is_withdrawn_not_deleted(delivery: Path, tmp_path: Path) -> None:
+    db = tmp_path / "ledger.duckdb"
+    one = track_id_for("GBABC2600001")
+    with connect(db) as con:
+        before = ingest_delivery(con, delivery, delivery_id="d1", actor="tester")
+        kept = (delivery / "audio" / "one.flac").read_bytes()
+        (delivery / "audio" / "one.flac").write_bytes(kept[:50])  # now unreadable
+        report = ingest_delivery(con, delivery, delivery_id="d1", actor="tester")
+        assert (report.ingested, report.quarantined) == (before.ingested - 1, before.quarantined + 1)
+        assert con.execute("SELECT count(*) FROM tracks WHERE track_id = ?", [one]).fetchone() == (1,)
+        open_rows = con.execute("SELECT track_id, delivery_id, reason FROM track_withdrawals "
+                                "WHERE restored_at IS NULL").fetchall()
+        assert [r[:2] for r in open_rows] == [(one, "d1")] and "one.flac" in open_rows[0][2]
+        payload = con.execute("SELECT payload FROM audit_log WHERE action = 'ingest' ORDER BY seq DESC LIMIT 1")
+        assert one in json.loads(payload.fetchone()[0])["withdrawn"]
+        ingest_delivery(con, delivery, delivery_id="d1", actor="tester")  # still gone: no second entry
+        assert con.execute("SELECT count(*) FROM track_withdrawals").fetchone() == (1,)
+        (delivery / "audio" / "one.flac").write_bytes(kept)  # delivered again: restored
+        ingest_delivery(con, delivery, delivery_id="d1", actor="tester")
+        assert con.execute("SELECT count(*) FROM track_withdrawals WHERE restored_at IS NULL").fetchone() == (0,)
+        assert verify_chain(con).ok
