@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from catalog.ingest import party_id_for
 from tests.audio_fixtures import music_like, write_audio
 
 GENERATIVE = "UseForTrainingGenerativeAI"
@@ -16,7 +17,7 @@ def make_delivery(root: Path, *, prefix: str, tracks: int, seed: int, unlicensed
     """Write a delivery folder; return its ISRCs. The last ``unlicensed`` tracks get no deal."""
     isrcs = [f"ZZ{prefix[:2]}{seed % 10}26{i:05d}" for i in range(tracks)]
     artist = f"Artist {prefix}"
-    party_id = f"P-{prefix}"
+    party_id = party_id_for(artist)
     metadata, deals = [], []
     for i, isrc in enumerate(isrcs):
         rel = f"audio/{prefix.lower()}-{i}.ogg"
