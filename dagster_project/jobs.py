@@ -1,5 +1,7 @@
 """Jobs: one per stage boundary where the partitioning changes (delivery, catalog, release, run)."""
 
+import warnings
+
 import dagster as dg
 
 # Steps of one run in separate processes: a delivery's rights import and fingerprinting overlap, and
@@ -34,3 +36,27 @@ training_job = dg.define_asset_job(
     description="Train on an approved release's shards and record the model's lineage.",
 )
 ALL_JOBS = [ingest_job, decisions_job, release_job, shards_job, training_job]
+FAN_OUT_JOBS = frozenset(j.name for j in ALL_JOBS if j.executor_def is fan_out_executor)
+
+
+def with_fan_out_executor(defs: dg.Definitions, executor: dg.ExecutorDefinition) -> dg.Definitions:
+    """The same code location with its fan-out jobs on another executor (k8s_job_executor, celery_executor).
+
+    Sensors that target those jobs are pointed at the rebuilt ones; everything else is unchanged.
+    """
+    rebuilt = {
+        job.name: dg.define_asset_job(job.name, selection=job.selection, description=job.description,
+                                      tags=job.tags, executor_def=executor)
+        for job in (defs.jobs or []) if getattr(job, "name", None) in FAN_OUT_JOBS
+    }
+    jobs = [rebuilt.get(getattr(job, "name", ""), job) for job in (defs.jobs or [])]
+    sensors = []
+    for sensor in defs.sensors or []:
+        for target in list(sensor.targets):
+            if target.job_name in rebuilt:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", dg.BetaWarning)  # raised inside Dagster's own copy
+                    sensor = sensor.with_updated_job(rebuilt[target.job_name])
+        sensors.append(sensor)
+    return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=jobs, sensors=sensors,
+                          schedules=defs.schedules, resources=defs.resources, executor=defs.executor)
