@@ -72,3 +72,17 @@ def test_instance_configs_open_on_postgres(name: str, tmp_path: Path, monkeypatc
         assert type(coordinator).__name__ == "QueuedRunCoordinator"
         limits = {(t["value"], t["limit"]) for t in coordinator.get_run_queue_config().tag_concurrency_limits}
         assert ("match_and_decide", 1) in limits
+
+
+def test_torchrun_command_joins_a_rendezvous_on_several_nodes() -> None:
+    from training.launcher import torchrun_command
+
+    single = torchrun_command(2, None)
+    assert "--standalone" in single and not any(a.startswith("--rdzv") for a in single)
+    node1 = torchrun_command(4, None, nnodes=2, node_rank=1, rdzv_endpoint="node0:29500", rdzv_id="run-42")
+    assert "--standalone" not in node1
+    assert {"--nnodes=2", "--node_rank=1", "--rdzv_backend=c10d", "--rdzv_endpoint=node0:29500",
+            "--rdzv_id=run-42", "--nproc_per_node=4"} <= set(node1)
+    assert node1[-2:] == ["-m", "training.reference"]
+    with pytest.raises(ValueError, match="rendezvous"):
+        torchrun_command(1, None, nnodes=2)
