@@ -248,7 +248,8 @@ FROM rows"""
 
 def _model_bom(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[list[str], dict[str, Any]]:
     """Every track behind a run (one JSON text each, most samples first) and the snapshot header."""
-    docs, total, samples, consent_ids, licenses = con.execute(_MODEL_TRACKS, {"run_id": run_id}).fetchone()  # type: ignore[misc]
+    row = con.execute(_MODEL_TRACKS, {"run_id": run_id}).fetchone()
+    docs, total, samples, consent_ids, licenses = row if row else ([], 0, 0, [], [])
     header = {"tracks_total": int(total), "samples_consumed": int(samples), "consent_ids": list(consent_ids),
               "licenses": [[license, int(count)] for license, count in licenses]}
     return list(docs), header
