@@ -7,6 +7,7 @@ and write exposure files in the run directory, never the DuckDB file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -279,8 +280,20 @@ def _finish(ledger_path: Path, record: RunRecord, run_dir: Path, returncode: int
     attribution.write_statement(statement, run_dir)
     card.write_card(model_card, statement, run_dir)
     (run_dir / "run.json").write_text(final.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    _snapshot_trace(ledger_path, final)
     if publish_uri:
         from store.objects import ObjectStore
 
         ObjectStore().upload_tree(run_dir, publish_uri)
     return final
+
+
+def _snapshot_trace(ledger_path: Path, record: RunRecord) -> None:
+    """Freeze the run's bill of materials for ``trace model``; a failure only means traces are computed live."""
+    from lineage.trace import ensure_snapshots
+
+    try:
+        with connect(ledger_path) as con:
+            ensure_snapshots(con, actor=record.actor, run_id=record.run_id)
+    except Exception:  # noqa: BLE001 - the run is recorded; `linernotes trace snapshot` can build it later
+        logging.getLogger(__name__).warning("trace snapshot of run %s not stored", record.run_id, exc_info=True)
