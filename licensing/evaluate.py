@@ -8,7 +8,6 @@ equal inputs give equal ``inputs_hash`` and ``decision_id`` whichever evaluator 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
 from collections import defaultdict
@@ -23,7 +22,7 @@ import pyarrow.compute as pc
 
 from licensing.policy import store_policy
 from lineage import audit
-from schemas.decisions import Decision, EvaluationSummary, ReasonCode, explanation_for
+from schemas.decisions import REASON_TEXT, Decision, EvaluationSummary, ReasonCode, explanation_for
 from schemas.identifiers import normalize_territory
 from schemas.policy import Policy, PurposeRule
 
@@ -325,7 +324,6 @@ _CONFLICTS_SQL = ("WITH dc AS (SELECT cluster_id FROM duplicate_clusters GROUP B
 # turned into the sorted code list and the explanation by a join with a small table of masks.
 
 REASON_BITS: dict[str, int] = {code.value: 1 << i for i, code in enumerate(sorted(ReasonCode, key=lambda c: c.value))}
-_DEAL_STATES = ("no_deal", "deal_use_not_licensed", "deal_territory_not_covered", "deal_expired", "deal_not_yet_valid")
 _MD5_LOW = "(md5_number({0}) & 18446744073709551615::UHUGEINT)::UBIGINT"  # = md5_number_upper, several times faster
 
 
@@ -334,24 +332,19 @@ def codes_of_mask(mask: int) -> list[str]:
     return [code for code, bit in REASON_BITS.items() if mask & bit]
 
 
-@functools.cache
-def _reason_masks() -> pa.Table:
-    """Every mask a decision can carry (at most one deal state), with its codes and denial text."""
-    others = [bit for code, bit in REASON_BITS.items() if code not in _DEAL_STATES and code != "purpose_unknown"]
-    masks: list[int] = []
-    for deal in (0, *(REASON_BITS[c] for c in _DEAL_STATES)):
-        for subset in range(1 << len(others)):
-            masks.append(deal | sum(bit for j, bit in enumerate(others) if subset >> j & 1))
-    masks.append(REASON_BITS["purpose_unknown"])
-    codes = [codes_of_mask(m) for m in masks]
-    return pa.table({"mask": pa.array(masks, pa.int64()), "reason_codes": pa.array(codes, pa.list_(pa.string())),
-                     "explanation": [explanation_for(not c, c, None, 0) if c else None for c in codes]})
-
-
 def _ensure_reason_masks(con: duckdb.DuckDBPyConnection) -> None:
-    if not con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = '_reason_masks'").fetchall():
-        masks = _reason_masks()  # noqa: F841  (read by DuckDB's replacement scan below)
-        con.execute("CREATE TEMP TABLE _reason_masks AS SELECT * FROM masks")
+    """The temp table ``_reason_masks``: every mask with its sorted codes and its denial text."""
+    if con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = '_reason_masks'").fetchall():
+        return
+    codes = list(REASON_BITS)
+    texts = [REASON_TEXT.get(code, code) for code in codes]
+    as_list = lambda items: "[" + ", ".join(_quote(i) for i in items) + "]"  # noqa: E731
+    con.execute(f"""
+        CREATE TEMP TABLE _reason_masks AS
+        SELECT m AS mask, list_filter({as_list(codes)}, lambda c, i: (m >> (i - 1)) & 1 = 1) AS reason_codes,
+            CASE WHEN m > 0 THEN 'denied: ' || array_to_string(
+                list_filter({as_list(texts)}, lambda c, i: (m >> (i - 1)) & 1 = 1), '; ') END AS explanation
+        FROM range({1 << len(codes)}) r(m)""")
 
 
 def _roles_sql(roles: Iterable[str]) -> str:
@@ -381,18 +374,17 @@ dd AS (
 ),
 ds AS (SELECT deal_id, isrc, sum(share) AS total FROM rights_controllers {isrc_filter} GROUP BY ALL),
 dl AS (
-    SELECT dr.isrc, dr.deal_id, dd.u, dd.te, dd.s, dd.ne, dd.x, coalesce(ds.total, 0)::DOUBLE AS total,
-        abs(coalesce(ds.total, 0) - 100) <= $tol AS c
+    SELECT dr.isrc, dr.deal_id, dd.u::INT + (dd.u AND dd.te)::INT * 2 + (dd.u AND dd.te AND dd.x)::INT * 4 AS f,
+        CASE WHEN dd.u AND dd.te AND dd.s AND dd.ne
+             THEN CASE WHEN abs(coalesce(ds.total, 0) - 100) <= $tol THEN '0' ELSE '1' END || dr.deal_id END AS rk,
+        coalesce(ds.total, 0)::DOUBLE AS total,
+        {md5_deal} AS sig
     FROM deal_recordings dr JOIN dd ON dd.deal_id = dr.deal_id
     LEFT JOIN ds ON ds.deal_id = dr.deal_id AND ds.isrc = dr.isrc {dr_filter}
 ),
 da AS (
-    SELECT isrc, bool_or(u) AS any_u, bool_or(u AND te) AS any_ut, bool_or(u AND te AND x) AS any_expired,
-        min(deal_id) FILTER (WHERE u AND te AND s AND ne AND c) AS best_complete,
-        arg_min(total, deal_id) FILTER (WHERE u AND te AND s AND ne AND c) AS best_complete_total,
-        min(deal_id) FILTER (WHERE u AND te AND s AND ne) AS best_any,
-        arg_min(total, deal_id) FILTER (WHERE u AND te AND s AND ne) AS best_any_total,
-        bit_xor({md5_deal})::VARCHAR AS deal_sig
+    -- rk orders covering deals: complete shares first ('0'), then by deal id; NULL when not covering
+    SELECT isrc, bit_or(f) AS f, min(rk) AS best, arg_min(total, rk) AS best_total, bit_xor(sig)::VARCHAR AS deal_sig
     FROM dl GROUP BY isrc
 ),
 tp AS (
@@ -457,15 +449,13 @@ tf AS (
     FROM oo FULL JOIN dt ON dt.track_id = oo.track_id FULL JOIN tw ON tw.track_id = coalesce(oo.track_id, dt.track_id)
 ),
 j AS (
-    SELECT t.track_id, t.isrc, t.ai, t.ai_evidence, da.best_complete, da.best_any,
-        coalesce(da.best_complete, da.best_any) AS chosen,
-        coalesce(da.best_complete_total, da.best_any_total) AS chosen_total,
+    SELECT t.track_id, t.isrc, t.ai, t.ai_evidence, substr(da.best, 2) AS chosen, da.best_total AS chosen_total,
         coalesce(cg.listed, FALSE) AS listed, cg.req_count,
         CASE WHEN len(cg.ids) > 1 THEN list_sort(cg.ids) ELSE coalesce(cg.ids, []::VARCHAR[]) END AS consent_ids,
         tf.hits AS optout_hits, tf.cluster_id AS dup, tf.reason AS withdrawn,
-        CASE WHEN da.isrc IS NULL THEN {b_no_deal} WHEN NOT da.any_u THEN {b_use} WHEN NOT da.any_ut THEN {b_territory}
-             WHEN da.best_any IS NULL THEN CASE WHEN da.any_expired THEN {b_expired} ELSE {b_not_yet} END ELSE 0 END
-        | CASE WHEN $full_shares AND da.best_any IS NOT NULL AND da.best_complete IS NULL THEN {b_shares} ELSE 0 END
+        CASE WHEN da.isrc IS NULL THEN {b_no_deal} WHEN da.f & 1 = 0 THEN {b_use} WHEN da.f & 2 = 0 THEN {b_territory}
+             WHEN da.best IS NULL THEN CASE WHEN da.f & 4 <> 0 THEN {b_expired} ELSE {b_not_yet} END ELSE 0 END
+        | CASE WHEN $full_shares AND starts_with(da.best, '1') THEN {b_shares} ELSE 0 END
         | CASE WHEN coalesce(cg.listed, FALSE) THEN 0 ELSE {b_unknown} END
         | coalesce(cg.cmask, 0)
         | CASE WHEN tf.refs IS NOT NULL THEN {b_optout} ELSE 0 END
@@ -513,7 +503,8 @@ def _catalog_sql(rule: PurposeRule, *, subset: bool) -> str:
         consent_filter="WHERE party_id IN (SELECT party_id FROM tp WHERE q)" if subset else "",
         consent_field=rule.consent_field, version=INPUTS_VERSION, withdrawn_sql=_WITHDRAWN_SQL,
         listed=_roles_sql(rule.required_listed_roles), required=_roles_sql(rule.required_consent_roles),
-        md5_deal=_MD5_LOW.format("deal_id || ':' || u::INT || te::INT || s::INT || ne::INT || c::INT"),
+        md5_deal=_MD5_LOW.format("dr.deal_id || ':' || dd.u::INT || dd.te::INT || dd.s::INT || dd.ne::INT || "
+                                 "(abs(coalesce(ds.total, 0) - 100) <= $tol)::INT"),
         md5_consent=_MD5_LOW.format("consent_id || ':' || v || ':' || CASE WHEN rv THEN 'r' WHEN g THEN 'e' ELSE 'p' END"),
         md5_party=_MD5_LOW.format("party_id"), **bits)
 
