@@ -6,8 +6,11 @@ CREATE TABLE IF NOT EXISTS policies (
     content JSON NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL
 );
+-- decision_id is unique: licensing.evaluate appends only ids not yet stored under the same
+-- evaluation key (an id hashes policy and inputs). No PRIMARY KEY index: on a 1M-track catalog
+-- maintaining it cost more than deciding (ledgers created earlier keep theirs; both work).
 CREATE TABLE IF NOT EXISTS decisions (
-    decision_id VARCHAR PRIMARY KEY,
+    decision_id VARCHAR NOT NULL,
     track_id VARCHAR NOT NULL,
     isrc VARCHAR NOT NULL,
     purpose VARCHAR NOT NULL,
@@ -113,6 +116,8 @@ CREATE TABLE IF NOT EXISTS recording_contributors (
     PRIMARY KEY (isrc, party_id, role)
 );
 -- The decision in force per track and evaluation key (decisions keeps every decision ever made).
+-- One row per (track_id, purpose, territory, on_date, policy_hash): the evaluator replaces a key's
+-- rows in one transaction (no PRIMARY KEY index, for the same reason as decisions).
 CREATE TABLE IF NOT EXISTS current_decisions (
     track_id VARCHAR NOT NULL,
     purpose VARCHAR NOT NULL,
@@ -120,8 +125,7 @@ CREATE TABLE IF NOT EXISTS current_decisions (
     on_date DATE NOT NULL,
     policy_hash VARCHAR NOT NULL,
     decision_id VARCHAR NOT NULL,
-    allowed BOOLEAN NOT NULL,
-    PRIMARY KEY (track_id, purpose, territory, on_date, policy_hash)
+    allowed BOOLEAN NOT NULL
 );
 -- Tracks of a proposed/approved release found denied after a deal or consent change.
 CREATE TABLE IF NOT EXISTS release_alerts (

@@ -1,4 +1,4 @@
-"""Generated catalogs with deals, shares, contributors, consents, opt-outs and duplicates.
+"""Generated catalogs with deals, shares, contributors, consents, opt-outs, duplicates and withdrawals.
 
 Used to cross-check the two evaluators and to benchmark the set-based one. Values cluster
 around ``on_date`` (deals starting or ending on that very day, consents granted or revoked
@@ -203,8 +203,14 @@ def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, 
         "isrc": np.where(other_isrc | (np.arange(len(members)) % 2 == 0), isrc[members], isrc[members - (members > 0)]),
         "resolved": rng.random(len(members)) < 0.3}))
     con.execute("INSERT INTO duplicate_clusters SELECT cluster_id, track_id, isrc, resolved FROM _g_dc")
+
+    # withdrawals: tracks a re-delivery no longer held, a third of them restored since
+    wd = idx[rng.random(n) < 0.01]
+    con.register("_g_wd", pa.table({"track_id": _ids("trk_", wd, 16), "restored": rng.random(len(wd)) < 0.3}))
+    con.execute("INSERT INTO track_withdrawals SELECT track_id, ?, ?, 'not in the re-delivery', "
+                "CASE WHEN restored THEN ? END FROM _g_wd", [delivery_id, now, now])
     for name in ("_g_tracks", "_g_rec", "_g_deals", "_g_uc", "_g_tc", "_g_dr", "_g_rc", "_g_c", "_g_p", "_g_k",
-                 "_g_oo", "_g_dc"):
+                 "_g_oo", "_g_dc", "_g_wd"):
         con.unregister(name)
     return CatalogSize(tracks=n, deals=n_deals, parties=n_parties, consents=c, contributors=contributors)
 

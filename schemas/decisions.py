@@ -29,6 +29,7 @@ class ReasonCode(StrEnum):
     OPTOUT_MATCH = "optout_match"
     DUPLICATE_CONFLICT = "duplicate_conflict"
     AI_GENERATED = "ai_generated"
+    TRACK_WITHDRAWN = "track_withdrawn"
 
 
 REASON_TEXT: dict[str, str] = {
@@ -47,6 +48,7 @@ REASON_TEXT: dict[str, str] = {
     ReasonCode.OPTOUT_MATCH: "the audio matches a recording whose owner opted out",
     ReasonCode.DUPLICATE_CONFLICT: "the audio duplicates a recording with another ISRC and the conflict is unresolved",
     ReasonCode.AI_GENERATED: "the recording is declared AI-generated and the policy excludes such recordings",
+    ReasonCode.TRACK_WITHDRAWN: "the delivery that held this track no longer holds it (withdrawn, not re-delivered)",
 }
 
 

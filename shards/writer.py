@@ -252,12 +252,12 @@ def _row_groups(rows: int, per_group: int) -> tuple[int, ...]:
 
 
 def _cut(track: _TrackRow, config: ShardConfig,
-         skipped: set[str]) -> tuple[tuple[str, str] | None, list[tuple[int, int, np.ndarray]]]:
+         skipped: dict[str, tuple[str, str]]) -> tuple[tuple[str, str] | None, list[tuple[int, int, np.ndarray]]]:
     """The track's crops, or why it yields none."""
     if track.exclusion is not None:
         return track.exclusion, []
     if track.track_id in skipped:
-        return (release_gate.DENIED_SINCE_APPROVAL, "denied since approval; left out under acknowledgement"), []
+        return skipped[track.track_id], []
     try:
         pcm = verified_pcm(track.source_path or "", track.audio_sha256 or "", config.sample_rate)
     except AudioError as exc:
@@ -350,16 +350,20 @@ def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri:
                  store: ObjectStore | None = None) -> ShardManifest:
     """Write the release's samples as Parquet shards under ``output_uri``, then ``manifest.json``.
 
-    Refuses (:class:`shards.gate.ReleaseRefused`) a release that is not approved, is revoked or has
-    a recording denied since approval, unless ``acknowledge`` names who accepts it and why; then the
-    denied recordings are left out and the acknowledgement is recorded. Tracks that cannot yield
+    Refuses (:class:`shards.gate.ReleaseRefused`) a release that is not approved, or is revoked
+    unless ``acknowledge`` names who accepts it and why (the acknowledgement is recorded). A recording
+    denied since approval is left out with reason ``denied_since_approval``. Tracks that yield no
     samples are listed in ``shard_exclusions`` and the manifest with a reason; the build goes on.
     """
     config = config or ShardConfig()
     store = store or ObjectStore()
     output_uri = output_uri.rstrip("/")
     gate = release_gate.check_release(con, release_id)
-    ack = release_gate.admit(gate, acknowledge, context="build")
+    # A recording denied since approval does not stop a new build: it is left out and listed.
+    denied_now = {d.track_id: d for d in gate.denied_tracks}
+    build_gate = gate.model_copy(update={"reasons": tuple(r for r in gate.reasons
+                                                          if r != release_gate.DENIED_SINCE_APPROVAL)})
+    ack = release_gate.admit(build_gate, acknowledge, context="build")
     if gate.approval is None or gate.purpose is None:
         raise release_gate.ReleaseRefused(gate)
     manifest_uri = join(output_uri, MANIFEST_NAME)
@@ -368,7 +372,10 @@ def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri:
         if previous.release_id != release_id:
             raise FileExistsError(f"{output_uri} holds shards of release {previous.release_id}; choose another output")
 
-    skipped = set(ack.skipped_track_ids) if ack else set()
+    skipped = {track_id: (release_gate.DENIED_SINCE_APPROVAL,
+                          f"decision {d.decision_id} of {d.decided_at:%Y-%m-%d %H:%M} denies it "
+                          f"({', '.join(d.reason_codes) or 'denied'}); left out of this build")
+               for track_id, d in denied_now.items()}
     metadata = {
         "linernotes.release_id": release_id,
         "linernotes.policy_hash": gate.policy_hash or "",

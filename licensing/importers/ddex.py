@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -39,7 +40,17 @@ ERN_NAMESPACES = {
     "http://ddex.net/xml/ern/382": "3.8.2", "http://ddex.net/xml/ern/383": "3.8.3",
 }
 XSD_FILES = {"http://ddex.net/xml/ern/43": "ernv43/release-notification.xsd",
+             "http://ddex.net/xml/ern/38": "ernv38/release-notification.xsd",
+             "http://ddex.net/xml/ern/381": "ernv381/release-notification.xsd",
+             "http://ddex.net/xml/ern/382": "ernv382/release-notification.xsd",
              "http://ddex.net/xml/ern/383": "ernv383/release-notification.xsd"}
+# Each ERN 3.8.x minor version has its own namespace (ern/38, ern/381, ...). When the exact XSD is
+# not at hand, a 3.8.x message is validated against the 3.8.3 XSD with its namespace mapped to
+# ern/383: the minor versions extend 3.8, so a message valid under its own version should pass,
+# and a failure names the element and value rather than the namespace.
+XSD_FALLBACK = {"http://ddex.net/xml/ern/38": "http://ddex.net/xml/ern/383",
+                "http://ddex.net/xml/ern/381": "http://ddex.net/xml/ern/383",
+                "http://ddex.net/xml/ern/382": "http://ddex.net/xml/ern/383"}
 # The 2020 AVS named generative-AI training "UseForGenerativeAI"; ERN 4.3 renamed it.
 USE_TYPE_ALIASES = {"UseForGenerativeAI": "UseForTrainingGenerativeAI"}
 ROLE_MAP = {
@@ -141,22 +152,50 @@ def default_xsd_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+def xsd_for(namespace: str, xsd_dir: Path) -> tuple[str, str]:
+    """``(xsd path relative to xsd_dir, namespace it validates)`` for a message namespace.
+
+    The message's own version when its XSD is present, else the explicit 3.8.x -> 3.8.3 mapping.
+    """
+    rel = XSD_FILES.get(namespace)
+    if rel is not None and (xsd_dir / rel).is_file():
+        return rel, namespace
+    target = XSD_FALLBACK.get(namespace)
+    if target is not None and (xsd_dir / XSD_FILES[target]).is_file():
+        return XSD_FILES[target], target
+    present = sorted(ns for ns, r in XSD_FILES.items() if (xsd_dir / r).is_file())
+    raise DdexRejected("xsd_unavailable", f"no XSD for namespace {namespace} in {xsd_dir} (present: {present})")
+
+
+def _summarize(errors: list) -> str:  # type: ignore[type-arg]
+    """Validation errors grouped by message, with the enumeration lists cut (they list every territory)."""
+    groups: dict[str, list[int]] = {}
+    for e in errors:
+        text = re.sub(r"is not an element of the set \{[^}]*\}", "is not an allowed value", e.message)
+        groups.setdefault(text.rstrip("."), []).append(e.line)
+    return "; ".join(f"{text} (line {lines[0]}" + (f", {len(lines)} times)" if len(lines) > 1 else ")")
+                     for text, lines in list(groups.items())[:5])
+
+
 def validate_against_xsd(data: bytes, namespace: str, xsd_dir: Path | None) -> None:
-    """Raise :class:`DdexRejected` unless the message validates against its ERN XSD."""
+    """Raise :class:`DdexRejected` unless the message validates against its ERN XSD (see :func:`xsd_for`)."""
     from lxml import etree
 
     if xsd_dir is None:
         raise DdexRejected("xsd_unavailable", "no DDEX XSD directory: set LINERNOTES_DDEX_XSD_DIR")
-    rel = XSD_FILES.get(namespace)
-    if rel is None or not (xsd_dir / rel).is_file():
-        raise DdexRejected("xsd_unavailable", f"no XSD for namespace {namespace} in {xsd_dir} "
-                                              f"(available: {sorted(XSD_FILES)})")
+    rel, target = xsd_for(namespace, xsd_dir)
     schema = _schema(str(xsd_dir / rel))
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     doc = etree.parse(BytesIO(data), parser)
+    against = f"{rel} (ERN {ERN_NAMESPACES[target]})"
+    if target != namespace:
+        for el in doc.iter():
+            if isinstance(el.tag, str) and el.tag.startswith("{" + namespace + "}"):
+                el.tag = "{" + target + "}" + el.tag.split("}", 1)[1]
+        against += f", the message's namespace {namespace} (ERN {ERN_NAMESPACES[namespace]}) mapped to {target}"
     if not schema.validate(doc):
-        errors = "; ".join(f"line {e.line}: {e.message}" for e in list(schema.error_log)[:5])
-        raise DdexRejected("xsd_invalid", f"message does not validate against {rel}: {errors}")
+        raise DdexRejected("xsd_invalid", f"message does not validate against {against}: "
+                                          f"{_summarize(list(schema.error_log))}")
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 
 from licensing.evaluate import evaluate_catalog
 from licensing.explain import explain
-from licensing.importers.ddex import MAX_DEPTH, import_ddex
+from licensing.importers.ddex import MAX_DEPTH, DdexRejected, import_ddex, validate_against_xsd, xsd_for
 from licensing.policy import load_policy
 from tests.licensing.conftest import DDEX
 from tests.licensing.helpers import add_track
@@ -135,10 +135,66 @@ def test_xsd_invalid_message_is_rejected_whole(con, tmp_path: Path) -> None:
     assert not import_ddex(con, path, actor="ops").rejected
 
 
-def test_ern38_has_no_matching_xsd_and_says_so(con) -> None:
+def test_every_official_ern43_sample_validates(con) -> None:
+    for sample in sorted((DDEX / "ern43").glob("*.xml")):
+        validate_against_xsd(sample.read_bytes(), "http://ddex.net/xml/ern/43", DDEX / "xsd")
+
+
+def test_ern38_sample_is_checked_against_383_and_fails_on_its_own_values(con) -> None:
+    """The 3.8 sample (namespace ern/38) meets the 3.8.3 XSD (ern/383) through the explicit mapping.
+
+    It is a generated instance: it fails on values, not on the namespace. 30 <Nationality> elements
+    hold 'IdentifierType', which is no ISO territory code in any ERN version, and one
+    <ResourceContributorRole> holds 'Journalist', outside the 3.8.3 allowed values.
+    """
     report = import_ddex(con, DDEX / "ern38" / "instance1.xml", actor="ops", validate_xsd=True)
-    assert report.rejected and report.errors[0].reason_code == "xsd_unavailable"
-    assert "ern/38" in report.errors[0].message
+    assert report.rejected and report.errors[0].reason_code == "xsd_invalid"
+    message = report.errors[0].message
+    assert "ernv383/release-notification.xsd (ERN 3.8.3), the message's namespace http://ddex.net/xml/ern/38 " \
+           "(ERN 3.8) mapped to http://ddex.net/xml/ern/383" in message
+    assert ("Element 'Nationality': [facet 'enumeration'] The value 'IdentifierType' is not an allowed value "
+            "(line 279, 30 times)") in message
+    assert "Element 'ResourceContributorRole': [facet 'enumeration'] The value 'Journalist' is not an allowed value" \
+           in message
+    assert "No matching global declaration" not in message  # the namespace itself is accepted
+    assert _counts(con) == {k: 0 for k in _counts(con)}
+    # the same sample imports without validation (the values that fail the XSD are not ones we read)
+    assert not import_ddex(con, DDEX / "ern38" / "instance1.xml", actor="ops").rejected
+
+
+def test_ern38_sample_validates_once_its_invalid_values_are_fixed() -> None:
+    """Only the reported values stand between the sample and the 3.8.3 XSD: fix them and it passes.
+
+    (In 3.8.3 an IndirectResourceContributor's Nationality is typed differently; the sample's
+    'IdentifierType' is accepted there, so those are left alone.)
+    """
+    from lxml import etree
+
+    doc = etree.parse(str(DDEX / "ern38" / "instance1.xml"))
+    for el in doc.iter("Nationality"):
+        if el.getparent().tag != "IndirectResourceContributor":
+            el.text = "FR"
+    for el in doc.iter("ResourceContributorRole"):
+        if el.text == "Journalist":
+            el.text = "Actor"
+    try:
+        validate_against_xsd(etree.tostring(doc), "http://ddex.net/xml/ern/38", DDEX / "xsd")
+    except DdexRejected as exc:
+        pytest.fail(str(exc))
+
+
+def test_an_exact_38_xsd_wins_over_the_mapping(tmp_path: Path) -> None:
+    (tmp_path / "ernv38").mkdir()
+    (tmp_path / "ernv38" / "release-notification.xsd").write_text("<x/>", encoding="utf-8")
+    (tmp_path / "ernv383").mkdir()
+    (tmp_path / "ernv383" / "release-notification.xsd").write_text("<x/>", encoding="utf-8")
+    assert xsd_for("http://ddex.net/xml/ern/38", tmp_path) == ("ernv38/release-notification.xsd",
+                                                               "http://ddex.net/xml/ern/38")
+    (tmp_path / "ernv38" / "release-notification.xsd").unlink()
+    assert xsd_for("http://ddex.net/xml/ern/38", tmp_path) == ("ernv383/release-notification.xsd",
+                                                               "http://ddex.net/xml/ern/383")
+    with pytest.raises(DdexRejected, match="no XSD for namespace http://ddex.net/xml/ern/43"):
+        xsd_for("http://ddex.net/xml/ern/43", tmp_path)
 
 
 def test_strict_mode_rejects_message_with_invalid_items(con) -> None:

@@ -9,6 +9,7 @@ import pytest
 from schemas.shards import Acknowledgement, ShardConfig, ShardManifest
 from shards.audio import crop_offsets, decode_pcm
 from shards.gate import ReleaseRefused
+from shards.loader import ShardDataset
 from shards.writer import build_shards
 from store.database import connect
 from tests.shards.ledger import deny_since, isrc_for, make_release, set_status
@@ -121,15 +122,30 @@ def test_revoked_release_needs_an_acknowledgement_which_is_recorded(tmp_path) ->
         assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'shards.acknowledge_build'").fetchone()[0] == 1
 
 
-def test_track_denied_since_approval_blocks_unless_acknowledged_then_is_left_out(tmp_path) -> None:
+def test_a_new_build_leaves_out_a_track_denied_since_approval_and_says_why(tmp_path) -> None:
     release = make_release(tmp_path, seconds=[5.0, 5.0, 5.0])
     deny_since(release.db_path, release.track_ids[1], isrc_for(1))
-    with pytest.raises(ReleaseRefused) as info:
-        _build(release, tmp_path / "out")
-    assert [d.track_id for d in info.value.gate.denied_tracks] == [release.track_ids[1]]
-    manifest = _build(release, tmp_path / "out", acknowledge=Acknowledgement(actor="ml@x", reason="drop it, go on"))
+    manifest = _build(release, tmp_path / "out")
     assert release.track_ids[1] not in {t for s in manifest.shards for t in s.track_ids}
-    assert [(e.track_id, e.reason_code) for e in manifest.excluded] == [(release.track_ids[1], "denied_since_approval")]
+    assert {t for s in manifest.shards for t in s.track_ids} == {release.track_ids[0], release.track_ids[2]}
+    [excluded] = manifest.excluded
+    assert (excluded.track_id, excluded.reason_code) == (release.track_ids[1], "denied_since_approval")
+    assert "left out of this build" in excluded.message and not manifest.acknowledgements
+    with connect(release.db_path) as con:
+        assert con.execute("SELECT track_id, reason_code FROM shard_exclusions").fetchall() == [
+            (release.track_ids[1], "denied_since_approval")]
+        assert con.execute("SELECT count(*) FROM shard_acknowledgements").fetchone() == (0,)
+
+
+def test_training_still_refuses_shards_holding_a_track_denied_after_they_were_built(tmp_path) -> None:
+    release = make_release(tmp_path, seconds=[5.0, 5.0])
+    _build(release, tmp_path / "out")
+    deny_since(release.db_path, release.track_ids[0], isrc_for(0))
+    with pytest.raises(ReleaseRefused, match="denied_since_approval"):
+        ShardDataset(str(tmp_path / "out"), ledger_path=release.db_path)
+    served = {s["track_id"] for s in ShardDataset(str(tmp_path / "out"), ledger_path=release.db_path,
+                                                    acknowledge=Acknowledgement(actor="ml@x", reason="the rest"))}
+    assert served == {release.track_ids[1]}
 
 
 def test_output_holding_another_release_is_refused(tmp_path) -> None:
