@@ -1,4 +1,5 @@
-"""Sensors: new deliveries dropped into the inbox become partitions and ingest runs."""
+"""Sensors: new deliveries dropped into the inbox become partitions and ingest runs; rights changes
+re-decide the catalog and report their impact."""
 
 import shutil
 
@@ -31,3 +32,22 @@ def delivery_inbox_sensor(context: dg.SensorEvaluationContext, ledger: LedgerRes
         run_requests=[dg.RunRequest(partition_key=d, run_key=f"delivery:{d}") for d in new],
         dynamic_partitions_requests=[deliveries.build_add_request(new)] if new else [],
     )
+
+
+@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def rights_change_sensor(context: dg.SensorEvaluationContext, ledger: LedgerResource) -> dg.SensorResult:
+    """Consent revocations and deal ends re-decide the catalog, alert the releases that hold newly denied
+    tracks (``release_alerts``) and write an impact report to ``<home>/reports/``."""
+    from licensing.watch import WatchCursor, changes_since, handle_changes
+
+    cursor = WatchCursor.parse(context.cursor)
+    with ledger.connect() as con:
+        changes = changes_since(con, cursor)
+        if not changes.any:
+            return dg.SensorResult(cursor=changes.cursor.model_dump_json(),
+                                   skip_reason=f"no rights change since {cursor.as_of:%Y-%m-%d %H:%M}")
+        report = handle_changes(con, changes, reports_dir=ledger.data_home().root / "reports",
+                                actor="rights_change_sensor")
+    context.log.info(f"rights change: {len(report['became_denied'])} decision(s) became denied; releases "
+                     f"alerted: {sorted(report['affected_releases']) or 'none'}; report {report['path']}")
+    return dg.SensorResult(cursor=changes.cursor.model_dump_json())

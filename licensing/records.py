@@ -69,8 +69,15 @@ def upsert_deals(con: duckdb.DuckDBPyConnection, deals: list[Deal], *, source: s
 
 
 def upsert_consent(con: duckdb.DuckDBPyConnection, consent: Consent, *, source: str) -> None:
+    """Insert or update a consent; a revocation already recorded is kept (re-importing never un-revokes)."""
     con.execute(
-        "INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO consents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (consent_id) DO UPDATE SET "
+        "party_id = excluded.party_id, scope = excluded.scope, scope_ref = excluded.scope_ref, "
+        "ai_training = excluded.ai_training, ai_generative_training = excluded.ai_generative_training, "
+        "data_mining = excluded.data_mining, ai_inference = excluded.ai_inference, "
+        "evidence_ref = excluded.evidence_ref, evidence_sha256 = excluded.evidence_sha256, "
+        "granted_at = excluded.granted_at, revoked_at = least(excluded.revoked_at, consents.revoked_at), "
+        "source = excluded.source",
         [consent.consent_id, consent.party_id, consent.scope, consent.scope_ref, consent.ai_training,
          consent.ai_generative_training, consent.data_mining, consent.ai_inference, consent.evidence_ref,
          consent.evidence_sha256, consent.granted_at, consent.revoked_at, source],

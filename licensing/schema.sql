@@ -146,3 +146,26 @@ CREATE TABLE IF NOT EXISTS rights_imports (
     summary JSON NOT NULL,
     PRIMARY KEY (file_sha256, kind)
 );
+-- A party withdrew consent: which consents got revoked_at (and any recording-scoped refusal written).
+CREATE TABLE IF NOT EXISTS consent_revocations (
+    revocation_id VARCHAR PRIMARY KEY,
+    party_id VARCHAR NOT NULL,
+    consent_ids VARCHAR[] NOT NULL,
+    refusal_consent_id VARCHAR,
+    isrc VARCHAR,
+    revoked_at TIMESTAMPTZ NOT NULL,
+    evidence_ref VARCHAR NOT NULL,
+    evidence_sha256 VARCHAR,
+    actor VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL
+);
+-- A deal ended early: its valid_to before and after.
+CREATE TABLE IF NOT EXISTS deal_expiries (
+    deal_id VARCHAR NOT NULL,
+    previous_valid_to DATE,
+    valid_to DATE NOT NULL,
+    evidence_ref VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    actor VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL
+);

@@ -1,15 +1,16 @@
-"""``linernotes rights ...`` and ``linernotes release ...``: thin commands over ``licensing``."""
+"""``linernotes rights|release|consent ...`` and ``linernotes impact``: thin commands over ``licensing``."""
 
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import typer
 
-from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, console, fail, home_from,
-                                        print_json)
+from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, authorize_or_fail, console,
+                                        fail, home_from, print_json)
 
 PURPOSE_HELP = "DDEX use type: UseForTrainingGenerativeAI, UseForTrainingNonGenerativeAI or UseForDataMining."
 PolicyOption = typer.Option(None, "--policy", help="Policy YAML (default: the packaged licensing policy).")
@@ -36,6 +37,14 @@ def _roles(path: Optional[Path]):  # type: ignore[no-untyped-def]
         fail(str(exc))
 
 
+def _date(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"{option} must be YYYY-MM-DD, got {text!r}")
+        raise
+
+
 def _print_report(report, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     if as_json:
         print_json(report.model_dump(mode="json"))
@@ -50,50 +59,160 @@ def _print_report(report, as_json: bool) -> None:  # type: ignore[no-untyped-def
         console.print(f"  [yellow]{err.reason_code}[/yellow] {err.source_ref}: {err.message}")
 
 
+def _print_impact(report: Any) -> None:
+    console.print(f"[bold]{report.isrc}[/bold] on {report.checked_on}: tracks {', '.join(report.track_ids) or 'none in the catalog'}")
+    console.print("decisions now:")
+    for d in report.decisions_now:
+        verdict = "[green]allowed[/green]" if d.allowed else f"[red]denied[/red] ({', '.join(d.reason_codes)})"
+        console.print(f"  {d.purpose} in {d.territory} (policy {d.policy_hash[:12]}): {verdict}")
+    console.print(f"releases ({len(report.releases)}):")
+    for r in report.releases:
+        alert = f" [red]alert: {', '.join(r.alert_reason_codes)}[/red]" if r.alert_reason_codes else ""
+        console.print(f"  {r.release_id} {r.status} {r.purpose} {r.territory} approved by {r.approved_by or '-'}{alert}")
+    console.print(f"shard builds ({len(report.shard_builds)}):")
+    for b in report.shard_builds:
+        console.print(f"  {b.build_id} ({b.release_id}) {b.rows} row(s) in shard(s) {list(b.shard_indexes)}: {b.manifest_uri}")
+    for e in report.shard_exclusions:
+        console.print(f"  left out of {e.build_id}: {e.reason_code}")
+    console.print(f"training runs / models ({len(report.training_runs)}):")
+    for t in report.training_runs:
+        ack = " (trained past its denial under acknowledgement)" if t.acknowledged else ""
+        console.print(f"  {t.run_id} {t.status} model {t.model}: {t.samples} sample(s), {t.fraction:.4%}{ack}; "
+                      f"checkpoint {t.checkpoint_uri or '-'}")
+    for v in report.revocations:
+        console.print(f"revocation {v['revocation_id']} by {v['party_id']} at {v['revoked_at']}: {v['evidence_ref']}")
+    for x in report.deal_expiries:
+        console.print(f"deal {x['deal_id']} ended {x['valid_to']} (was {x['previous_valid_to'] or 'open'}): {x['evidence_ref']}")
+
+
 def register(app: typer.Typer) -> None:
     rights = typer.Typer(no_args_is_help=True, help="Rights data: import deals and consents, explain decisions.")
     release = typer.Typer(no_args_is_help=True, help="Training releases: propose, approve, reject, inspect.")
+    consent = typer.Typer(no_args_is_help=True, help="Consents: record a withdrawal (revocation).")
     app.add_typer(rights, name="rights")
     app.add_typer(release, name="release")
+    app.add_typer(consent, name="consent")
 
-    @rights.command("import-ddex")
-    def import_ddex_cmd(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
-                        validate_xsd: bool = typer.Option(False, "--validate-xsd", help="Validate against the ERN XSD."),
-                        xsd_dir: Optional[Path] = typer.Option(None, "--xsd-dir", help="Folder holding ernv43/, ernv383/."),
-                        strict: bool = typer.Option(False, "--strict", help="Reject a message if any item is invalid."),
-                        home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
-                        as_json: bool = JsonOption) -> None:
-        """Import DDEX ERN 4.3 / 3.8 NewReleaseMessages (each message all-or-nothing)."""
-        from licensing.importers.ddex import import_ddex
+    @consent.command("revoke")
+    def revoke_cmd(party: str = typer.Option(..., "--party", help="The party withdrawing consent."),
+                   consent_id: Optional[str] = typer.Option(None, "--consent-id", help="Revoke this consent."),
+                   scope: Optional[str] = typer.Option(None, "--scope", help="Revoke every consent of this scope "
+                                                                           "(all, recording, work)."),
+                   isrc: Optional[str] = typer.Option(None, "--isrc", help="Withdraw for this recording only."),
+                   evidence_ref: str = typer.Option(..., "--evidence-ref", help="Where the withdrawal is kept."),
+                   evidence_sha256: Optional[str] = typer.Option(None, "--evidence-sha256"),
+                   reason: str = typer.Option("", "--reason", "-m"),
+                   home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
+                   as_json: bool = JsonOption) -> None:
+        """Record a consent withdrawal (rights team): revoked_at is set, nothing is deleted, all audited."""
+        from licensing.revocation import RevocationError, revoke_consent
+        from licensing.roles import RoleRefused
+        from store.database import connect
+
+        who = actor_from(actor)
+        with connect(home_from(home).db_path) as con:
+            try:
+                result = revoke_consent(con, party_id=party, consent_id=consent_id, scope=scope, isrc=isrc,
+                                        evidence_ref=evidence_ref, evidence_sha256=evidence_sha256, reason=reason,
+                                        actor=who)
+            except RoleRefused as exc:
+                fail(f"refused ({exc.code}): {exc.message}", code=3)
+            except RevocationError as exc:
+                fail(f"{exc.code}: {exc.message}")
+        if as_json:
+            print_json(result.model_dump(mode="json"))
+            return
+        console.print(f"[bold]{result.revocation_id}[/bold]: {party} revoked "
+                      f"{', '.join(result.revoked_consent_ids) or 'no stored consent'}"
+                      + (f"; refusal {result.refusal_consent_id} recorded for {isrc}" if result.refusal_consent_id else "")
+                      + f" at {result.revoked_at:%Y-%m-%d %H:%M} UTC; {len(result.isrcs)} recording(s) concerned")
+        console.print("  the rights_change_sensor re-decides and reports; `linernotes impact <ISRC>` shows one now")
+
+    @app.command("impact")
+    def impact_cmd(isrc: str = typer.Argument(..., help="ISRC of the recording."),
+                   on: Optional[str] = typer.Option(None, "--on", help="Decide as of YYYY-MM-DD (default: today)."),
+                   home: Optional[str] = HomeOption, as_json: bool = JsonOption) -> None:
+        """Every release, shard build and training run holding a recording, and what the policy says of it now."""
+        from licensing.impact import impact_report
+        from store.database import connect
+
+        when = _date(on, "--on") if on else None
+        with connect(home_from(home).db_path, read_only=True) as con:
+            try:
+                report = impact_report(con, isrc, on_date=when)
+            except ValueError as exc:
+                fail(str(exc))
+        if as_json:
+            print_json(report.model_dump(mode="json"))
+            return
+        _print_impact(report)
+
+    def _import(files: list[Path], home: Optional[str], actor: Optional[str], as_json: bool,
+                read: Callable[[Any, Path, str], Any]) -> None:
+        """Import each file in turn (each all-or-nothing as its importer defines); exit 1 if any was rejected."""
         from store.database import connect
 
         who = actor_from(actor)
         rejected = 0
         with connect(home_from(home).db_path) as con:
+            authorize_or_fail(con, actor=who, action="rights.import", subject=", ".join(str(f) for f in files))
             for f in files:
-                report = import_ddex(con, f, actor=who, validate_xsd=validate_xsd, xsd_dir=xsd_dir, strict=strict)
+                report = read(con, f, who)
                 rejected += report.rejected
                 _print_report(report, as_json)
         if rejected:
             raise typer.Exit(1)
+
+    @rights.command("import-ddex")
+    def import_ddex_cmd(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
+                        validate_xsd: bool = typer.Option(False, "--validate", "--validate-xsd",
+                                                          help="Validate against the ERN XSD of the message's version."),
+                        xsd_dir: Optional[Path] = typer.Option(None, "--xsd-dir",
+                                                               help="Folder holding ernv43/, ernv383/ (and ernv38/ ...)."),
+                        strict: bool = typer.Option(False, "--strict", help="Reject a message if any item is invalid."),
+                        home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
+                        as_json: bool = JsonOption) -> None:
+        """Import DDEX ERN 4.3 / 3.8.x NewReleaseMessages, each message all-or-nothing (rights team)."""
+        from licensing.importers.ddex import import_ddex
+
+        _import(files, home, actor, as_json, lambda con, f, who: import_ddex(
+            con, f, actor=who, validate_xsd=validate_xsd, xsd_dir=xsd_dir, strict=strict))
 
     @rights.command("import")
     def import_cmd(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
                    home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
                    as_json: bool = JsonOption) -> None:
-        """Import CSV/JSON licenses, consents and parties (bad records are quarantined, the rest imported)."""
+        """Import CSV/JSON licenses, consents and parties; bad records are quarantined, the rest imported (rights team)."""
         from licensing.importers.tabular import import_rights_file
+
+        _import(files, home, actor, as_json, lambda con, f, who: import_rights_file(con, f, actor=who))
+
+    @rights.command("expire-deal")
+    def expire_deal_cmd(deal_id: str = typer.Argument(..., help="The deal that ends early."),
+                        valid_to: str = typer.Option(..., "--valid-to", help="Last day the deal licenses, YYYY-MM-DD."),
+                        evidence_ref: str = typer.Option(..., "--evidence-ref", help="Where the termination is kept."),
+                        reason: str = typer.Option("", "--reason", "-m"),
+                        home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
+                        as_json: bool = JsonOption) -> None:
+        """End a deal early (rights team); the rights_change_sensor re-decides and reports the impact."""
+        from licensing.revocation import RevocationError, expire_deal
+        from licensing.roles import RoleRefused
         from store.database import connect
 
         who = actor_from(actor)
-        rejected = 0
+        end = _date(valid_to, "--valid-to")
         with connect(home_from(home).db_path) as con:
-            for f in files:
-                report = import_rights_file(con, f, actor=who)
-                rejected += report.rejected
-                _print_report(report, as_json)
-        if rejected:
-            raise typer.Exit(1)
+            try:
+                result = expire_deal(con, deal_id, valid_to=end, actor=who, evidence_ref=evidence_ref, reason=reason)
+            except RoleRefused as exc:
+                fail(f"refused ({exc.code}): {exc.message}", code=3)
+            except RevocationError as exc:
+                fail(f"{exc.code}: {exc.message}")
+        if as_json:
+            print_json(result.model_dump(mode="json"))
+            return
+        console.print(f"deal {result.deal_id}: valid to [bold]{result.valid_to}[/bold] (was {result.previous_valid_to or 'open'}); "
+                      f"{len(result.isrcs)} recording(s) affected from {result.valid_to}")
 
     @rights.command("explain")
     def explain_cmd(isrc: str = typer.Argument(..., help="ISRC of the recording."),
@@ -167,7 +286,7 @@ def register(app: typer.Typer) -> None:
 
         who = actor_from(actor)
         book = _roles(roles)
-        fn = {"approve": rl.approve_release, "reject": rl.reject_release}[action]
+        fn = {"approve": rl.approve_release, "reject": rl.reject_release, "revoke": rl.revoke_release}[action]
         with connect(home_from(home).db_path) as con:
             try:
                 rel = fn(con, release_id, actor=who, comment=comment, roles=book)
@@ -191,6 +310,13 @@ def register(app: typer.Typer) -> None:
                    actor: Optional[str] = ActorOption, as_json: bool = JsonOption) -> None:
         """Reject a proposed release with the reason (rights team; not the proposer)."""
         _decide("reject", release_id, comment, roles, home, actor, as_json)
+
+    @release.command("revoke")
+    def revoke_release_cmd(release_id: str, comment: str = typer.Option(..., "--comment", "-m"),
+                           roles: Optional[Path] = RolesOption, home: Optional[str] = HomeOption,
+                           actor: Optional[str] = ActorOption, as_json: bool = JsonOption) -> None:
+        """Withdraw an approved release: no further shards or training from it (rights team)."""
+        _decide("revoke", release_id, comment, roles, home, actor, as_json)
 
     @release.command("show")
     def show_cmd(release_id: str, home: Optional[str] = HomeOption, as_json: bool = JsonOption,
