@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import multiprocessing
 import multiprocessing.util
 import os
@@ -79,10 +78,10 @@ def _process_pool(workers: int, *, fresh: bool = False) -> ProcessPoolExecutor:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["fingerprinting.chromaprint"])
             _pool = (workers, ProcessPoolExecutor(max_workers=workers, mp_context=ctx))
-            atexit.register(_shutdown_pool)
-            # A multiprocessing child (e.g. a Dagster step process) skips atexit and joins its
-            # children on the way out: the idle workers must be stopped before that join, and
-            # before multiprocessing closes the pool's queues (their finalizers have priority 10).
+            # multiprocessing runs this finalizer at any exit, the main process's included. A child
+            # (e.g. a Dagster step process) skips atexit and joins its children on the way out: the
+            # idle workers must stop before that join, and before multiprocessing closes the pool's
+            # queues (their finalizers have priority 10).
             multiprocessing.util.Finalize(None, _shutdown_pool, kwargs={"wait": True}, exitpriority=100)
         return _pool[1]
 

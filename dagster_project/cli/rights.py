@@ -85,6 +85,21 @@ def _print_impact(report: Any) -> None:
         console.print(f"deal {x['deal_id']} ended {x['valid_to']} (was {x['previous_valid_to'] or 'open'}): {x['evidence_ref']}")
 
 
+def _record_change(home: Optional[str], change):  # type: ignore[no-untyped-def]
+    """Run a revocation or deal-end on the ledger; a role refusal exits 3, any other refusal exits 1."""
+    from licensing.revocation import RevocationError
+    from licensing.roles import RoleRefused
+    from store.database import connect
+
+    with connect(home_from(home).db_path) as con:
+        try:
+            return change(con)
+        except RoleRefused as exc:
+            fail(f"refused ({exc.code}): {exc.message}", code=3)
+        except RevocationError as exc:
+            fail(f"{exc.code}: {exc.message}")
+
+
 def register(app: typer.Typer) -> None:
     rights = typer.Typer(no_args_is_help=True, help="Rights data: import deals and consents, explain decisions.")
     release = typer.Typer(no_args_is_help=True, help="Training releases: propose, approve, reject, inspect.")
@@ -105,20 +120,12 @@ def register(app: typer.Typer) -> None:
                    home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
                    as_json: bool = JsonOption) -> None:
         """Record a consent withdrawal (rights team): revoked_at is set, nothing is deleted, all audited."""
-        from licensing.revocation import RevocationError, revoke_consent
-        from licensing.roles import RoleRefused
-        from store.database import connect
+        from licensing.revocation import revoke_consent
 
         who = actor_from(actor)
-        with connect(home_from(home).db_path) as con:
-            try:
-                result = revoke_consent(con, party_id=party, consent_id=consent_id, scope=scope, isrc=isrc,
-                                        evidence_ref=evidence_ref, evidence_sha256=evidence_sha256, reason=reason,
-                                        actor=who)
-            except RoleRefused as exc:
-                fail(f"refused ({exc.code}): {exc.message}", code=3)
-            except RevocationError as exc:
-                fail(f"{exc.code}: {exc.message}")
+        result = _record_change(home, lambda con: revoke_consent(
+            con, party_id=party, consent_id=consent_id, scope=scope, isrc=isrc, evidence_ref=evidence_ref,
+            evidence_sha256=evidence_sha256, reason=reason, actor=who))
         if as_json:
             print_json(result.model_dump(mode="json"))
             return
@@ -195,19 +202,12 @@ def register(app: typer.Typer) -> None:
                         home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
                         as_json: bool = JsonOption) -> None:
         """End a deal early (rights team); the rights_change_sensor re-decides and reports the impact."""
-        from licensing.revocation import RevocationError, expire_deal
-        from licensing.roles import RoleRefused
-        from store.database import connect
+        from licensing.revocation import expire_deal
 
         who = actor_from(actor)
         end = _date(valid_to, "--valid-to")
-        with connect(home_from(home).db_path) as con:
-            try:
-                result = expire_deal(con, deal_id, valid_to=end, actor=who, evidence_ref=evidence_ref, reason=reason)
-            except RoleRefused as exc:
-                fail(f"refused ({exc.code}): {exc.message}", code=3)
-            except RevocationError as exc:
-                fail(f"{exc.code}: {exc.message}")
+        result = _record_change(home, lambda con: expire_deal(con, deal_id, valid_to=end, actor=who,
+                                                              evidence_ref=evidence_ref, reason=reason))
         if as_json:
             print_json(result.model_dump(mode="json"))
             return

@@ -45,8 +45,10 @@ def test_revocation_after_approval_is_reported_once(tmp_path: Path) -> None:
     assert reports, "no impact report written"
     report = json.loads(reports[-1].read_text(encoding="utf-8"))
     assert {t["isrc"] for t in report["became_denied"]} == {ISRCS[0], ISRCS[2]}
-    assert report["affected_releases"] == {release.release_id: sorted(report["affected_releases"][release.release_id])}
-    assert len(report["affected_releases"][release.release_id]) == 2
+    with connect(home.db_path, read_only=True) as con:
+        revoked_tracks = sorted(r[0] for r in con.execute(
+            "SELECT track_id FROM tracks WHERE isrc IN (?, ?)", [ISRCS[0], ISRCS[2]]).fetchall())
+    assert report["affected_releases"] == {release.release_id: revoked_tracks}
     assert report["trigger"]["consents_revoked"] == ["C-a"]
     with connect(home.db_path, read_only=True) as con:
         alerts = con.execute("SELECT count(*) FROM release_alerts WHERE release_id = ?",
