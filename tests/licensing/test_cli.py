@@ -25,9 +25,13 @@ def test_import_explain_propose_approve(tmp_path: Path) -> None:
     home = tmp_path / "home"
     rights = write_rights(tmp_path / "rights.json", ["P-label", "P-a"], [deal("D1", ["QZXXX2600001"])],
                           [consent("C1", "P-a")])
+    home.mkdir()
+    (home / "roles.yaml").write_text("users:\n  mina: [ml_engineer]\n  ravi: [rights_team]\n  ops: [rights_team]\n")
+    r = _run(home, "rights", "import", str(rights), actor="mina")
+    assert r.exit_code == 3 and "role_missing" in r.output
     r = _run(home, "rights", "import", str(rights), actor="ops")
     assert r.exit_code == 0 and "imported" in r.output
-    r = _run(home, "rights", "import-ddex", str(DDEX / "ern43" / "1 Audio.xml"), "--validate-xsd", actor="ops")
+    r = _run(home, "rights", "import-ddex", str(DDEX / "ern43" / "1 Audio.xml"), "--validate", actor="ops")
     assert r.exit_code == 0 and "deals=3" in r.output
     with connect(Home.from_env(home).db_path) as con:
         add_track(con, 1, "QZXXX2600001", [("P-a", "MainArtist")])
@@ -38,7 +42,6 @@ def test_import_explain_propose_approve(tmp_path: Path) -> None:
              "--territory", "JP", "--on", "2026-03-01", "--json")
     assert json.loads(r.output)[0]["allowed"] is True
 
-    (home / "roles.yaml").write_text("users:\n  mina: [ml_engineer]\n  ravi: [rights_team]\n")
     r = _run(home, "release", "propose", "--purpose", "UseForTrainingGenerativeAI", "--territory", "DE",
              "--on", "2026-03-01", "--id", "rel-1", actor="mina")
     assert r.exit_code == 0 and "1 tracks" in r.output
@@ -56,5 +59,7 @@ def test_import_explain_propose_approve(tmp_path: Path) -> None:
 def test_rejected_file_exits_nonzero(tmp_path: Path) -> None:
     bad = tmp_path / "evil.xml"
     bad.write_bytes(b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>')
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "roles.yaml").write_text("users:\n  ops: [rights_team]\n")
     r = _run(tmp_path / "home", "rights", "import-ddex", str(bad), actor="ops")
     assert r.exit_code == 1 and "xml_dtd_forbidden" in r.output
