@@ -21,6 +21,7 @@ def track_fingerprints(context: dg.AssetExecutionContext, ledger: LedgerResource
     from fingerprinting.ledger import store_fingerprints
 
     delivery_id = context.partition_key
+    ledger.delivery_dir(delivery_id)  # staged on this node when the deliveries are remote
     with ledger.connect() as con:
         rows = con.execute(
             "SELECT track_id, source_path FROM tracks WHERE delivery_id = ? ORDER BY track_id", [delivery_id]

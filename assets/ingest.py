@@ -18,7 +18,7 @@ def catalog_delivery(context: dg.AssetExecutionContext, ledger: LedgerResource) 
     from lineage.audit import last_entry
 
     delivery_id = context.partition_key
-    folder = ledger.data_home().deliveries / delivery_id
+    folder = ledger.delivery_dir(delivery_id)
     if not folder.is_dir():
         raise dg.Failure(f"delivery {delivery_id!r} has no directory at {folder}")
     with ledger.connect() as con:
@@ -41,7 +41,7 @@ def delivery_rights(context: dg.AssetExecutionContext, ledger: LedgerResource) -
     from licensing.importers.ddex import import_ddex
     from licensing.importers.tabular import import_rights_file
 
-    folder = ledger.data_home().deliveries / context.partition_key
+    folder = ledger.delivery_dir(context.partition_key)
     imported: dict[str, dict[str, int]] = {}
     errors = 0
     with ledger.connect() as con:

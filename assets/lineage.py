@@ -20,10 +20,12 @@ def model_lineage(context: dg.AssetExecutionContext, ledger: LedgerResource) -> 
     from lineage.ai_act import build_summary, write_summary
     from lineage.audit import last_entry
     from lineage.integrity import verify_ledger
-    from lineage.trace import trace_model
+    from lineage.trace import ensure_snapshots, trace_model
 
     run_id = context.partition_key
     home = ledger.data_home()
+    with ledger.connect() as con:
+        built = ensure_snapshots(con, actor="pipeline", run_id=run_id)
     with ledger.connect(read_only=True) as con:
         trace = trace_model(con, run_id)
         report = verify_ledger(con)
@@ -49,6 +51,7 @@ def model_lineage(context: dg.AssetExecutionContext, ledger: LedgerResource) -> 
         "tracks": trace["tracks_total"], "rights_holders": len(trace["rights_holders"]),
         "samples_consumed": trace["samples_consumed"], "audit_entries": report.audit_entries,
         "integrity_findings": len(report.findings), "openlineage_events": len(events), **audit,
+        "trace_snapshot_sha256": trace["snapshot"].get("sha256"), "trace_snapshots_built": len(built),
         "lineage_json": dg.MetadataValue.path(str(out)),
         "ai_act_summary": dg.MetadataValue.path(str(paths["markdown"])),
     })

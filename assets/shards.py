@@ -26,7 +26,7 @@ def release_shards(context: dg.AssetExecutionContext, config: ShardBuildConfig,
     from shards.writer import ShardConfig, build_shards
 
     release_id = context.partition_key
-    output = config.output_uri or str(ledger.data_home().objects / "shards" / release_id)
+    output = config.output_uri or ledger.shards_uri(release_id)
     with ledger.connect() as con:
         try:
             manifest = build_shards(con, release_id, output_uri=output, actor=config.built_by,

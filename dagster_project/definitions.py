@@ -13,6 +13,6 @@ defs = dg.Definitions(
     jobs=ALL_JOBS,
     sensors=[delivery_inbox_sensor, rights_change_sensor],
     resources={"ledger": LedgerResource()},
-    # One process writes the DuckDB ledger at a time; see the deployment notes for scaling out.
+    # Jobs that fan out name their own executor (jobs.py); docs/deployment.md moves these to k8s or celery.
     executor=dg.in_process_executor,
 )

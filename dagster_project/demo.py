@@ -98,7 +98,10 @@ def run_demo(home: Home, *, tracks_per_package: int | None = None, epochs: int =
                 say(f"  {label}: up to date (run {done[0].run_id[:8]})")
                 return
             say(f"  {label}: running...")
-            result = job.execute_in_process(instance=instance, partition_key=partition, run_config=run_config,
+            # Step logs stay in the instance (see them with `make ui`); the console gets the summary.
+            quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+            result = job.execute_in_process(instance=instance, partition_key=partition,
+                                            run_config={**(run_config or {}), **quiet},
                                             tags={INPUT_KEY_TAG: key}, raise_on_error=False)
             if not result.success:
                 failures = [e.message for e in result.all_events if e.is_failure]

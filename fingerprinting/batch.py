@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -57,11 +58,11 @@ _pool_lock = threading.Lock()
 _pool: tuple[int, ProcessPoolExecutor] | None = None
 
 
-def _shutdown_pool() -> None:
+def _shutdown_pool(wait: bool = False) -> None:
     global _pool
     with _pool_lock:
         if _pool is not None:
-            _pool[1].shutdown(wait=False, cancel_futures=True)
+            _pool[1].shutdown(wait=wait, cancel_futures=True)
             _pool = None
 
 
@@ -79,6 +80,10 @@ def _process_pool(workers: int, *, fresh: bool = False) -> ProcessPoolExecutor:
             ctx.set_forkserver_preload(["fingerprinting.chromaprint"])
             _pool = (workers, ProcessPoolExecutor(max_workers=workers, mp_context=ctx))
             atexit.register(_shutdown_pool)
+            # A multiprocessing child (e.g. a Dagster step process) skips atexit and joins its
+            # children on the way out: the idle workers must be stopped before that join, and
+            # before multiprocessing closes the pool's queues (their finalizers have priority 10).
+            multiprocessing.util.Finalize(None, _shutdown_pool, kwargs={"wait": True}, exitpriority=100)
         return _pool[1]
 
 

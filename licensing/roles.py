@@ -61,6 +61,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "shards.build": frozenset({"ml_engineer"}),
     "train.start": frozenset({"ml_engineer"}),
     "audit.export": frozenset({"auditor", "rights_team"}),
+    "trace.snapshot": frozenset({"auditor", "rights_team", "ml_engineer"}),
 }
 
 

@@ -7,7 +7,8 @@ they were written. A check runs in three layers, each resting on the one before:
 1. the chain itself (every entry's content and link);
 2. the ledger rows that carry a file hash against the hash the audit entry recorded at the time,
    so rewriting a file *and* its ledger row is still caught;
-3. every referenced file, local or ``s3://``, re-hashed against its ledger row.
+3. every referenced file, local or ``s3://``, re-hashed against its ledger row (trace snapshots
+   included: they are what ``trace model`` and ``trace release`` answer from).
 
 The first finding, in that order, is the first thing that does not match.
 """
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from lineage.audit import verify_chain
 from store.objects import ObjectStore
 
-FindingKind = Literal["audit_entry", "ledger_row", "manifest", "shard", "checkpoint", "audio"]
+FindingKind = Literal["audit_entry", "ledger_row", "manifest", "shard", "checkpoint", "audio", "snapshot"]
 
 
 class Finding(BaseModel):
@@ -106,6 +107,32 @@ def _audited_rows(con: duckdb.DuckDBPyConnection) -> list[Finding]:
     return findings
 
 
+def _snapshot_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str]]:
+    # A ledger from before trace snapshots, opened read-only, has no such table.
+    if not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'trace_snapshots' "
+                       "AND database_name = current_database()").fetchone():
+        return []
+    return con.execute("SELECT kind, subject, uri, sha256 FROM trace_snapshots ORDER BY kind, subject").fetchall()
+
+
+def _audited_snapshots(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """Trace snapshot rows whose file or hash differs from the last one audited for them."""
+    from lineage.snapshots import AUDIT_ACTION, audit_subject
+
+    audited = {subject: payload for subject, payload in _payloads(con, AUDIT_ACTION)}
+    findings = []
+    for kind, subject, uri, sha in _snapshot_rows(con):
+        payload = audited.get(audit_subject(kind, subject))
+        if payload is None:
+            findings.append(Finding(kind="ledger_row", subject=f"trace_snapshots {kind} {subject}",
+                                    problem="no audit entry records this trace snapshot"))
+        elif (payload.get("uri"), payload.get("sha256")) != (uri, sha):
+            findings.append(Finding(kind="ledger_row", subject=f"trace_snapshots {kind} {subject}",
+                                    problem="snapshot file or hash differs from the audited one",
+                                    expected=payload.get("sha256"), actual=sha))
+    return findings
+
+
 def _rehash(store: ObjectStore, uri: str) -> tuple[str | None, str | None]:
     """(sha256, problem) of an object; a missing or unreadable object is a problem, not an error."""
     try:
@@ -130,7 +157,8 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
         findings.append(Finding(kind="audit_entry", subject=f"audit_log seq {chain.first_bad_seq}",
                                 problem=chain.problem or "does not match"))
     findings.extend(_audited_rows(con))
-    checked = {"manifests": 0, "shards": 0, "checkpoints": 0, "audio": 0}
+    findings.extend(_audited_snapshots(con))
+    checked = {"manifests": 0, "shards": 0, "checkpoints": 0, "audio": 0, "snapshots": 0}
 
     seen_manifests: dict[str, str | None] = {}
 
@@ -177,6 +205,12 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
                 findings.append(Finding(kind="checkpoint", subject=checkpoint_uri,
                                         problem=f"content changed (run {run_id})", expected=checkpoint_sha,
                                         actual=actual))
+    for kind, subject, uri, sha in _snapshot_rows(con):
+        checked["snapshots"] += 1
+        actual, problem = _rehash(store, uri)
+        if problem or actual != sha:
+            findings.append(Finding(kind="snapshot", subject=uri, problem=f"{problem or 'content changed'} "
+                                    f"({kind} trace snapshot of {subject})", expected=sha, actual=actual))
     if audio:
         for track_id, path, sha in con.execute("SELECT track_id, source_path, audio_sha256 FROM tracks "
                                                "ORDER BY ingested_at, track_id").fetchall():

@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 DEBS="libchromaprint1 libchromaprint-tools"
+# Only the tests need a PostgreSQL server (the Dagster instance on Postgres); they skip without it.
+OPTIONAL_DEBS="postgresql"
 
 missing_debs() {
   local missing=""
-  for p in $DEBS; do
+  for p in ${1:-$DEBS}; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
   done
   echo "$missing"
@@ -25,6 +27,18 @@ if [ -n "$missing" ]; then
     echo "linernotes: missing Debian packages:$missing" >&2
     echo "linernotes: run: sudo apt-get install -y$missing" >&2
     exit 1
+  fi
+fi
+
+missing=$(missing_debs "$OPTIONAL_DEBS")
+if [ -n "$missing" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "linernotes: installing Debian packages:$missing"
+    (apt-get install -y -qq $missing >/dev/null 2>&1) || { apt-get update -qq && apt-get install -y -qq $missing; } \
+      || echo "linernotes: could not install$missing; the PostgreSQL instance test will be skipped" >&2
+  else
+    echo "linernotes: optional Debian packages missing:$missing (the PostgreSQL instance test will be skipped)" >&2
+    echo "linernotes: to run it: sudo apt-get install -y$missing" >&2
   fi
 fi
 

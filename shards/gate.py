@@ -162,8 +162,27 @@ def _denied_since(con: duckdb.DuckDBPyConnection, release_id: str, purpose: str)
         """,
         [release_id, purpose],
     ).fetchall()
-    return [DeniedTrack(track_id=r[0], isrc=r[1], decision_id=r[2], reason_codes=tuple(r[3] or ()), decided_at=r[4])
-            for r in rows]
+    recorded = [DeniedTrack(track_id=r[0], isrc=r[1], decision_id=r[2], reason_codes=tuple(r[3] or ()),
+                            decided_at=r[4]) for r in rows]
+    return recorded + _denied_now(con, release_id, {d.track_id for d in recorded})
+
+
+def _denied_now(con: duckdb.DuckDBPyConnection, release_id: str, known: set[str]) -> list[DeniedTrack]:
+    """Tracks the release's policy denies on current rights data, though no deny was recorded yet.
+
+    A consent withdrawn or a deal ended by an import is seen here at once, before any re-evaluation
+    writes a decision for it.
+    """
+    from licensing.releases import ReleaseError, denied_since_approval
+
+    try:
+        live = denied_since_approval(con, release_id)
+    except (ReleaseError, ValueError):  # no stored policy to re-decide with: the recorded decisions stand
+        return []
+    now = datetime.now(UTC)
+    return [DeniedTrack(track_id=d.track_id, isrc=d.isrc, decision_id=d.decision_id or "not yet recorded",
+                        reason_codes=d.reason_codes, decided_at=now)
+            for d in live if d.track_id not in known]
 
 
 def admit(gate: ReleaseGate, acknowledge: Acknowledgement | dict[str, str] | None, *,

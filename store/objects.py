@@ -240,6 +240,59 @@ class ObjectStore:
             if entry.is_file():
                 yield join(prefix_uri, entry.name)
 
+    def walk(self, prefix_uri: str) -> list[str]:
+        """URIs of every object below a directory URI, at any depth, sorted."""
+        return sorted(self._walk_sized(prefix_uri))
+
+    def _walk_sized(self, prefix_uri: str) -> dict[str, int]:
+        if is_s3(prefix_uri):
+            bucket, key = _split_s3(prefix_uri)
+            prefix = key.rstrip("/") + "/" if key else ""
+            paginator = self._s3().get_paginator("list_objects_v2")
+            return {f"s3://{bucket}/{item['Key']}": int(item["Size"])
+                    for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for item in page.get("Contents", [])}
+        directory = _local_path(prefix_uri)
+        if not directory.is_dir():
+            return {}
+        return {join(prefix_uri, p.relative_to(directory).as_posix()): p.stat().st_size
+                for p in directory.rglob("*") if p.is_file()}
+
+    def download_tree(self, prefix_uri: str, target: str | os.PathLike[str]) -> list[Path]:
+        """Copy every object below ``prefix_uri`` into ``target`` (same relative paths); return the files.
+
+        Objects already present with the same size are kept, so staging again is a listing.
+        Names that would land outside ``target`` are refused.
+        """
+        root = Path(target).resolve()
+        base = prefix_uri.rstrip("/") + "/"
+        files = []
+        for uri, size in sorted(self._walk_sized(prefix_uri).items()):
+            relative = uri[len(base):]
+            dest = (root / relative).resolve()
+            if not dest.is_relative_to(root):
+                raise ValueError(f"object {uri} would be written outside {root}")
+            if not (dest.is_file() and dest.stat().st_size == size):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if is_s3(uri):
+                    bucket, key = _split_s3(uri)
+                    tmp = dest.with_name(f".{dest.name}.part")
+                    self._s3().download_file(bucket, key, str(tmp))
+                    os.replace(tmp, dest)
+                else:
+                    self.put(str(dest), self.get(uri), fsync=False)
+            files.append(dest)
+        return files
+
+    def upload_tree(self, source: str | os.PathLike[str], prefix_uri: str) -> list[str]:
+        """Copy every file below a local directory to ``prefix_uri`` (same relative paths); return the URIs."""
+        root = Path(source)
+        uris = []
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            uri = join(prefix_uri, path.relative_to(root).as_posix())
+            self.put_file(uri, path)
+            uris.append(uri)
+        return uris
+
     def delete(self, uri: str) -> None:
         """Remove the object; absent objects are not an error."""
         if is_s3(uri):

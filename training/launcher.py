@@ -7,6 +7,7 @@ and write exposure files in the run directory, never the DuckDB file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -58,10 +59,21 @@ def code_version(root: Path = PROJECT_ROOT) -> CodeVersion:
     return CodeVersion(commit=commit, dirty=bool(status.strip()))
 
 
-def torchrun_command(nproc: int, script: Path | None) -> list[str]:
-    """``python -m torch.distributed.run`` for the reference trainer or a user script."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "--max_restarts=0"]
+def torchrun_command(nproc: int, script: Path | None, *, nnodes: int = 1, node_rank: int = 0,
+                     rdzv_endpoint: str | None = None, rdzv_id: str = "linernotes") -> list[str]:
+    """``python -m torch.distributed.run`` for the reference trainer or a user script.
+
+    One node runs ``--standalone``; several meet at ``rdzv_endpoint`` (``host:port`` of node 0)
+    with the c10d rendezvous, every node running this same command with its own ``node_rank``.
+    """
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--max_restarts=0"]
+    if nnodes > 1:
+        if not rdzv_endpoint:
+            raise ValueError("training on several nodes needs a rendezvous endpoint (host:port of node 0)")
+        command += [f"--nnodes={nnodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
+                    f"--rdzv_endpoint={rdzv_endpoint}", f"--rdzv_id={rdzv_id}"]
+    else:
+        command.insert(3, "--standalone")
     return command + ([str(script)] if script else ["-m", "training.reference"])
 
 
@@ -142,12 +154,18 @@ def launch_run(
     resume: bool = False,
     runs_dir: Path | None = None,
     timeout_s: float | None = None,
+    nnodes: int = 1,
+    rdzv_endpoint: str | None = None,
+    publish_uri: str | None = None,
 ) -> RunRecord:
     """Gate, train under torchrun, and record the run; return the completed :class:`RunRecord`.
 
     Raises :class:`TrainingRefused` when the gate says no (recorded first) and
     :class:`TrainingFailed` when the processes fail (recorded as failed; call again with
-    ``resume=True`` to continue from the last checkpoint).
+    ``resume=True`` to continue from the last checkpoint). With ``nnodes > 1`` this is node 0;
+    the other nodes run :func:`torchrun_command` with their ``node_rank`` and the run's
+    ``spec.json`` (the run directory must be on storage every node shares). ``publish_uri``
+    (e.g. ``s3://bucket/runs/<run>``) receives the checkpoint and the run's files once it completes.
     """
     import torch
 
@@ -182,7 +200,7 @@ def launch_run(
             script=str(script) if script else None, script_sha256=sha256_file(script) if script else None,
             manifest_uri=decision.manifest_uri, manifest_sha256=decision.manifest_sha256,
             policy_hash=decision.policy_hash, code=code_version(), torch_version=torch.__version__,
-            device="cuda" if torch.cuda.is_available() else "cpu", world_size=config.nproc,
+            device="cuda" if torch.cuda.is_available() else "cpu", world_size=config.nproc * nnodes,
             started_at=previous.started_at if previous else datetime.now(UTC),
             attempts=previous.attempts + 1 if previous else 1,
             acknowledgement=decision.acknowledgement,
@@ -208,7 +226,8 @@ def launch_run(
     env = {**os.environ, SPEC_ENV: str(spec_path), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     with log_path.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen(torchrun_command(config.nproc, script), cwd=run_dir, env=env, stdout=log,
+        command = torchrun_command(config.nproc, script, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint, rdzv_id=run_id)
+        process = subprocess.Popen(command, cwd=run_dir, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         try:
             returncode = process.wait(timeout=timeout_s)
@@ -216,10 +235,11 @@ def launch_run(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             returncode = -signal.SIGKILL
-    return _finish(ledger_path, record, run_dir, returncode, log_path)
+    return _finish(ledger_path, record, run_dir, returncode, log_path, publish_uri)
 
 
-def _finish(ledger_path: Path, record: RunRecord, run_dir: Path, returncode: int, log_path: Path) -> RunRecord:
+def _finish(ledger_path: Path, record: RunRecord, run_dir: Path, returncode: int, log_path: Path,
+            publish_uri: str | None = None) -> RunRecord:
     exposure = _read_exposure(run_dir / "exposure")
     metrics = _epoch_metrics(run_dir, exposure, record.run_id)
     model_path = run_dir / "model.pt"
@@ -235,7 +255,13 @@ def _finish(ledger_path: Path, record: RunRecord, run_dir: Path, returncode: int
             "samples_consumed": statement.total_samples, "device": device,
         }
         if ok:
-            updates |= {"checkpoint_uri": model_path.as_uri(), "checkpoint_sha256": sha256_file(model_path)}
+            checkpoint_uri = model_path.as_uri()
+            if publish_uri:
+                from store.objects import ObjectStore, join
+
+                checkpoint_uri = join(publish_uri, "model.pt")
+                ObjectStore().put_file(checkpoint_uri, model_path)
+            updates |= {"checkpoint_uri": checkpoint_uri, "checkpoint_sha256": sha256_file(model_path)}
         else:
             updates["error"] = f"training processes exited with status {returncode}; log {log_path}:\n{_tail(log_path)}"
         final = record.model_copy(update=updates)
@@ -254,4 +280,20 @@ def _finish(ledger_path: Path, record: RunRecord, run_dir: Path, returncode: int
     attribution.write_statement(statement, run_dir)
     card.write_card(model_card, statement, run_dir)
     (run_dir / "run.json").write_text(final.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    _snapshot_trace(ledger_path, final)
+    if publish_uri:
+        from store.objects import ObjectStore
+
+        ObjectStore().upload_tree(run_dir, publish_uri)
     return final
+
+
+def _snapshot_trace(ledger_path: Path, record: RunRecord) -> None:
+    """Freeze the run's bill of materials for ``trace model``; a failure only means traces are computed live."""
+    from lineage.trace import ensure_snapshots
+
+    try:
+        with connect(ledger_path) as con:
+            ensure_snapshots(con, actor=record.actor, run_id=record.run_id)
+    except Exception:  # noqa: BLE001 - the run is recorded; `linernotes trace snapshot` can build it later
+        logging.getLogger(__name__).warning("trace snapshot of run %s not stored", record.run_id, exc_info=True)

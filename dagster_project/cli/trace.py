@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -9,11 +10,12 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from dagster_project.cli.common import HomeOption, JsonOption, console, fail, home_from, print_json
+from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, authorize_or_fail, console,
+                                        fail, home_from, print_json)
 
 
 def _when(value: Any) -> str:
-    return f"{value:%Y-%m-%d %H:%M}" if value is not None else "-"
+    return str(value)[:16].replace("T", " ") if value else "-"
 
 
 def _short(value: Any, n: int = 12) -> str:
@@ -66,6 +68,11 @@ def _model_tree(r: dict[str, Any]) -> Tree:
              lambda a: f"{a['action']} by {a['actor']} at {_when(a['recorded_at'])}: {escape(a['comment'])}")
     _section(tree, "rights holders", r["rights_holders"],
              lambda h: f"{h['name']} ({h['party_id']}): {100 * h['fraction']:.2f}% of samples, {h['tracks']} track(s)")
+    _section(tree, "[red]consents revoked since[/red]", r["revoked_consents"],
+             lambda c: f"{c['consent_id']} ({c['party_id']}) revoked {_when(c['revoked_at'])}")
+    _section(tree, "release alerts", r["release_alerts"],
+             lambda a: f"{a['isrc']}: {', '.join(a['reason_codes'])} (checked {a['checked_on']})")
+    tree.add(_snapshot_line(r["snapshot"]))
     shown = f"{len(r['tracks'])} of {r['tracks_total']}" if len(r["tracks"]) < r["tracks_total"] else "all"
     _section(tree, f"tracks ({shown}); licenses {r['licenses']}", r["tracks"],
              lambda t: f"{t['isrc']} {escape(str(t['title']))}: {t['samples']} samples; {_verdict(t['allowed'])} decision "
@@ -87,34 +94,47 @@ def _release_tree(r: dict[str, Any]) -> Tree:
     _section(tree, "runs", r["runs"], lambda x: f"{x['run_id']} ({x['status']}) {x['samples_consumed']} samples")
     _section(tree, "refused training starts", r["training_refusals"],
              lambda x: f"{x['run_id']} by {x['actor']}: {', '.join(x['reason_codes'])}")
+    _section(tree, "release alerts", r["release_alerts"],
+             lambda a: f"{a['isrc']}: {', '.join(a['reason_codes'])} (checked {a['checked_on']})")
+    tree.add(_snapshot_line(r["snapshot"]))
     return tree
+
+
+def _snapshot_line(s: dict[str, Any]) -> str:
+    if s["used"]:
+        return (f"tracks from snapshot {s['uri']} (sha256 {_short(s['sha256'], 16)}, built {_when(s['built_at'])} "
+                f"by {s['built_by']}; verified)")
+    return f"tracks traced from the ledger: {escape(str(s['problem']))}"
 
 
 def register(app: typer.Typer) -> None:
     trace_app = typer.Typer(no_args_is_help=True, help="Trace a song to every model it reached, and back.")
     app.add_typer(trace_app, name="trace")
+    live_option = typer.Option(False, "--live", help="Ignore the stored snapshot and trace everything from the "
+                                                     "ledger (model and release traces).")
 
     def add(kind: str, key_name: str, doc: str, render: Callable[[dict[str, Any]], Tree]) -> None:
         def command(key: str = typer.Argument(..., metavar=key_name), home: str | None = HomeOption,
-                    as_json: bool = JsonOption,
+                    as_json: bool = JsonOption, live: bool = live_option,
                     top: int | None = typer.Option(None, "--top", min=1,
                                                    help="Only the N tracks with most samples (model traces).")) -> None:
             from lineage import trace as tracing
             from store.database import connect
 
+            options: dict[str, Any] = {} if kind == "isrc" else {"use_snapshot": not live}
+            if kind == "model":
+                options["limit"] = top
             with connect(home_from(home).db_path, read_only=True) as con:
                 try:
-                    if kind == "model":
-                        result = tracing.trace_model(con, key, limit=top)
-                    else:
-                        result = {"isrc": tracing.trace_isrc, "release": tracing.trace_release}[kind](con, key)
+                    text = {"isrc": tracing.trace_isrc_json, "model": tracing.trace_model_json,
+                            "release": tracing.trace_release_json}[kind](con, key, **options)
                 except (tracing.TraceNotFound, ValueError) as exc:
                     fail(str(exc))
                     return
             if as_json:
-                print_json(result)
+                typer.echo(text)
             else:
-                console.print(render(result))
+                console.print(render(json.loads(text)))
 
         command.__doc__ = doc
         trace_app.command(kind)(command)
@@ -125,3 +145,30 @@ def register(app: typer.Typer) -> None:
         _model_tree)
     add("release", "RELEASE_ID", "A release: approvals, tracks and their decisions, shard builds, training runs.",
         _release_tree)
+
+    @trace_app.command("snapshot")
+    def snapshot(run_id: str | None = typer.Argument(None, help="A training run (and its release); default: all."),
+                 rebuild: bool = typer.Option(False, "--rebuild", help="Build again even where one is stored."),
+                 actor: str | None = ActorOption, home: str | None = HomeOption, as_json: bool = JsonOption) -> None:
+        """Store the frozen part of model and release traces (bill of materials), hashed and audit-logged.
+
+        Runs record theirs when they complete; this builds what is missing, e.g. for older runs.
+        """
+        from lineage.trace import TraceNotFound, ensure_snapshots
+        from store.database import connect
+
+        who = actor_from(actor)
+        with connect(home_from(home).db_path) as con:
+            authorize_or_fail(con, actor=who, action="trace.snapshot", subject=run_id or "ledger")
+            try:
+                built = ensure_snapshots(con, actor=who, run_id=run_id, rebuild=rebuild)
+            except (TraceNotFound, ValueError, OSError) as exc:
+                fail(str(exc))
+                return
+        if as_json:
+            print_json([b.model_dump(mode="json") for b in built])
+            return
+        for b in built:
+            console.print(f"{b.kind} {b.subject}: {b.track_count} tracks, {b.bytes:,} bytes, sha256 "
+                          f"{_short(b.sha256, 16)} at {b.uri}")
+        console.print(f"{len(built)} snapshot(s) built")

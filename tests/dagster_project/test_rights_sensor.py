@@ -1,9 +1,9 @@
-"""rights_change_sensor against a real ledger and a real Dagster instance: revoke -> report -> quiet."""
+"""The rights-change sensor against a real ledger and instance: each change reported once, with its releases."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -14,32 +14,57 @@ from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
 from licensing.releases import approve_release, propose_release
 from licensing.revocation import expire_deal, revoke_consent
-from licensing.roles import RoleBook
+from lineage.audit import verify_chain
 from store.database import connect
 from store.home import Home
 from tests.licensing.helpers import add_track, consent, deal, write_rights
-
-GEN = "UseForTrainingGenerativeAI"
-ISRCS = ["QZXXX2600001", "QZXXX2600002"]
-ROLES = RoleBook(users={"mina": ("ml_engineer",), "ravi": ("rights_team",)})
+from tests.licensing.test_revocation import GEN, ISRCS, ROLES, TODAY, _catalog
 
 
-def _tick(instance: dg.DagsterInstance, home: Path, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      resources={"ledger": LedgerResource(home=str(home))})
-    result = rights_change_sensor(context)
-    assert isinstance(result, dg.SensorResult) and not result.run_requests
-    return result
+def _tick(instance: dg.DagsterInstance, ledger: LedgerResource, cursor: str | None) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"ledger": ledger})
+    return rights_change_sensor(context)
+
+
+def test_revocation_after_approval_is_reported_once(tmp_path: Path) -> None:
+    home = Home.from_env(tmp_path / "home").ensure()
+    ledger = LedgerResource(home=str(home.root))
+    with connect(home.db_path) as con:
+        _catalog(con, tmp_path)
+        release = propose_release(con, purpose=GEN, territory="DE", on_date=TODAY, actor="mina",
+                                  policy=load_policy(), roles=ROLES)
+        approve_release(con, release.release_id, actor="ravi", comment="ok", roles=ROLES)
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = _tick(instance, ledger, None)  # the imports so far are changes too: nothing became denied
+        quiet = _tick(instance, ledger, first.cursor)
+        assert quiet.skip_reason and "no rights change" in quiet.skip_reason.skip_message
+        with connect(home.db_path) as con:
+            revoke_consent(con, party_id="P-a", consent_id="C-a", evidence_ref="s3://evidence/a.pdf",
+                           actor="ravi", roles=ROLES)
+        after = _tick(instance, ledger, quiet.cursor)
+        again = _tick(instance, ledger, after.cursor)
+    assert again.skip_reason and "no rights change" in again.skip_reason.skip_message
+    reports = sorted((home.root / "reports").glob("rights-change-*.json"))
+    assert reports, "no impact report written"
+    report = json.loads(reports[-1].read_text(encoding="utf-8"))
+    assert {t["isrc"] for t in report["became_denied"]} == {ISRCS[0], ISRCS[2]}
+    assert report["affected_releases"] == {release.release_id: sorted(report["affected_releases"][release.release_id])}
+    assert len(report["affected_releases"][release.release_id]) == 2
+    assert report["trigger"]["consents_revoked"] == ["C-a"]
+    with connect(home.db_path, read_only=True) as con:
+        alerts = con.execute("SELECT count(*) FROM release_alerts WHERE release_id = ?",
+                             [release.release_id]).fetchone()[0]
+        assert alerts == 2 and verify_chain(con).ok
 
 
 def _reports(home: Path) -> list[Path]:
     return sorted((home / "reports").glob("rights-change-*.json")) if (home / "reports").is_dir() else []
 
 
-def test_revocation_is_reported_with_its_release_then_the_sensor_goes_quiet(tmp_path: Path) -> None:
+def test_import_revocation_and_deal_end_are_each_reported_once(tmp_path: Path) -> None:
     home = tmp_path / "home"
     db = Home.from_env(str(home)).ensure().db_path
-    today = datetime.now(UTC).date()
+    today = TODAY
     with connect(db) as con:
         rights = write_rights(tmp_path / "rights.json", ["P-label", "P-a", "P-b"], [deal("D1", ISRCS)],
                               [consent("C-a", "P-a"), consent("C-b", "P-b")])
@@ -51,14 +76,14 @@ def test_revocation_is_reported_with_its_release_then_the_sensor_goes_quiet(tmp_
 
     with dg.DagsterInstance.ephemeral() as instance:
         # first look: the import is news, but nothing that was allowed became denied
-        first = _tick(instance, home, None)
+        first = _tick(instance, LedgerResource(home=str(home)), None)
         [baseline] = _reports(home)
         assert json.loads(baseline.read_text())["affected_releases"] == {}
 
         with connect(db) as con:
             revoke_consent(con, party_id="P-a", consent_id="C-a", evidence_ref="withdrawal.pdf", actor="ravi",
                            roles=ROLES)
-        second = _tick(instance, home, first.cursor)
+        second = _tick(instance, LedgerResource(home=str(home)), first.cursor)
         [report_path] = [p for p in _reports(home) if p != baseline]
         report = json.loads(report_path.read_text())
         assert report["affected_releases"] == {rel.release_id: [tracks[0]]}
@@ -74,15 +99,15 @@ def test_revocation_is_reported_with_its_release_then_the_sensor_goes_quiet(tmp_
             assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'rights.change_report'").fetchone() == (2,)
 
         # nothing changed since: no new report, no new alert
-        third = _tick(instance, home, second.cursor)
-        assert third.skip_reason is not None and "no rights change" in str(third.skip_reason)
+        third = _tick(instance, LedgerResource(home=str(home)), second.cursor)
+        assert third.skip_reason and "no rights change" in third.skip_reason.skip_message
         assert len(_reports(home)) == 2
 
         # a deal ended early is noticed the same way
         with connect(db) as con:
             expire_deal(con, "D1", valid_to=today - timedelta(days=1),
                         evidence_ref="termination.pdf", actor="ravi", roles=ROLES)
-        _tick(instance, home, third.cursor)
+        _tick(instance, LedgerResource(home=str(home)), third.cursor)
         latest = json.loads(_reports(home)[-1].read_text())
         assert latest["trigger"]["audit_entries"][0]["action"] == "deal.expire"
         assert {t["track_id"] for t in latest["became_denied"]} == {tracks[1]}

@@ -49,3 +49,21 @@ def test_a_worker_killed_mid_batch_costs_no_file(tmp_path: Path) -> None:
     assert [o.fingerprint for o in [first, *rest]] == expected
     # The next batch starts a healthy pool again.
     assert all(o.ok for o in fingerprint_many(paths[:2], workers=2, max_seconds=10))
+
+
+def _batch_in_child(paths: list[str]) -> None:
+    assert all(o.ok for o in fingerprint_many(paths, workers=2, max_seconds=10))
+
+
+def test_a_multiprocessing_child_that_used_the_pool_exits(tmp_path: Path) -> None:
+    # Dagster's multiprocess executor runs each step in such a child; its exit joins its children.
+    import multiprocessing
+
+    paths = [str(encode(tmp_path / f"c{i}.flac", music(60 + i, 12.0))) for i in range(2)]
+    child = multiprocessing.get_context("spawn").Process(target=_batch_in_child, args=(paths,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0

@@ -85,9 +85,11 @@ def test_role_refusals_and_acknowledgements_are_audited(pipeline: Pipeline, ledg
     with connect(ledger_copy) as con:
         import_rights_file(con, rights, actor="rita.rights")
         evaluate_catalog(con, load_policy(), purpose=PURPOSE, territory=TERRITORY, on_date=ON, actor="rita.rights")
-        build_shards(con, pipeline.release_id, output_uri=str(tmp_path / "shards"), actor="mira.ml",
-                     acknowledge={"actor": "mira.ml", "reason": "rebuild without withdrawn recordings"})
+        # A new build leaves the withdrawn recordings out, and says so in its audited entry.
+        manifest = build_shards(con, pipeline.release_id, output_uri=str(tmp_path / "shards"), actor="mira.ml")
         assert verify_chain(con).ok
-    [(actor, subject, ack)] = _entries(ledger_copy, "shards.acknowledge_build")
+    withdrawn = sorted(pipeline.track_ids[i] for i in ("GBLNR2600001", "GBLNR2600002"))
+    assert sorted(e.track_id for e in manifest.excluded if e.reason_code == "denied_since_approval") == withdrawn
+    (actor, subject, build) = _entries(ledger_copy, "shards.build")[-1]
     assert (actor, subject) == ("mira.ml", pipeline.release_id)
-    assert sorted(ack["skipped_track_ids"]) == sorted(pipeline.track_ids[i] for i in ("GBLNR2600001", "GBLNR2600002"))
+    assert build["excluded"]["denied_since_approval"] == 2 and build["manifest_uri"].startswith(str(tmp_path))

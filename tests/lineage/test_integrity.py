@@ -48,7 +48,7 @@ def test_intact_pipeline_verifies_every_referenced_file(pipeline: Pipeline) -> N
     report = _verify(pipeline.db_path)
     assert report.ok, [f.describe() for f in report.findings]
     assert report.audit_entries >= 15
-    assert report.checked == {"manifests": 1, "shards": 2, "checkpoints": 1, "audio": 0}
+    assert report.checked == {"manifests": 1, "shards": 2, "checkpoints": 1, "audio": 0, "snapshots": 2}
     code, output = _cli(pipeline.home, "--audio")
     assert code == 0, output
     assert "intact" in output and "6audio" in output

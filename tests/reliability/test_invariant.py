@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import event as _hypothesis_event
+from hypothesis.errors import InvalidArgument
 from hypothesis import strategies as st
 
 from licensing.evaluate import evaluate_track, load_facts
@@ -94,10 +96,16 @@ def test_no_sample_of_a_track_not_allowed_reaches_a_shard_or_a_training_step(
     _check_invariant(audio_pool, seed, tracks, purpose, territory, withdraw, reevaluate=True)
 
 
-@pytest.mark.xfail(strict=True, reason="a consent withdrawn after approval is only seen by the shard gate once "
-                                       "decisions are re-evaluated; the import does not trigger that")
 def test_withdrawal_without_re_evaluation_still_keeps_the_track_out(audio_pool: list[tuple[str, str]]) -> None:
     _check_invariant(audio_pool, 10, 10, "UseForTrainingGenerativeAI", "DE", "revoke", reevaluate=False)
+
+
+def event(text: str) -> None:
+    """Hypothesis statistics inside a property test; nothing in a plain test."""
+    try:
+        _hypothesis_event(text)
+    except InvalidArgument:
+        pass
 
 
 def _check_invariant(audio_pool: list[tuple[str, str]], seed: int, tracks: int, purpose: str, territory: str,

@@ -1,0 +1,136 @@
+"""Workers in separate processes write batches to an outbox (local or S3); the one writer applies each once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from lineage.audit import verify_chain
+from store.database import connect
+from store.objects import ObjectStore
+from store.outbox import AuditIntent, apply_outbox, load_snapshot, publish_snapshot, write_batch
+from tests.store.workers import fingerprint_rows, outbox_worker
+
+WORKERS, BATCHES, PER_BATCH = 4, 6, 5
+
+
+def _run_workers_while_applying(db: Path, outbox: str, store: ObjectStore, settings_json: str | None) -> list[str]:
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 3.0
+    passes = 0
+    with ctx.Pool(WORKERS) as pool:
+        results = [pool.apply_async(outbox_worker, (outbox, f"node{n}", BATCHES, PER_BATCH, start_at, settings_json))
+                   for n in range(WORKERS)]
+        while not all(r.ready() for r in results):
+            with connect(db) as con:
+                apply_outbox(con, outbox, store=store)
+            passes += 1
+            time.sleep(0.1)
+        batch_ids = [b for r in results for b in r.get(timeout=120)]
+    with connect(db) as con:
+        apply_outbox(con, outbox, store=store)
+    assert passes > 1
+    return batch_ids
+
+
+def _assert_everything_once(db: Path, batch_ids: list[str]) -> None:
+    with connect(db, read_only=True) as con:
+        tracks = [t for (t,) in con.execute("SELECT track_id FROM fingerprints").fetchall()]
+        applied = [b for (b,) in con.execute("SELECT batch_id FROM outbox_batches WHERE status = 'applied'").fetchall()]
+        intents = con.execute("SELECT subject FROM audit_log WHERE action = 'fingerprint.stored'").fetchall()
+        markers = con.execute("SELECT subject FROM audit_log WHERE action = 'outbox.applied'").fetchall()
+        chain = verify_chain(con)
+    assert len(tracks) == len(set(tracks)) == WORKERS * BATCHES * PER_BATCH
+    assert sorted(applied) == sorted(batch_ids) and len(set(batch_ids)) == WORKERS * BATCHES
+    assert sorted(s for (s,) in intents) == sorted(f"node{n}/b{b}" for n in range(WORKERS) for b in range(BATCHES))
+    assert sorted(s for (s,) in markers) == sorted(batch_ids)
+    assert chain.ok, chain
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_parallel_workers_batches_applied_exactly_once(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if backend == "s3":
+        settings = request.getfixturevalue("s3_settings")
+        outbox = f"s3://{request.getfixturevalue('s3_bucket')}/ledger/outbox"
+        store, settings_json = ObjectStore(settings), settings.model_dump_json()
+    else:
+        outbox, store, settings_json = str(tmp_path / "outbox"), ObjectStore(), None
+    db = tmp_path / "ledger.duckdb"
+    batch_ids = _run_workers_while_applying(db, outbox, store, settings_json)
+    _assert_everything_once(db, batch_ids)
+
+    # A worker that retries after a crash writes the same batch again: it is not applied twice.
+    retried = outbox_worker(outbox, "node0", 1, PER_BATCH, 0.0, settings_json)
+    assert retried[0] in batch_ids
+    with connect(db) as con:
+        again = apply_outbox(con, outbox, store=store)
+    assert again.applied == [] and again.already_applied == WORKERS * BATCHES
+    _assert_everything_once(db, batch_ids)
+
+
+def test_invalid_batches_are_rejected_with_reasons_and_nothing_half_applied(tmp_path: Path) -> None:
+    outbox, store, db = str(tmp_path / "outbox"), ObjectStore(), tmp_path / "ledger.duckdb"
+    good = write_batch(outbox, worker="w", tables={"fingerprints": fingerprint_rows("w", 0, 3)},
+                       audit=[AuditIntent(actor="w", action="fingerprint.stored", subject="good")])
+    tampered = write_batch(outbox, worker="w", tables={"fingerprints": fingerprint_rows("w", 1, 3)})
+    target = Path(outbox, "data", tampered.batch_id, tampered.tables[0].name)
+    target.write_bytes(target.read_bytes()[:-12] + b"not the same")
+    sneaky = write_batch(outbox, worker="w", tables={"audit_log": pa.table({"seq": [999]})})
+    unknown_col = write_batch(outbox, worker="w", tables={"fingerprints": fingerprint_rows("w", 2, 2).append_column(
+        "not_a_column", pa.array([1, 2]))})
+    # Two tables in one batch, the second violating a primary key: neither table may change.
+    clash = write_batch(outbox, worker="w", tables={
+        "quarantine": pa.table({"stage": ["fingerprint"], "source_ref": ["x"], "reason_code": ["r"], "message": ["m"],
+                                "recorded_at": pa.array([0], pa.timestamp("us", tz="UTC"))}),
+        "fingerprints": fingerprint_rows("w", 0, 3)})
+    Path(outbox, "batches", "not-json.json").write_text("{", encoding="utf-8")
+
+    with connect(db) as con:
+        report = apply_outbox(con, outbox, store=store)
+        reasons = dict(con.execute("SELECT batch_id, reason_code FROM outbox_batches WHERE status = 'rejected'").fetchall())
+        quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        tracks = con.execute("SELECT count(*) FROM fingerprints").fetchone()[0]
+        rejected_audits = con.execute("SELECT count(*) FROM audit_log WHERE action = 'outbox.rejected'").fetchone()[0]
+        chain = verify_chain(con)
+    assert report.applied == [good.batch_id] and tracks == 3
+    assert reasons == {tampered.batch_id: "hash_mismatch", sneaky.batch_id: "protected_table",
+                       unknown_col.batch_id: "unknown_column", clash.batch_id: "constraint_violation",
+                       "not-json": "invalid_header"}
+    assert quarantined == 0 and rejected_audits == 5 and chain.ok
+
+
+def test_replace_on_key_updates_a_recomputed_result(tmp_path: Path) -> None:
+    outbox, db = str(tmp_path / "outbox"), tmp_path / "ledger.duckdb"
+    write_batch(outbox, worker="w", tables={"fingerprints": fingerprint_rows("w", 0, 2)},
+                replace_on={"fingerprints": ["track_id"]})
+    redo = fingerprint_rows("w", 0, 2).set_column(4, "items", pa.array([[9], [9]], pa.list_(pa.uint32())))
+    write_batch(outbox, worker="w", key="recomputed", tables={"fingerprints": redo},
+                replace_on={"fingerprints": ["track_id"]})
+    with connect(db) as con:
+        report = apply_outbox(con, outbox)
+        items = con.execute("SELECT items FROM fingerprints ORDER BY track_id").fetchall()
+    assert len(report.applied) == 2 and items == [([9],), ([9],)]
+
+
+def test_snapshot_gives_readers_on_other_nodes_the_same_rows(tmp_path: Path, s3_settings, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
+    store, db = ObjectStore(s3_settings), tmp_path / "ledger.duckdb"
+    outbox = f"s3://{s3_bucket}/outbox"
+    write_batch(outbox, worker="w", store=store, tables={"fingerprints": fingerprint_rows("w", 0, 4)},
+                audit=[AuditIntent(actor="w", action="fingerprint.stored", subject="s")])
+    with connect(db) as con:
+        apply_outbox(con, outbox, store=store)
+        manifest = publish_snapshot(con, f"s3://{s3_bucket}/snapshots/1", ["fingerprints", "audit_log"], store=store)
+        head = con.execute("SELECT entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()[0]
+    reader = load_snapshot(f"s3://{s3_bucket}/snapshots/1", store=store)
+    try:
+        assert reader.execute("SELECT count(*) FROM fingerprints").fetchone()[0] == 4
+        assert verify_chain(reader).ok and manifest.audit_head == head
+    finally:
+        reader.close()
+    store.put(f"s3://{s3_bucket}/snapshots/1/fingerprints.parquet", b"changed")
+    with pytest.raises(ValueError, match="manifest hash"):
+        load_snapshot(f"s3://{s3_bucket}/snapshots/1", store=store)
