@@ -11,7 +11,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from licensing.impact import ImpactReport
 from licensing.importers import ImportReport
+from licensing.revocation import DealExpiry, Revocation
 from schemas.decisions import Decision, EvaluationSummary
 from schemas.policy import Policy
 from schemas.releases import Approval, Release
@@ -21,6 +23,7 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "party": Party, "recording": Recording, "work": Work, "deal": Deal, "consent": Consent,
     "rights_file": RightsFile, "policy": Policy, "decision": Decision, "evaluation_summary": EvaluationSummary,
     "release": Release, "approval": Approval, "import_report": ImportReport,
+    "revocation": Revocation, "deal_expiry": DealExpiry, "impact_report": ImpactReport,
 }
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "jsonschema"
 

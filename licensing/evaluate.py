@@ -319,9 +319,10 @@ _CONFLICTS_SQL = ("WITH dc AS (SELECT cluster_id FROM duplicate_clusters GROUP B
 # --- set-based whole-catalog evaluation -----------------------------------------------------
 #
 # One statement: per-deal and per-consent facts are computed once, grouped per ISRC (deals) and
-# per (track, party) -> track (contributors and consents), then joined to the tracks on integer
-# row keys. The reason codes of a track travel as a bit mask (bit i = i-th code in sorted order),
-# turned into the sorted code list and the explanation by a join with a small table of masks.
+# per (track, party) -> track (contributors and consents, scope-'all' consents pre-aggregated per
+# party), then joined to the tracks once. The reason codes of a track travel as a bit mask (bit i =
+# i-th code in sorted order), turned into the sorted code list and the explanation by a join with
+# a small table of masks, instead of list building per row.
 
 REASON_BITS: dict[str, int] = {code.value: 1 << i for i, code in enumerate(sorted(ReasonCode, key=lambda c: c.value))}
 _MD5_LOW = "(md5_number({0}) & 18446744073709551615::UHUGEINT)::UBIGINT"  # = md5_number_upper, several times faster
@@ -567,7 +568,7 @@ def evaluate_catalog(con: duckdb.DuckDBPyConnection, policy: Policy, *, purpose:
         con.execute("DELETE FROM current_decisions WHERE purpose = ? AND territory = ? AND on_date = ? "
                     "AND policy_hash = ?" + scope, key)
         con.execute("INSERT INTO current_decisions SELECT track_id, ?, ?, ?, ?, decision_id, allowed FROM _eval", key)
-        total, allowed, by_reason = 0, 0, {}
+        total, allowed, by_reason = 0, 0, dict[str, int]()
         masks = con.execute("SELECT mask, count(*) FROM _eval GROUP BY mask").fetchall()
         for mask, count in masks:
             total += count

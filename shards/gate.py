@@ -8,6 +8,7 @@ acknowledgement only for the refusals a person may knowingly override.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 
 import duckdb
@@ -79,8 +80,13 @@ class ReleaseRefused(Exception):
 
 
 def check_release(con: duckdb.DuckDBPyConnection, release_id: str,
-                  *, expected_content_sha256: str | None = None) -> ReleaseGate:
-    """Read the release, its latest approval and any deny decided after each track's release decision."""
+                  *, expected_content_sha256: str | None = None,
+                  contained_track_ids: Collection[str] | None = None) -> ReleaseGate:
+    """Read the release, its latest approval and any deny decided after each track's release decision.
+
+    With ``contained_track_ids`` (the tracks a set of shards actually holds, from its manifest),
+    only denials of those tracks count: shards rebuilt without a now-denied recording are usable.
+    """
     row = con.execute(
         "SELECT status, purpose, territory, on_date, policy_hash, content_sha256 FROM releases WHERE release_id = ?",
         [release_id],
@@ -108,6 +114,9 @@ def check_release(con: duckdb.DuckDBPyConnection, release_id: str,
     if expected_content_sha256 is not None and expected_content_sha256 != content_sha:
         reasons.append(RELEASE_CHANGED)
     denied = _denied_since(con, release_id, purpose)
+    if contained_track_ids is not None:
+        held = set(contained_track_ids)
+        denied = [d for d in denied if d.track_id in held]
     if denied:
         reasons.append(DENIED_SINCE_APPROVAL)
     return ReleaseGate(

@@ -363,7 +363,9 @@ def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri:
     denied_now = {d.track_id: d for d in gate.denied_tracks}
     build_gate = gate.model_copy(update={"reasons": tuple(r for r in gate.reasons
                                                           if r != release_gate.DENIED_SINCE_APPROVAL)})
-    ack = release_gate.admit(build_gate, acknowledge, context="build")
+    # An acknowledgement given anyway is kept, with the recordings it saw left out.
+    ack = release_gate.admit(gate if acknowledge is not None and denied_now else build_gate, acknowledge,
+                             context="build")
     if gate.approval is None or gate.purpose is None:
         raise release_gate.ReleaseRefused(gate)
     manifest_uri = join(output_uri, MANIFEST_NAME)

@@ -8,7 +8,7 @@ import pytest
 
 from schemas.shards import Acknowledgement, ShardConfig, ShardManifest
 from shards.audio import crop_offsets, decode_pcm
-from shards.gate import ReleaseRefused
+from shards.gate import ReleaseRefused, check_release
 from shards.loader import ShardDataset
 from shards.writer import build_shards
 from store.database import connect
@@ -135,6 +135,17 @@ def test_a_new_build_leaves_out_a_track_denied_since_approval_and_says_why(tmp_p
         assert con.execute("SELECT track_id, reason_code FROM shard_exclusions").fetchall() == [
             (release.track_ids[1], "denied_since_approval")]
         assert con.execute("SELECT count(*) FROM shard_acknowledgements").fetchone() == (0,)
+
+
+def test_the_standing_of_rebuilt_shards_counts_only_the_tracks_they_hold(tmp_path) -> None:
+    release = make_release(tmp_path, seconds=[5.0, 5.0])
+    deny_since(release.db_path, release.track_ids[0], isrc_for(0))
+    manifest = _build(release, tmp_path / "out")
+    held = {t for s in manifest.shards for t in s.track_ids}
+    with connect(release.db_path) as con:
+        assert check_release(con, release.release_id).reasons == ("denied_since_approval",)
+        assert check_release(con, release.release_id, contained_track_ids=held).ok
+        assert not check_release(con, release.release_id, contained_track_ids=set(release.track_ids)).ok
 
 
 def test_training_still_refuses_shards_holding_a_track_denied_after_they_were_built(tmp_path) -> None:
