@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.util
 import os
 import threading
@@ -65,6 +66,24 @@ def _shutdown_pool(wait: bool = False) -> None:
             _pool = None
 
 
+def _exit_with_parent() -> None:
+    """Worker initializer: end this worker when the process that started the pool dies.
+
+    A pool worker otherwise waits on its task queue forever once its caller is killed (SIGKILL,
+    OOM), and keeps the forkserver alive with it.
+    """
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _process_pool(workers: int, *, fresh: bool = False) -> ProcessPoolExecutor:
     """A warm pool of worker processes, kept for the next batch (FFmpeg's decoders do not scale on threads)."""
     global _pool
@@ -77,7 +96,7 @@ def _process_pool(workers: int, *, fresh: bool = False) -> ProcessPoolExecutor:
             # already imported, never from a copy of a multi-threaded caller.
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["fingerprinting.chromaprint"])
-            _pool = (workers, ProcessPoolExecutor(max_workers=workers, mp_context=ctx))
+            _pool = (workers, ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with_parent))
             # multiprocessing runs this finalizer at any exit, the main process's included. A child
             # (e.g. a Dagster step process) skips atexit and joins its children on the way out: the
             # idle workers must stop before that join, and before multiprocessing closes the pool's

@@ -67,3 +67,47 @@ def test_a_multiprocessing_child_that_used_the_pool_exits(tmp_path: Path) -> Non
     if alive:
         child.kill()
     assert not alive and child.exitcode == 0
+
+
+_CHILD = """
+import os, sys
+from fingerprinting import batch
+paths = sys.argv[1:]
+assert all(o.ok for o in batch.fingerprint_many(paths, workers=2, max_seconds=5))
+print(" ".join(str(p) for p in batch._pool[1]._processes), flush=True)
+sys.stdin.read()  # hold the warm pool until killed
+"""
+
+
+def test_pool_workers_exit_when_their_caller_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    paths = [str(encode(tmp_path / f"k{i}.flac", music(70 + i, 6.0))) for i in range(2)]
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, *paths], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        workers = [int(p) for p in child.stdout.readline().split()]  # type: ignore[union-attr]
+        assert len(workers) == 2
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+
+        def alive(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            # a zombie waiting for its (dying) forkserver parent counts as gone
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+        deadline = time.monotonic() + 10
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(w) for w in workers), "pool workers outlived their killed caller"
+    finally:
+        child.kill()
+        child.wait(10)
