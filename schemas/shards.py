@@ -130,6 +130,10 @@ class ShardManifest(BaseModel):
     built_by: str
     built_at: datetime
 
+    def track_ids(self) -> frozenset[str]:
+        """Every track whose samples these shards hold."""
+        return frozenset(t for shard in self.shards for t in shard.track_ids)
+
 
 def manifest_json_schema() -> dict[str, Any]:
     """JSON Schema of the manifest, generated from the model."""

@@ -119,7 +119,8 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
                 f"no ledger at {path}: cannot confirm release {self.manifest.release_id} is still approved")
         with connect(path, read_only=True) as con:
             gate = release_gate.check_release(con, self.manifest.release_id,
-                                              expected_content_sha256=self.manifest.release_content_sha256)
+                                              expected_content_sha256=self.manifest.release_content_sha256,
+                                              contained_track_ids=self.manifest.track_ids())
         ack = release_gate.admit(gate, acknowledge, context="load")
         if ack is not None:
             with connect(path) as con:

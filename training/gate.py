@@ -44,7 +44,8 @@ def check_release(
     uri = manifest_location(uri) if uri else None
     manifest = manifests.load(uri) if uri else None
     standing = standing_gate.check_release(
-        con, release_id, expected_content_sha256=manifest.release_content_sha256 if manifest else None)
+        con, release_id, expected_content_sha256=manifest.release_content_sha256 if manifest else None,
+        contained_track_ids=manifest.track_ids() if manifest else None)
     if standing_gate.RELEASE_UNKNOWN in standing.reasons:
         return GateDecision(release_id=release_id, allowed=False, reason_codes=(standing_gate.RELEASE_UNKNOWN,),
                             message=f"release {release_id!r} does not exist", manifest_uri=uri)
@@ -84,8 +85,8 @@ def check_release(
             codes.append(standing_gate.DENIED_SINCE_APPROVAL)
             problems.append(
                 f"{len(denied)} track(s) denied since the release was approved: {listed}{more}; "
-                "re-release without them, or acknowledge explicitly (--acknowledge-denied REASON) "
-                "to train on the rest"
+                "rebuild the shards (a new build leaves them out), or acknowledge explicitly "
+                "(--acknowledge-denied REASON) to train on the rest"
             )
     allowed = not codes
     message = "; ".join(problems) if problems else f"release {release_id!r} may be trained on"

@@ -146,6 +146,9 @@ def test_the_standing_of_rebuilt_shards_counts_only_the_tracks_they_hold(tmp_pat
         assert check_release(con, release.release_id).reasons == ("denied_since_approval",)
         assert check_release(con, release.release_id, contained_track_ids=held).ok
         assert not check_release(con, release.release_id, contained_track_ids=set(release.track_ids)).ok
+    # The loader judges the shards by what they hold: no acknowledgement needed, nothing denied served.
+    served = {s["track_id"] for s in ShardDataset(str(tmp_path / "out"), ledger_path=release.db_path)}
+    assert served == {release.track_ids[1]}
 
 
 def test_training_still_refuses_shards_holding_a_track_denied_after_they_were_built(tmp_path) -> None:

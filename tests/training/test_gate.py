@@ -99,3 +99,20 @@ def test_a_manifest_of_another_release_is_refused(built: tuple[Path, str], tmp_p
         con.execute("INSERT INTO approvals SELECT 'rel_other', actor, action, comment, recorded_at FROM approvals")
         decision = gate.check_release(con, "rel_other", manifest_uri=manifest)
     assert not decision.allowed and "shard_verification_failed" in decision.reason_codes
+
+
+def test_shards_rebuilt_without_a_denied_recording_train_without_acknowledgement(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.duckdb"
+    seed_ledger(db, audio_dir=tmp_path / "audio")
+    stale = build(db, tmp_path / "shards", crops_per_track=2)
+    with connect(db) as con:
+        deny_track(con, TRACKS[1], hours_after=3)
+    rebuilt = build(db, tmp_path / "rebuilt", crops_per_track=2)
+    held = json.loads(Path(rebuilt).read_text())
+    assert TRACKS[1].track_id not in {t for shard in held["shards"] for t in shard["track_ids"]}
+    with connect(db) as con:
+        old = gate.check_release(con, RELEASE, manifest_uri=stale)
+        new = gate.check_release(con, RELEASE, manifest_uri=rebuilt)
+    assert not old.allowed and old.reason_codes == ("denied_since_approval",)
+    assert new.allowed, new.message
+    assert new.denied_track_ids == () and new.acknowledgement is None
