@@ -1,7 +1,5 @@
 """Stage 2, fingerprint: Chromaprint for every track, and audio identity against catalog and opt-outs."""
 
-from pathlib import Path
-
 import dagster as dg
 
 from assets.ingest import SYSTEM_ACTOR, catalog_delivery
@@ -17,19 +15,11 @@ INDEX_DIR = "fingerprint-index"
 @dg.asset(partitions_def=deliveries, group_name="fingerprint", deps=[catalog_delivery], kinds={"python", "duckdb"})
 def track_fingerprints(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
     """Chromaprint fingerprints (whole files) of the delivery's tracks; failures are quarantined."""
-    from fingerprinting.batch import fingerprint_many
-    from fingerprinting.ledger import store_fingerprints
+    from fingerprinting.ledger import fingerprint_delivery
 
     delivery_id = context.partition_key
     ledger.delivery_dir(delivery_id)  # staged on this node when the deliveries are remote
-    with ledger.connect() as con:
-        rows = con.execute(
-            "SELECT track_id, source_path FROM tracks WHERE delivery_id = ? ORDER BY track_id", [delivery_id]
-        ).fetchall()
-    by_path = {Path(p): t for t, p in rows}
-    outcomes = list(fingerprint_many(list(by_path), max_seconds=FINGERPRINT_SECONDS))
-    with ledger.connect() as con:
-        summary = store_fingerprints(con, [(by_path[Path(o.path)], o) for o in outcomes], delivery_id)
+    summary = fingerprint_delivery(ledger.connect, delivery_id, max_seconds=FINGERPRINT_SECONDS)
     return dg.MaterializeResult(metadata={"fingerprinted": summary.stored, "quarantined": summary.quarantined,
                                           "quarantined_by_reason": dict(summary.by_reason),
                                           "length": "whole file"})

@@ -19,6 +19,7 @@ from catalog.delivery import audio_files, is_audio_name, read_metadata
 from lineage.audit import record
 from schemas.catalog import Contributor, Track
 from schemas.identifiers import normalize_isrc
+from store.database import transaction
 
 
 @dataclass
@@ -137,8 +138,7 @@ def ingest_delivery(con: duckdb.DuckDBPyConnection, delivery_dir: Path, *, deliv
     report = IngestReport(delivery_id)
     now = datetime.now(UTC)
     metadata, problems = read_metadata(delivery_dir)
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM quarantine WHERE delivery_id = ? AND stage = 'ingest'", [delivery_id])
         previous = {r[0]: r[1] for r in con.execute(
             "SELECT track_id, source_path FROM tracks WHERE delivery_id = ?", [delivery_id]).fetchall()}
@@ -200,8 +200,4 @@ def ingest_delivery(con: duckdb.DuckDBPyConnection, delivery_dir: Path, *, deliv
         record(con, actor=actor, action="ingest", subject=f"delivery:{delivery_id}",
                payload={"manifest_sha256": manifest_sha, "tracks": report.ingested,
                         "quarantined": dict(report.by_reason), "withdrawn": withdrawn})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return report

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -18,11 +19,12 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from fingerprinting.batch import FingerprintOutcome
+from fingerprinting.batch import FingerprintOutcome, fingerprint_many
 from fingerprinting.chromaprint import ITEM_SECONDS, FingerprintError, fingerprint_file
 from fingerprinting.index import FingerprintIndex, Match, item_digest
 from lineage.audit import canonical_json, record, sha256_text
 from schemas.identifiers import normalize_isrc
+from store.database import transaction
 from store.digest import sha256_file
 
 SCHEMA_VERSION = 1
@@ -128,8 +130,7 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
         (good if outcome.ok else bad)[track_id] = outcome
         (bad if outcome.ok else good).pop(track_id, None)
     touched = sorted([*good, *bad])
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         if touched:
             ids = pa.table({"track_id": pa.array(touched, pa.string())})
             con.register("_fp_touched", ids)
@@ -166,11 +167,23 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
         record(con, actor=actor, action="fingerprint.store", subject=f"delivery:{delivery_id}", payload={
             **summary.model_dump(), "track_ids_sha256": sha256_text(canonical_json(touched)),
             "quarantined_tracks": {t: o.reason_code for t, o in sorted(bad.items())}})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return summary
+
+
+def fingerprint_delivery(connect: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]], delivery_id: str,
+                         *, max_seconds: float | None = None, actor: str = DEFAULT_ACTOR) -> StoreSummary:
+    """Fingerprint every track of a delivery (whole files by default) and store the outcomes.
+
+    ``connect`` opens the ledger; it is held only to read the track list and to write the
+    results, never while audio is being decoded.
+    """
+    with connect() as con:
+        rows = con.execute("SELECT track_id, source_path FROM tracks WHERE delivery_id = ? ORDER BY track_id",
+                           [delivery_id]).fetchall()
+    by_path = {Path(p): t for t, p in rows}
+    outcomes = list(fingerprint_many(list(by_path), max_seconds=max_seconds))
+    with connect() as con:
+        return store_fingerprints(con, [(by_path[Path(o.path)], o) for o in outcomes], delivery_id, actor=actor)
 
 
 def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant: str,
@@ -187,8 +200,7 @@ def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant:
     fp = fingerprint_file(path, max_seconds=None)
     entry = OptOut(optout_id=optout_id, claimant=claimant, isrc=normalize_isrc(isrc) if isrc else None, title=title,
                    note=note, audio_sha256=sha256_file(path), duration_s=fp.duration_s, item_count=len(fp.items))
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         existed = con.execute("SELECT count(*) FROM optout_registry WHERE optout_id = ?", [optout_id]).fetchone()
         con.execute("DELETE FROM optout_registry WHERE optout_id = ?", [optout_id])
         con.execute(
@@ -198,10 +210,6 @@ def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant:
              fp.duration_s])
         record(con, actor=actor, action="optout.replace" if existed and existed[0] else "optout.register",
                subject=f"optout:{optout_id}", payload={**entry.model_dump(), "audio_path": str(path)})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return entry
 
 
@@ -263,8 +271,7 @@ def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.Pa
             continue
         registered.append(entry["optout_id"])
     now = _now()
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM quarantine WHERE stage = 'optout' AND (source_ref = ? OR starts_with(source_ref, ?))",
                     [str(registry), f"{registry}#"])
         for ref, code, message in problems:
@@ -272,10 +279,6 @@ def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.Pa
         by_reason = dict(sorted(Counter(code for _, code, _ in problems).items()))
         record(con, actor=actor, action="optout.registry", subject=str(registry),
                payload={"registered": registered, "quarantined": len(problems), "by_reason": by_reason})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return RegistryReport(registry=str(registry), registered=tuple(registered), quarantined=len(problems),
                           by_reason=by_reason)
 
@@ -388,8 +391,7 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
     isrc_of = {t: i for t, _, i in tracks}
     clusters = _clusters(dup_pairs)
     now = _now()
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         previous = {(r[0], r[1], r[2]): r[3:] for r in con.execute(
             "SELECT track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, matched_at "
             "FROM audio_matches").fetchall()}
@@ -419,10 +421,6 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
         changed = {k for k in by_key if k not in previous} | {k for k in previous if k not in by_key}
         record(con, actor=actor, action="fingerprint.match_catalog", subject="catalog", payload={
             **summary.model_dump(), "matches_added_or_removed": sorted("|".join(k) for k in changed)[:1000]})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return summary
 
 

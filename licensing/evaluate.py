@@ -25,6 +25,7 @@ from lineage import audit
 from schemas.decisions import REASON_TEXT, Decision, EvaluationSummary, ReasonCode, explanation_for
 from schemas.identifiers import normalize_territory
 from schemas.policy import Policy, PurposeRule
+from store.database import transaction
 
 INPUTS_VERSION = "v3"
 
@@ -73,6 +74,7 @@ class TrackFacts:
     optout_matches: tuple[OptoutMatch, ...] = ()
     duplicate_conflict: str | None = None           # cluster_id of an unresolved ISRC conflict
     withdrawn: str | None = None                    # reason of an open track_withdrawals entry
+    fingerprinted: bool = True                      # False: a catalog track with no stored fingerprint
 
 
 def _utc_date(ts: datetime) -> date:
@@ -194,13 +196,17 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
     if facts.withdrawn is not None:
         codes.add(ReasonCode.TRACK_WITHDRAWN)
         evidence["withdrawn"] = facts.withdrawn
+    unfingerprinted = facts.track_id is not None and not facts.fingerprinted
+    if unfingerprinted and rule.require_fingerprint:
+        codes.add(ReasonCode.AUDIO_NOT_FINGERPRINTED)
     evidence["required_parties"] = required
     evidence["required_party_count"] = len(required)
 
     inputs = (f"{INPUTS_VERSION}|{facts.track_id or ''}|{facts.isrc}|{purpose}|{territory}|{on_date.isoformat()}"
               f"|ai={int(facts.ai_generated)}|deals={deal_sig}|req={_digest_sum(required)}|listed={int(listed)}"
               f"|consents={consent_sig}|optout={','.join(m.matched_ref for m in hits)}"
-              f"|dup={facts.duplicate_conflict or ''}" + ("|withdrawn" if facts.withdrawn is not None else ""))
+              f"|dup={facts.duplicate_conflict or ''}" + ("|withdrawn" if facts.withdrawn is not None else "")
+              + ("|unfingerprinted" if unfingerprinted else ""))
     return _decision(facts, policy, purpose, territory, on_date, codes, deal_id, consent_ids, inputs, evidence, decided_at)
 
 
@@ -255,6 +261,8 @@ def load_facts(con: duckdb.DuckDBPyConnection, *, track_ids: Iterable[str] | Non
                                  "GROUP BY d.track_id").fetchall())
     withdrawn = dict(con.execute(f"SELECT w.track_id, w.reason FROM ({_WITHDRAWN_SQL}) w "
                                  "JOIN _facts_tracks USING (track_id)").fetchall())
+    fingerprinted = {row[0] for row in con.execute(
+        "SELECT track_id FROM fingerprints JOIN _facts_tracks USING (track_id)").fetchall()}
     for track_id, track_isrc, iswc, ai, ai_evidence in tracks:
         parties = contributors.get(track_id, set())
         yield TrackFacts(
@@ -262,7 +270,7 @@ def load_facts(con: duckdb.DuckDBPyConnection, *, track_ids: Iterable[str] | Non
             deals=tuple(deals_by_isrc.get(track_isrc, ())), contributors=tuple(sorted(parties)),
             consents=tuple(k for party in sorted({p for p, _ in parties}) for k in consents.get(party, ())),
             optout_matches=tuple(optouts.get(track_id, ())), duplicate_conflict=conflicts.get(track_id),
-            withdrawn=withdrawn.get(track_id),
+            withdrawn=withdrawn.get(track_id), fingerprinted=track_id in fingerprinted,
         )
 
 
@@ -358,8 +366,10 @@ CREATE OR REPLACE TEMP TABLE _eval AS
 WITH
 t AS MATERIALIZED (
     SELECT tr.track_id, tr.isrc, r.iswc, (tr.ai_generated OR coalesce(r.ai_generated, FALSE)) AS ai,
-           coalesce(r.ai_evidence, CASE WHEN tr.ai_generated THEN 'catalog flag' END) AS ai_evidence
-    FROM tracks tr LEFT JOIN recordings r ON r.isrc = tr.isrc {track_filter}
+           coalesce(r.ai_evidence, CASE WHEN tr.ai_generated THEN 'catalog flag' END) AS ai_evidence,
+           fp.track_id IS NOT NULL AS fp
+    FROM tracks tr LEFT JOIN recordings r ON r.isrc = tr.isrc
+    LEFT JOIN fingerprints fp ON fp.track_id = tr.track_id {track_filter}
 ),
 dd AS (
     SELECT deal_id, list_contains(use_types, $purpose) AS u,
@@ -462,11 +472,13 @@ j AS (
         | CASE WHEN tf.refs IS NOT NULL THEN {b_optout} ELSE 0 END
         | CASE WHEN tf.cluster_id IS NOT NULL THEN {b_dup} ELSE 0 END
         | CASE WHEN $exclude_ai AND t.ai THEN {b_ai} ELSE 0 END
-        | CASE WHEN tf.reason IS NOT NULL THEN {b_withdrawn} ELSE 0 END AS mask,
+        | CASE WHEN tf.reason IS NOT NULL THEN {b_withdrawn} ELSE 0 END
+        | CASE WHEN $require_fp AND NOT t.fp THEN {b_nofp} ELSE 0 END AS mask,
         sha256(concat('{version}|', t.track_id, '|', t.isrc, $mid, t.ai::INT, '|deals=', da.deal_sig,
                '|req=', cg.req_sig, '|listed=', coalesce(cg.listed, FALSE)::INT,
                '|consents=', CASE WHEN cg.cn > 0 THEN cg.csig::VARCHAR END, '|optout=', tf.refs, '|dup=', tf.cluster_id,
-               CASE WHEN tf.reason IS NOT NULL THEN '|withdrawn' END)) AS inputs_hash
+               CASE WHEN tf.reason IS NOT NULL THEN '|withdrawn' END,
+               CASE WHEN NOT t.fp THEN '|unfingerprinted' END)) AS inputs_hash
     FROM t
     LEFT JOIN da ON da.isrc = t.isrc LEFT JOIN cg ON cg.tk = t.track_id LEFT JOIN tf ON tf.track_id = t.track_id
 )
@@ -492,7 +504,8 @@ def _catalog_sql(rule: PurposeRule, *, subset: bool) -> str:
         ("missing", "consent_missing"), ("no_deal", "no_deal"), ("use", "deal_use_not_licensed"),
         ("territory", "deal_territory_not_covered"), ("expired", "deal_expired"), ("not_yet", "deal_not_yet_valid"),
         ("shares", "rights_shares_incomplete"), ("unknown", "contributors_unknown"), ("optout", "optout_match"),
-        ("dup", "duplicate_conflict"), ("ai", "ai_generated"), ("withdrawn", "track_withdrawn"))}
+        ("dup", "duplicate_conflict"), ("ai", "ai_generated"), ("withdrawn", "track_withdrawn"),
+        ("nofp", "audio_not_fingerprinted"))}
     track_filter = "WHERE tr.track_id IN (SELECT unnest($track_ids::VARCHAR[]))" if subset else ""
     return _CATALOG_SQL.format(
         track_filter=track_filter,
@@ -537,7 +550,8 @@ def evaluate_catalog_frame(con: duckdb.DuckDBPyConnection, policy: Policy, *, pu
     params.update({
         "purpose": purpose, "territory": territory, "on": on_date, "tol": policy.share_tolerance,
         "mid": f"|{purpose}|{territory}|{on_date.isoformat()}|ai=", "full_shares": rule.require_full_shares,
-        "exclude_ai": rule.exclude_ai_generated, "policy_hash": policy.content_hash,
+        "exclude_ai": rule.exclude_ai_generated, "require_fp": rule.require_fingerprint,
+        "policy_hash": policy.content_hash,
     })
     con.execute(_catalog_sql(rule, subset=track_ids is not None), params)
 
@@ -552,8 +566,7 @@ def evaluate_catalog(con: duckdb.DuckDBPyConnection, policy: Policy, *, purpose:
     """
     territory = normalize_territory(territory)
     started = time.perf_counter()
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         store_policy(con, policy)
         evaluate_catalog_frame(con, policy, purpose=purpose, territory=territory, on_date=on_date, track_ids=track_ids)
         key = [purpose, territory, on_date, policy.content_hash]
@@ -582,10 +595,6 @@ def evaluate_catalog(con: duckdb.DuckDBPyConnection, policy: Policy, *, purpose:
             decisions_written=written, elapsed_s=round(time.perf_counter() - started, 3))
         audit.record(con, actor=actor, action="rights.evaluate", subject=f"{purpose}/{territory}/{on_date}",
                      payload={**summary.model_dump(mode="json", exclude={"elapsed_s"}), "decisions_sha256": batch})
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return summary
 
 

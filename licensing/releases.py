@@ -20,6 +20,7 @@ from lineage import audit
 from lineage.audit import canonical_json, sha256_text
 from schemas.policy import Policy
 from schemas.releases import Approval, Release, ReleaseTrack
+from store.database import transaction
 
 ACTIVE = ("proposed", "approved")
 
@@ -116,8 +117,7 @@ def propose_release(con: duckdb.DuckDBPyConnection, *, purpose: str, territory: 
     content_sha = sha256_text(canonical_json(content))
     proposed_at = datetime.now(UTC)
     release_id = release_id or f"rel-{on_date:%Y%m%d}-{sha256_text(content_sha + proposed_at.isoformat())[:10]}"
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         if con.execute("SELECT 1 FROM releases WHERE release_id = ?", [release_id]).fetchone():
             raise ReleaseError("release_exists", f"release {release_id} already exists")
         con.execute("INSERT INTO releases VALUES (?, ?, ?, ?, ?, 'proposed', ?, ?, ?, ?)",
@@ -129,10 +129,6 @@ def propose_release(con: duckdb.DuckDBPyConnection, *, purpose: str, territory: 
                      payload={"purpose": purpose, "territory": summary.territory, "on_date": on_date.isoformat(),
                               "policy_hash": policy.content_hash, "track_count": len(rows),
                               "content_sha256": content_sha, "denied_by_reason": summary.by_reason})
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return _must_get(con, release_id)
 
 
@@ -192,16 +188,11 @@ def _decide(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comm
             _refuse(con, actor=actor, action=action, subject=release_id, code="tracks_now_denied",
                     message=f"{len(denied)} track(s) of {release_id} are denied now (e.g. {denied[0].isrc}: "
                             f"{', '.join(denied[0].reason_codes)}); propose a new release")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         now = datetime.now(UTC)
         con.execute("UPDATE releases SET status = ? WHERE release_id = ?", [new_status, release_id])
         con.execute("INSERT INTO approvals VALUES (?, ?, ?, ?, ?)", [release_id, actor, action, comment.strip(), now])
         audit.record(con, actor=actor, action=f"release.{action}", subject=release_id, payload=payload)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return _must_get(con, release_id)
 
 
@@ -324,17 +315,15 @@ def reevaluate_after_change(con: duckdb.DuckDBPyConnection, policy: Policy, *, a
         if not denied:
             continue
         affected[release_id] = tuple(d.track_id for d in denied)
-        con.execute("BEGIN TRANSACTION")
-        for d in denied:
-            inserted = con.execute(
-                "INSERT INTO release_alerts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
-                [release_id, d.track_id, d.isrc, list(d.reason_codes), when, datetime.now(UTC)]).fetchall()
-            alerts += len(inserted)
-        con.execute("COMMIT")
+        with transaction(con):
+            for d in denied:
+                inserted = con.execute(
+                    "INSERT INTO release_alerts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
+                    [release_id, d.track_id, d.isrc, list(d.reason_codes), when, datetime.now(UTC)]).fetchall()
+                alerts += len(inserted)
     report = ChangeReport(checked_on=when, became_denied=tuple(became), affected_releases=affected,
                           alerts_written=alerts)
-    con.execute("BEGIN TRANSACTION")
-    audit.record(con, actor=actor, action="rights.reevaluate", subject=f"policy:{policy.content_hash[:12]}",
-                 payload=json.loads(report.model_dump_json()))
-    con.execute("COMMIT")
+    with transaction(con):
+        audit.record(con, actor=actor, action="rights.reevaluate", subject=f"policy:{policy.content_hash[:12]}",
+                     payload=json.loads(report.model_dump_json()))
     return report

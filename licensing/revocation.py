@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from licensing.roles import RoleBook, authorize
 from lineage import audit
 from schemas.identifiers import normalize_isrc
+from store.database import transaction
 
 CONSENT_FIELDS = ("ai_training", "ai_generative_training", "data_mining", "ai_inference")
 
@@ -119,8 +120,7 @@ def revoke_consent(con: duckdb.DuckDBPyConnection, *, party_id: str, actor: str,
     revocation_id = f"rvk_{uuid.uuid4().hex[:16]}"
     refusal_id = f"{revocation_id}:{isrc}" if wide and isrc is not None else None
     isrcs = _party_isrcs(con, party_id) if isrc is None else (isrc,)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         if targets:
             con.execute("UPDATE consents SET revoked_at = ? WHERE consent_id IN (SELECT unnest(?::VARCHAR[]))",
                         [when, targets])
@@ -136,10 +136,6 @@ def revoke_consent(con: duckdb.DuckDBPyConnection, *, party_id: str, actor: str,
                             evidence_ref=evidence_ref, evidence_sha256=evidence_sha256, actor=actor, reason=reason)
         audit.record(con, actor=actor, action="consent.revoke", subject=subject,
                      payload=result.model_dump(mode="json", exclude={"isrcs"}) | {"isrc_count": len(isrcs)})
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return result
 
 
@@ -164,17 +160,12 @@ def expire_deal(con: duckdb.DuckDBPyConnection, deal_id: str, *, valid_to: date,
                                             [deal_id]).fetchall())
     result = DealExpiry(deal_id=deal_id, previous_valid_to=previous, valid_to=valid_to, isrcs=isrcs,
                         evidence_ref=evidence_ref, actor=actor, reason=reason)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("UPDATE deals SET valid_to = ? WHERE deal_id = ?", [valid_to, deal_id])
         con.execute("INSERT INTO deal_expiries VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [deal_id, previous, valid_to, evidence_ref, reason, actor, datetime.now(UTC)])
         audit.record(con, actor=actor, action="deal.expire", subject=f"deal:{deal_id}",
                      payload=result.model_dump(mode="json", exclude={"isrcs"}) | {"isrc_count": len(isrcs)})
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return result
 
 

@@ -40,7 +40,8 @@ class CatalogSize:
 def _isrc(i: np.ndarray) -> np.ndarray:
     if i.size == 0:
         return np.array([], dtype="U12")
-    return np.char.add(np.char.add("QZS", np.char.zfill((i // 100000 % 100).astype(str), 2)),
+    # CC (QZ, the ISO range kept for private use) + registrant SYN + year + designation: 12 characters
+    return np.char.add(np.char.add("QZSYN", np.char.zfill((i // 100000 % 100).astype(str), 2)),
                        np.char.zfill((i % 100000).astype(str), 5))
 
 
@@ -204,13 +205,21 @@ def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, 
         "resolved": rng.random(len(members)) < 0.3}))
     con.execute("INSERT INTO duplicate_clusters SELECT cluster_id, track_id, isrc, resolved FROM _g_dc")
 
+    # fingerprints: all but ~1% of tracks (files that failed to decode have none); one stand-in item each
+    fp = idx[rng.random(n) >= 0.01]
+    con.register("_g_fp", pa.table({"track_id": _ids("trk_", fp, 16),
+                                    "item": rng.integers(0, 2**32, len(fp), dtype=np.uint64).astype(np.uint32)}))
+    con.execute("INSERT INTO fingerprints (track_id, algorithm, duration_s, seconds_used, items, fingerprint, "
+                "computed_at, delivery_id) SELECT track_id, 1, 0, 0, [item], 'synthetic', ?, ? FROM _g_fp",
+                [now, delivery_id])
+
     # withdrawals: tracks a re-delivery no longer held, a third of them restored since
     wd = idx[rng.random(n) < 0.01]
     con.register("_g_wd", pa.table({"track_id": _ids("trk_", wd, 16), "restored": rng.random(len(wd)) < 0.3}))
     con.execute("INSERT INTO track_withdrawals SELECT track_id, ?, ?, 'not in the re-delivery', "
                 "CASE WHEN restored THEN ? END FROM _g_wd", [delivery_id, now, now])
     for name in ("_g_tracks", "_g_rec", "_g_deals", "_g_uc", "_g_tc", "_g_dr", "_g_rc", "_g_c", "_g_p", "_g_k",
-                 "_g_oo", "_g_dc", "_g_wd"):
+                 "_g_oo", "_g_dc", "_g_fp", "_g_wd"):
         con.unregister(name)
     return CatalogSize(tracks=n, deals=n_deals, parties=n_parties, consents=c, contributors=contributors)
 

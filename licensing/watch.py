@@ -23,6 +23,7 @@ from licensing.impact import impact_report
 from licensing.policy import policy_by_hash
 from licensing.releases import reevaluate_after_change
 from lineage import audit
+from store.database import transaction
 
 WATCHED_ACTIONS = ("consent.revoke", "deal.expire", "rights.import")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -112,9 +113,8 @@ def handle_changes(con: duckdb.DuckDBPyConnection, changes: RightsChanges, *, re
     path = reports_dir / f"rights-change-{generated:%Y%m%dT%H%M%S%fZ}.json"
     body = json.dumps(report, indent=2, sort_keys=True, default=str).encode("utf-8")
     path.write_bytes(body)
-    con.execute("BEGIN TRANSACTION")
-    audit.record(con, actor=actor, action="rights.change_report", subject=str(path),
-                 payload={"sha256": hashlib.sha256(body).hexdigest(), "isrcs": isrcs,
-                          "affected_releases": sorted(affected), "alerts_written": alerts})
-    con.execute("COMMIT")
+    with transaction(con):
+        audit.record(con, actor=actor, action="rights.change_report", subject=str(path),
+                     payload={"sha256": hashlib.sha256(body).hexdigest(), "isrcs": isrcs,
+                              "affected_releases": sorted(affected), "alerts_written": alerts})
     return report | {"path": str(path)}

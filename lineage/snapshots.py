@@ -30,6 +30,7 @@ import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from lineage import audit
+from store.database import transaction
 from store.objects import ObjectStore, join
 
 SCHEMA_VERSION = 1
@@ -130,17 +131,12 @@ def write(con: duckdb.DuckDBPyConnection, *, kind: SnapshotKind, subject: str, h
     store.put(uri, data)
     record = SnapshotRecord(kind=kind, subject=subject, schema_version=SCHEMA_VERSION, uri=uri, sha256=sha,
                             bytes=len(data), track_count=len(tracks), built_by=actor, built_at=datetime.now(UTC))
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.execute("INSERT OR REPLACE INTO trace_snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [kind, subject, SCHEMA_VERSION, uri, sha, len(data), len(tracks), actor, record.built_at])
         audit.record(con, actor=actor, action=AUDIT_ACTION, subject=audit_subject(kind, subject),
                      payload={"kind": kind, "subject": subject, "uri": uri, "sha256": sha, "bytes": len(data),
                               "tracks": len(tracks), "schema_version": SCHEMA_VERSION})
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return record
 
 

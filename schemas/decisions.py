@@ -30,6 +30,7 @@ class ReasonCode(StrEnum):
     DUPLICATE_CONFLICT = "duplicate_conflict"
     AI_GENERATED = "ai_generated"
     TRACK_WITHDRAWN = "track_withdrawn"
+    AUDIO_NOT_FINGERPRINTED = "audio_not_fingerprinted"
 
 
 REASON_TEXT: dict[str, str] = {
@@ -49,6 +50,8 @@ REASON_TEXT: dict[str, str] = {
     ReasonCode.DUPLICATE_CONFLICT: "the audio duplicates a recording with another ISRC and the conflict is unresolved",
     ReasonCode.AI_GENERATED: "the recording is declared AI-generated and the policy excludes such recordings",
     ReasonCode.TRACK_WITHDRAWN: "the delivery that held this track no longer holds it (withdrawn, not re-delivered)",
+    ReasonCode.AUDIO_NOT_FINGERPRINTED: "the audio has no fingerprint, so it was never checked against the opt-out "
+                                        "registry or for duplicates",
 }
 
 

@@ -38,6 +38,7 @@ from schemas.shards import (
 from shards import gate as release_gate
 from shards.audio import AudioError, crop_offsets, verified_pcm
 from shards.merkle import merkle_root
+from store.database import transaction
 from store.objects import ObjectStore, join
 
 __all__ = ["ShardConfig", "build_shards", "MANIFEST_NAME", "SHARD_SCHEMA", "code_version", "load_manifest"]
@@ -446,8 +447,7 @@ def _record(con: duckdb.DuckDBPyConnection, manifest: ShardManifest, *, manifest
             output_uri: str, per_shard_tracks: list[dict[str, tuple[str, int]]],
             gate: release_gate.ReleaseGate, actor: str) -> None:
     build_id = f"{manifest.release_id}:{manifest_sha256[:16]}"
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(
             "INSERT INTO shard_builds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [build_id, manifest.release_id, output_uri, manifest_uri, manifest_sha256, manifest.policy_hash,
@@ -475,8 +475,4 @@ def _record(con: duckdb.DuckDBPyConnection, manifest: ShardManifest, *, manifest
             "shards": len(manifest.shards), "rows": manifest.total_rows, "merkle_root": manifest.merkle_root,
             "excluded": reasons, "output_uri": output_uri
         })
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 

@@ -62,3 +62,20 @@ def connect(path: Path, *, read_only: bool = False, timeout_s: float = 120.0) ->
         yield con
     finally:
         con.close()
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One explicit transaction: committed when the block ends, rolled back (and re-raised) on any exception.
+
+    A failed COMMIT (a constraint DuckDB checks at commit) is rolled back too, so the connection is
+    never left inside an aborted transaction.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # already ended when COMMIT itself failed
+            con.execute("ROLLBACK")
+        raise

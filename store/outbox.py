@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from store.objects import ObjectStore, join
+from store.database import transaction
 
 WRITER_ACTOR = "linernotes-writer"
 # Tables the outbox must never write directly: the audit chain and its own bookkeeping.
@@ -205,32 +206,26 @@ def _apply_one(con: duckdb.DuckDBPyConnection, store: ObjectStore, outbox_uri: s
     views = [f"_outbox_rows_{index}" for index in range(len(loaded))]
     for view, (_, rows) in zip(views, loaded):
         con.register(view, rows)
-    con.execute("BEGIN")
     try:
-        for view, (entry, rows) in zip(views, loaded):
-            if entry.replace_on:
-                match = " AND ".join(f't."{c}" IS NOT DISTINCT FROM r."{c}"' for c in entry.replace_on)
-                con.execute(f'DELETE FROM "{entry.table}" t WHERE EXISTS (SELECT 1 FROM {view} r WHERE {match})')
-            con.execute(f'INSERT INTO "{entry.table}" BY NAME SELECT * FROM {view}')
-            counts[entry.table] = counts.get(entry.table, 0) + rows.num_rows
-        for intent in header.audit:
-            audit.record(con, actor=intent.actor, action=intent.action, subject=intent.subject,
-                         payload={**intent.payload, "outbox_batch": header.batch_id})
-        audit.record(con, actor=actor, action="outbox.applied", subject=header.batch_id,
-                     payload={"worker": header.worker, "rows": counts, "audit_entries": len(header.audit)})
-        con.execute("INSERT INTO outbox_batches VALUES (?, ?, ?, ?, 'applied', NULL, NULL, ?, ?)",
-                    [header.batch_id, header.worker, header.created_at, datetime.now(UTC), json.dumps(counts),
-                     len(header.audit)])
-        con.execute("COMMIT")
+        with transaction(con):
+            for view, (entry, rows) in zip(views, loaded):
+                if entry.replace_on:
+                    match = " AND ".join(f't."{c}" IS NOT DISTINCT FROM r."{c}"' for c in entry.replace_on)
+                    con.execute(f'DELETE FROM "{entry.table}" t WHERE EXISTS (SELECT 1 FROM {view} r WHERE {match})')
+                con.execute(f'INSERT INTO "{entry.table}" BY NAME SELECT * FROM {view}')
+                counts[entry.table] = counts.get(entry.table, 0) + rows.num_rows
+            for intent in header.audit:
+                audit.record(con, actor=intent.actor, action=intent.action, subject=intent.subject,
+                             payload={**intent.payload, "outbox_batch": header.batch_id})
+            audit.record(con, actor=actor, action="outbox.applied", subject=header.batch_id,
+                         payload={"worker": header.worker, "rows": counts, "audit_entries": len(header.audit)})
+            con.execute("INSERT INTO outbox_batches VALUES (?, ?, ?, ?, 'applied', NULL, NULL, ?, ?)",
+                        [header.batch_id, header.worker, header.created_at, datetime.now(UTC), json.dumps(counts),
+                         len(header.audit)])
     except duckdb.ConstraintException as exc:
-        con.execute("ROLLBACK")
         raise BatchRejected("constraint_violation", str(exc).splitlines()[0]) from exc
     except duckdb.ConversionException as exc:
-        con.execute("ROLLBACK")
         raise BatchRejected("type_mismatch", str(exc).splitlines()[0]) from exc
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     finally:
         for view in views:
             con.unregister(view)
@@ -241,12 +236,11 @@ def _reject(con: duckdb.DuckDBPyConnection, batch_id: str, worker: str, created_
             code: str, message: str, actor: str) -> None:
     from lineage import audit
 
-    con.execute("BEGIN")
-    con.execute("INSERT INTO outbox_batches VALUES (?, ?, ?, ?, 'rejected', ?, ?, NULL, 0)",
-                [batch_id, worker, created_at, datetime.now(UTC), code, message])
-    audit.record(con, actor=actor, action="outbox.rejected", subject=batch_id,
-                 payload={"worker": worker, "reason_code": code, "message": message})
-    con.execute("COMMIT")
+    with transaction(con):
+        con.execute("INSERT INTO outbox_batches VALUES (?, ?, ?, ?, 'rejected', ?, ?, NULL, 0)",
+                    [batch_id, worker, created_at, datetime.now(UTC), code, message])
+        audit.record(con, actor=actor, action="outbox.rejected", subject=batch_id,
+                     payload={"worker": worker, "reason_code": code, "message": message})
 
 
 def apply_outbox(con: duckdb.DuckDBPyConnection, outbox_uri: str, *, store: ObjectStore | None = None,

@@ -21,7 +21,7 @@ import duckdb
 
 from lineage import audit
 from schemas.runs import AttributionStatement, CodeVersion, EpochMetrics, GateDecision, RunRecord, TrainConfig
-from store.database import connect
+from store.database import connect, transaction
 from store.digest import sha256_file
 from training import attribution, card, gate
 from training.runtime import SPEC_ENV, RunSpec
@@ -188,9 +188,8 @@ def launch_run(
         decision = gate.check_release(con, config.release_id, manifest_uri=config.manifest_uri,
                                       acknowledge=acknowledge, actor=actor)
         if not decision.allowed or decision.manifest_uri is None:
-            con.execute("BEGIN")
-            refusal_id = gate.record_refusal(con, decision, run_id=run_id, actor=actor)
-            con.execute("COMMIT")
+            with transaction(con):
+                refusal_id = gate.record_refusal(con, decision, run_id=run_id, actor=actor)
             raise TrainingRefused(decision, refusal_id)
         labels = [r[0] for r in con.execute(
             "SELECT track_id FROM release_tracks WHERE release_id = ? ORDER BY track_id", [config.release_id]
@@ -205,15 +204,14 @@ def launch_run(
             attempts=previous.attempts + 1 if previous else 1,
             acknowledgement=decision.acknowledgement,
         )
-        con.execute("BEGIN")
-        _save(con, record)
-        gate.record_acknowledgement(con, decision, run_id=run_id)
-        audit.record(con, actor=actor, action="training.resumed" if resume else "training.started",
-                     subject=run_id, payload={"release_id": config.release_id, "attempt": record.attempts,
-                                              "config": config.model_dump(mode="json"),
-                                              "manifest_sha256": decision.manifest_sha256,
-                                              "script_sha256": record.script_sha256})
-        con.execute("COMMIT")
+        with transaction(con):
+            _save(con, record)
+            gate.record_acknowledgement(con, decision, run_id=run_id)
+            audit.record(con, actor=actor, action="training.resumed" if resume else "training.started",
+                         subject=run_id, payload={"release_id": config.release_id, "attempt": record.attempts,
+                                                  "config": config.model_dump(mode="json"),
+                                                  "manifest_sha256": decision.manifest_sha256,
+                                                  "script_sha256": record.script_sha256})
 
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir / "spec.json"
@@ -265,14 +263,13 @@ def _finish(ledger_path: Path, record: RunRecord, run_dir: Path, returncode: int
         else:
             updates["error"] = f"training processes exited with status {returncode}; log {log_path}:\n{_tail(log_path)}"
         final = record.model_copy(update=updates)
-        con.execute("BEGIN")
-        _save(con, final)
-        attribution.record_statement(con, statement)
-        audit.record(con, actor=record.actor, action="training.completed" if ok else "training.failed",
-                     subject=record.run_id, payload={"attempt": final.attempts, "returncode": returncode,
-                                                     "samples_consumed": statement.total_samples,
-                                                     "checkpoint_sha256": final.checkpoint_sha256})
-        con.execute("COMMIT")
+        with transaction(con):
+            _save(con, final)
+            attribution.record_statement(con, statement)
+            audit.record(con, actor=record.actor, action="training.completed" if ok else "training.failed",
+                         subject=record.run_id, payload={"attempt": final.attempts, "returncode": returncode,
+                                                         "samples_consumed": statement.total_samples,
+                                                         "checkpoint_sha256": final.checkpoint_sha256})
         if ok:
             model_card = card.build_card(con, final, statement)
     if not ok:

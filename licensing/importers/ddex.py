@@ -30,6 +30,7 @@ from licensing.importers import ImportReport, RecordError
 from lineage import audit
 from schemas.identifiers import normalize_isni, normalize_isrc, normalize_iswc, normalize_territory
 from schemas.rights import Deal, Party, Recording, RecordingContributor
+from store.database import transaction
 
 MAX_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 48
@@ -463,8 +464,7 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: str,
         return _reject(con, path, file_sha, exc.reason_code, exc.message, actor)
 
     source = f"ddex:{path.name}:{extract.message_id}"
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for party in extract.parties.values():
             records.upsert_party(con, party)
         for recording in extract.recordings:
@@ -478,10 +478,6 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: str,
         con.execute("INSERT INTO rights_imports VALUES (?, 'ddex', ?, ?, ?, ?)",
                     [file_sha, str(path), actor, datetime.now(UTC), json.dumps(summary)])
         audit.record(con, actor=actor, action="rights.import_ddex", subject=str(path), payload=summary)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, parties=len(extract.parties),
                         recordings=len(extract.recordings), deals=len(extract.deals), errors=tuple(extract.errors))
 
@@ -489,9 +485,8 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: str,
 def _reject(con: duckdb.DuckDBPyConnection, path: Path, file_sha: str | None, reason_code: str, message: str,
             actor: str) -> ImportReport:
     err = RecordError(source_ref=str(path), reason_code=reason_code, message=message)
-    con.execute("BEGIN TRANSACTION")
-    records.quarantine(con, source_ref=str(path), reason_code=reason_code, message=message)
-    audit.record(con, actor=actor, action="rights.import_ddex.rejected", subject=str(path),
-                 payload={"reason_code": reason_code, "message": message, "file_sha256": file_sha})
-    con.execute("COMMIT")
+    with transaction(con):
+        records.quarantine(con, source_ref=str(path), reason_code=reason_code, message=message)
+        audit.record(con, actor=actor, action="rights.import_ddex.rejected", subject=str(path),
+                     payload={"reason_code": reason_code, "message": message, "file_sha256": file_sha})
     return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, rejected=True, errors=(err,))

@@ -35,6 +35,7 @@ from licensing import records
 from licensing.importers import ImportReport, RecordError
 from lineage import audit
 from schemas.rights import Consent, Deal, Party
+from store.database import transaction
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 
@@ -268,8 +269,7 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
     deals = _validate(parsed.deals, Deal, errors)
     consents = _validate(parsed.consents, Consent, errors)
 
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         known = records.known_party_ids(con) | {p.party_id for _, p in parties}
         for _, party in parties:
             records.upsert_party(con, party)
@@ -296,10 +296,6 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
         con.execute("INSERT INTO rights_imports VALUES (?, ?, ?, ?, ?, ?)",
                     [file_sha, kind, str(path), actor, datetime.now(UTC), json.dumps(summary)])
         audit.record(con, actor=actor, action="rights.import", subject=str(path), payload=summary)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, parties=len(parties),
                         deals=len(written_deals), consents=len(written_consents), errors=tuple(errors))
 
@@ -307,9 +303,8 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
 def _reject(con: duckdb.DuckDBPyConnection, path: Path, kind: str, file_sha: str | None,
             reason_code: str, message: str, actor: str) -> ImportReport:
     err = RecordError(source_ref=str(path), reason_code=reason_code, message=message)
-    con.execute("BEGIN TRANSACTION")
-    records.quarantine(con, source_ref=err.source_ref, reason_code=reason_code, message=message)
-    audit.record(con, actor=actor, action="rights.import.rejected", subject=str(path),
-                 payload={"reason_code": reason_code, "message": message, "file_sha256": file_sha})
-    con.execute("COMMIT")
+    with transaction(con):
+        records.quarantine(con, source_ref=err.source_ref, reason_code=reason_code, message=message)
+        audit.record(con, actor=actor, action="rights.import.rejected", subject=str(path),
+                     payload={"reason_code": reason_code, "message": message, "file_sha256": file_sha})
     return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, rejected=True, errors=(err,))

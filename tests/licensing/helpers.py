@@ -45,11 +45,16 @@ def write_rights(path: Path, parties: list[str], deals: list[dict[str, Any]],
 
 
 def add_track(con: duckdb.DuckDBPyConnection, n: int, isrc: str, contributors: list[tuple[str, str]],
-              *, ai: bool = False) -> str:
+              *, ai: bool = False, fingerprinted: bool = True) -> str:
+    """A catalog track; unless ``fingerprinted`` is False its audio also has a (stand-in) fingerprint row."""
     track_id = f"trk_{n:016x}"
     con.execute("INSERT INTO tracks (track_id, delivery_id, isrc, ai_generated, source_path, audio_sha256, ingested_at) "
                 "VALUES (?, 'd-test', ?, ?, ?, ?, ?)",
                 [track_id, isrc, ai, f"/audio/{n}.flac", hashlib.sha256(str(n).encode()).hexdigest(), datetime.now(UTC)])
+    if fingerprinted:
+        con.execute("INSERT INTO fingerprints (track_id, algorithm, duration_s, seconds_used, items, fingerprint, "
+                    "computed_at, delivery_id) VALUES (?, 1, 30, 30, [?], 'stand-in', ?, 'd-test')",
+                    [track_id, n, datetime.now(UTC)])
     for pid, role in contributors:
         con.execute("INSERT INTO contributors VALUES (?, ?, ?, ?)", [track_id, pid, pid, role])
     return track_id

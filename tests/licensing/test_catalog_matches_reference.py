@@ -69,4 +69,4 @@ def test_generated_catalogs_exercise_every_reason() -> None:
     assert seen >= {"no_deal", "deal_use_not_licensed", "deal_territory_not_covered", "deal_not_yet_valid",
                     "deal_expired", "rights_shares_incomplete", "contributors_unknown", "consent_missing",
                     "consent_not_allowed", "consent_constrained", "consent_revoked", "optout_match",
-                    "duplicate_conflict", "ai_generated", "track_withdrawn"}
+                    "duplicate_conflict", "ai_generated", "track_withdrawn", "audio_not_fingerprinted"}

@@ -135,6 +135,32 @@ def test_ai_generated_excluded_by_default_and_policy_can_allow_it(con, tmp_path:
     assert s.allowed == 1
 
 
+def test_a_track_whose_audio_was_never_fingerprinted_is_denied_and_explained(con, tmp_path: Path) -> None:
+    import_rights_file(con, write_rights(tmp_path / "r.json", ["P-label", "P-artist"], [deal("D1", [ISRC])],
+                                         [consent("C1", "P-artist")]), actor="ops")
+    checked = add_track(con, 1, ISRC, ARTIST)
+    unchecked = add_track(con, 2, ISRC, ARTIST, fingerprinted=False)
+    policy = load_policy()
+    s = evaluate_catalog(con, policy, purpose=NONGEN, territory="DE", on_date=ON, actor="ops")
+    assert (s.allowed, s.by_reason) == (1, {"audio_not_fingerprinted": 1})
+    rows = dict(con.execute("SELECT d.track_id, d.explanation FROM current_decisions c "
+                            "JOIN decisions d USING (decision_id)").fetchall())
+    assert rows[checked].startswith("allowed")
+    assert "never checked against the opt-out registry" in rows[unchecked]
+    # Once the audio is fingerprinted (and matches nothing), the same track is allowed.
+    con.execute("INSERT INTO fingerprints (track_id, algorithm, duration_s, seconds_used, items, fingerprint, "
+                "computed_at) VALUES (?, 1, 30, 30, [7], 'x', now())", [unchecked])
+    assert evaluate_catalog(con, policy, purpose=NONGEN, territory="DE", on_date=ON, actor="ops").allowed == 2
+    # A policy may waive the check explicitly; the waiver changes the policy hash.
+    con.execute("DELETE FROM fingerprints WHERE track_id = ?", [unchecked])
+    text = (Path(__file__).resolve().parents[2] / "licensing/policies/default.yaml").read_text()
+    waived_path = tmp_path / "waived.yaml"
+    waived_path.write_text(text.replace("require_fingerprint: true", "require_fingerprint: false"))
+    waived = load_policy(waived_path)
+    assert waived.content_hash != policy.content_hash
+    assert evaluate_catalog(con, waived, purpose=NONGEN, territory="DE", on_date=ON, actor="ops").allowed == 2
+
+
 def test_policy_hash_ignores_comments_but_not_values(tmp_path: Path) -> None:
     text = (Path(__file__).resolve().parents[2] / "licensing/policies/default.yaml").read_text()
     commented = tmp_path / "c.yaml"

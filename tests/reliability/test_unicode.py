@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from catalog.ingest import ingest_delivery, party_id_for
+from fingerprinting.ledger import fingerprint_delivery
 from dagster_project.cli import app
 from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
@@ -45,6 +46,8 @@ def test_unicode_round_trips_from_delivery_to_trace(tmp_path: Path) -> None:
     with connect(db) as con:
         report = ingest_delivery(con, delivery, delivery_id="délivery-1", actor=RIGHTS)
         assert report.ingested == 1 and report.quarantined == 0
+    assert fingerprint_delivery(lambda: connect(db), "délivery-1").stored == 1
+    with connect(db) as con:
         party_ids = [party_id_for(a) for a in ARTISTS]
         rights = tmp_path / "dröits ☃.json"
         rights.write_text(json.dumps({
