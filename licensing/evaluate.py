@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -330,7 +331,7 @@ _CONFLICTS_SQL = ("WITH dc AS (SELECT cluster_id FROM duplicate_clusters GROUP B
 # per (track, party) -> track (contributors and consents, scope-'all' consents pre-aggregated per
 # party), then joined to the tracks once. The reason codes of a track travel as a bit mask (bit i =
 # i-th code in sorted order), turned into the sorted code list and the explanation by a join with
-# a small table of masks, instead of list building per row.
+# a table of the masks that occur (see _publish_eval), instead of list building per row.
 
 REASON_BITS: dict[str, int] = {code.value: 1 << i for i, code in enumerate(sorted(ReasonCode, key=lambda c: c.value))}
 _MD5_LOW = "(md5_number({0}) & 18446744073709551615::UHUGEINT)::UBIGINT"  # = md5_number_upper, several times faster
@@ -341,19 +342,38 @@ def codes_of_mask(mask: int) -> list[str]:
     return [code for code, bit in REASON_BITS.items() if mask & bit]
 
 
-def _ensure_reason_masks(con: duckdb.DuckDBPyConnection) -> None:
-    """The temp table ``_reason_masks``: every mask with its sorted codes and its denial text."""
-    if con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = '_reason_masks'").fetchall():
-        return
+def _reason_mask_table(masks: Iterable[int]) -> pa.Table:
+    """The given masks with their sorted codes and denial text (NULL for mask 0), built column-wise."""
     codes = list(REASON_BITS)
-    texts = [REASON_TEXT.get(code, code) for code in codes]
-    as_list = lambda items: "[" + ", ".join(_quote(i) for i in items) + "]"  # noqa: E731
-    con.execute(f"""
-        CREATE TEMP TABLE _reason_masks AS
-        SELECT m AS mask, list_filter({as_list(codes)}, lambda c, i: (m >> (i - 1)) & 1 = 1) AS reason_codes,
-            CASE WHEN m > 0 THEN 'denied: ' || array_to_string(
-                list_filter({as_list(texts)}, lambda c, i: (m >> (i - 1)) & 1 = 1), '; ') END AS explanation
-        FROM range({1 << len(codes)}) r(m)""")
+    m = np.fromiter(masks, dtype=np.int64)
+    bits = (m[:, None] >> np.arange(len(codes))) & 1 == 1        # row-major: codes in sorted order
+    offsets = pa.array(np.concatenate([[0], np.cumsum(bits.sum(axis=1))]).astype(np.int32))
+    which = pa.array(np.nonzero(bits)[1])
+    reason_codes = pa.ListArray.from_arrays(offsets, pa.array(codes, pa.string()).take(which))
+    texts = pa.ListArray.from_arrays(offsets, pa.array([REASON_TEXT.get(c, c) for c in codes], pa.string()).take(which))
+    explanation = pc.if_else(pa.array(m > 0), pc.binary_join_element_wise("denied: ", pc.binary_join(texts, "; "), ""),
+                             pa.nulls(len(m), pa.string()))
+    return pa.table({"mask": m, "reason_codes": reason_codes, "explanation": explanation})
+
+
+def _publish_eval(con: duckdb.DuckDBPyConnection) -> None:
+    """Expose ``_eval_rows`` as ``_eval``: codes and denial texts joined from the masks that occur.
+
+    A track's reason codes travel as a bit mask; only the few distinct masks of one evaluation
+    get their code list and text, instead of a table of every possible combination.
+    """
+    masks = [row[0] for row in con.execute("SELECT DISTINCT mask FROM _eval_rows").fetchall()]
+    con.register("_eval_mask_rows", _reason_mask_table(masks))
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE _eval_masks AS SELECT * FROM _eval_mask_rows")
+    finally:
+        con.unregister("_eval_mask_rows")
+    con.execute("""
+        CREATE OR REPLACE TEMP VIEW _eval AS
+        SELECT e.decision_id, e.track_id, e.isrc, e.allowed, m.reason_codes,
+            coalesce(e.allowed_explanation, m.explanation) AS explanation, e.inputs_hash, e.deal_id, e.consent_ids,
+            e.evidence, e.mask
+        FROM _eval_rows e JOIN _eval_masks m ON m.mask = e.mask""")
 
 
 def _roles_sql(roles: Iterable[str]) -> str:
@@ -362,7 +382,7 @@ def _roles_sql(roles: Iterable[str]) -> str:
 
 
 _CATALOG_SQL = """
-CREATE OR REPLACE TEMP TABLE _eval AS
+CREATE OR REPLACE TEMP TABLE _eval_rows AS
 WITH
 t AS MATERIALIZED (
     SELECT tr.track_id, tr.isrc, r.iswc, (tr.ai_generated OR coalesce(r.ai_generated, FALSE)) AS ai,
@@ -484,17 +504,16 @@ j AS (
 )
 SELECT
     'dec_' || left(sha256($policy_hash || '|' || j.inputs_hash), 32) AS decision_id,
-    j.track_id, j.isrc, j.mask = 0 AS allowed, m.reason_codes,
+    j.track_id, j.isrc, j.mask = 0 AS allowed,
     CASE WHEN j.mask = 0
          THEN 'allowed: deal ' || j.chosen || ' licenses this use here and now; ' || len(j.consent_ids)
-              || ' required consent(s) in force'
-         ELSE m.explanation END AS explanation,
+              || ' required consent(s) in force' END AS allowed_explanation,
     j.inputs_hash, j.chosen AS deal_id, j.consent_ids,
     to_json({{'deal_id': j.chosen, 'share_total': j.chosen_total, 'optout': j.optout_hits, 'duplicate_cluster': j.dup,
               'ai_evidence': CASE WHEN j.ai THEN j.ai_evidence END, 'required_party_count': coalesce(j.req_count, 0),
               'withdrawn': j.withdrawn}}) AS evidence,
     j.mask
-FROM j JOIN _reason_masks m ON m.mask = j.mask
+FROM j
 """
 
 
@@ -525,27 +544,26 @@ def _catalog_sql(rule: PurposeRule, *, subset: bool) -> str:
 
 def evaluate_catalog_frame(con: duckdb.DuckDBPyConnection, policy: Policy, *, purpose: str, territory: str,
                            on_date: date, track_ids: Iterable[str] | None = None) -> None:
-    """Evaluate (all or some) catalog tracks set-based into the temp table ``_eval``, writing nothing else."""
+    """Evaluate (all or some) catalog tracks set-based into the temp view ``_eval``, writing nothing else."""
     territory = normalize_territory(territory)
     params: dict[str, Any] = {}
     if track_ids is not None:
         params["track_ids"] = list(track_ids)
-    _ensure_reason_masks(con)
     rule = policy.purposes.get(purpose)  # type: ignore[call-overload]
     if rule is None:
         track_filter = "WHERE track_id IN (SELECT unnest($track_ids::VARCHAR[]))" if track_ids is not None else ""
         params.update({"head": f"{INPUTS_VERSION}|", "tail": f"|{purpose}|{territory}|{on_date.isoformat()}|unknown-purpose",
-                       "policy_hash": policy.content_hash, "mask": REASON_BITS["purpose_unknown"],
-                       "explanation": explanation_for(False, ["purpose_unknown"], None, 0)})
+                       "policy_hash": policy.content_hash, "mask": REASON_BITS["purpose_unknown"]})
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _eval AS
+            CREATE OR REPLACE TEMP TABLE _eval_rows AS
             WITH t AS (SELECT track_id, isrc, sha256($head || track_id || '|' || isrc || $tail) AS inputs_hash
                        FROM tracks {track_filter})
             SELECT 'dec_' || left(sha256($policy_hash || '|' || inputs_hash), 32) AS decision_id, track_id, isrc,
-                FALSE AS allowed, ['purpose_unknown'] AS reason_codes, $explanation AS explanation, inputs_hash,
+                FALSE AS allowed, NULL::VARCHAR AS allowed_explanation, inputs_hash,
                 NULL::VARCHAR AS deal_id, []::VARCHAR[] AS consent_ids, to_json({{'deal_id': NULL}}) AS evidence,
                 $mask::BIGINT AS mask
             FROM t""", params)
+        _publish_eval(con)
         return
     params.update({
         "purpose": purpose, "territory": territory, "on": on_date, "tol": policy.share_tolerance,
@@ -554,6 +572,7 @@ def evaluate_catalog_frame(con: duckdb.DuckDBPyConnection, policy: Policy, *, pu
         "policy_hash": policy.content_hash,
     })
     con.execute(_catalog_sql(rule, subset=track_ids is not None), params)
+    _publish_eval(con)
 
 
 def evaluate_catalog(con: duckdb.DuckDBPyConnection, policy: Policy, *, purpose: str, territory: str,
@@ -577,12 +596,12 @@ def evaluate_catalog(con: duckdb.DuckDBPyConnection, policy: Policy, *, purpose:
             "e.explanation, $4, e.inputs_hash, e.deal_id, e.consent_ids, e.evidence, now() FROM _eval e "
             "WHERE e.decision_id NOT IN (SELECT decision_id FROM decisions WHERE purpose = $1 AND territory = $2 "
             "AND on_date = $3 AND policy_hash = $4)", key).fetchone()[0]  # type: ignore[index]
-        scope = "" if track_ids is None else " AND track_id IN (SELECT track_id FROM _eval)"
+        scope = "" if track_ids is None else " AND track_id IN (SELECT track_id FROM _eval_rows)"
         con.execute("DELETE FROM current_decisions WHERE purpose = ? AND territory = ? AND on_date = ? "
                     "AND policy_hash = ?" + scope, key)
-        con.execute("INSERT INTO current_decisions SELECT track_id, ?, ?, ?, ?, decision_id, allowed FROM _eval", key)
+        con.execute("INSERT INTO current_decisions SELECT track_id, ?, ?, ?, ?, decision_id, allowed FROM _eval_rows", key)
         total, allowed, by_reason = 0, 0, dict[str, int]()
-        masks = con.execute("SELECT mask, count(*) FROM _eval GROUP BY mask").fetchall()
+        masks = con.execute("SELECT mask, count(*) FROM _eval_rows GROUP BY mask").fetchall()
         for mask, count in masks:
             total += count
             allowed += count if mask == 0 else 0
@@ -604,7 +623,7 @@ def _batch_sha256(con: duckdb.DuckDBPyConnection) -> str:
     Ids hash policy and inputs, so this pins the whole batch. Sorting in DuckDB and joining in
     Arrow is about twice as fast as ``string_agg(... ORDER BY ...)`` on a million ids.
     """
-    ids = con.sql("SELECT decision_id FROM _eval ORDER BY decision_id").to_arrow_table().column(0).combine_chunks()
+    ids = con.sql("SELECT decision_id FROM _eval_rows ORDER BY decision_id").to_arrow_table().column(0).combine_chunks()
     ids = ids.cast(pa.large_string())
     joined = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(ids)], pa.int64()), ids),
                             pa.scalar(",", pa.large_string()))[0]
