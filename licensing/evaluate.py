@@ -17,13 +17,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from licensing.policy import store_policy
 from lineage import audit
-from schemas.decisions import REASON_TEXT, Decision, EvaluationSummary, ReasonCode, explanation_for
+from schemas.decisions import Decision, EvaluationSummary, ReasonCode, explanation_for
 from schemas.identifiers import normalize_territory
 from schemas.policy import Policy, PurposeRule
 from store.database import transaction
@@ -343,17 +342,12 @@ def codes_of_mask(mask: int) -> list[str]:
 
 
 def _reason_mask_table(masks: Iterable[int]) -> pa.Table:
-    """The given masks with their sorted codes and denial text (NULL for mask 0), built column-wise."""
-    codes = list(REASON_BITS)
-    m = np.fromiter(masks, dtype=np.int64)
-    bits = (m[:, None] >> np.arange(len(codes))) & 1 == 1        # row-major: codes in sorted order
-    offsets = pa.array(np.concatenate([[0], np.cumsum(bits.sum(axis=1))]).astype(np.int32))
-    which = pa.array(np.nonzero(bits)[1])
-    reason_codes = pa.ListArray.from_arrays(offsets, pa.array(codes, pa.string()).take(which))
-    texts = pa.ListArray.from_arrays(offsets, pa.array([REASON_TEXT.get(c, c) for c in codes], pa.string()).take(which))
-    explanation = pc.if_else(pa.array(m > 0), pc.binary_join_element_wise("denied: ", pc.binary_join(texts, "; "), ""),
-                             pa.nulls(len(m), pa.string()))
-    return pa.table({"mask": m, "reason_codes": reason_codes, "explanation": explanation})
+    """The given masks with their sorted codes and denial text (NULL for mask 0), worded as in the reference."""
+    masks = list(masks)
+    codes = [codes_of_mask(m) for m in masks]
+    texts = [explanation_for(False, c, None, 0) if m else None for m, c in zip(masks, codes, strict=True)]
+    return pa.table({"mask": pa.array(masks, pa.int64()), "reason_codes": pa.array(codes, pa.list_(pa.string())),
+                     "explanation": pa.array(texts, pa.string())})
 
 
 def _publish_eval(con: duckdb.DuckDBPyConnection) -> None:
