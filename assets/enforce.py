@@ -8,6 +8,9 @@ from pydantic import Field
 
 from assets.ingest import SYSTEM_ACTOR, delivery_rights
 from dagster_project.resources import LedgerResource
+from licensing.evaluate import evaluate_catalog
+from licensing.policy import load_policy
+from store.audit import last_entry
 
 DEFAULT_PURPOSE = "UseForTrainingGenerativeAI"
 DEFAULT_TERRITORY = "GB"
@@ -29,9 +32,6 @@ def decision_date(value: str | None) -> date:
 def rights_decisions(context: dg.AssetExecutionContext, config: DecisionConfig,
                      ledger: LedgerResource) -> dg.MaterializeResult:
     """Allow or deny every catalog track for each purpose under the versioned policy, with reason codes."""
-    from licensing.evaluate import evaluate_catalog
-    from licensing.policy import load_policy
-    from lineage.audit import last_entry
 
     policy = load_policy()
     on = decision_date(config.on_date)

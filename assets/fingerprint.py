@@ -5,6 +5,13 @@ import dagster as dg
 from assets.ingest import SYSTEM_ACTOR, catalog_delivery
 from dagster_project.partitions import deliveries
 from dagster_project.resources import LedgerResource
+from fingerprinting.index import FingerprintIndex
+from fingerprinting.ledger import (
+    fingerprint_delivery,
+    index_delivery,
+    match_catalog,
+    register_registry,
+)
 
 # Whole files: an excerpt from the middle of a catalog track, or a copy with its start cut,
 # must find audio past the first 120 s (fpcalc's default length).
@@ -15,7 +22,6 @@ INDEX_DIR = "fingerprint-index"
 @dg.asset(partitions_def=deliveries, group_name="fingerprint", deps=[catalog_delivery], kinds={"python", "duckdb"})
 def track_fingerprints(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
     """Chromaprint fingerprints (whole files) of the delivery's tracks; failures are quarantined."""
-    from fingerprinting.ledger import fingerprint_delivery
 
     delivery_id = context.partition_key
     ledger.delivery_dir(delivery_id)  # staged on this node when the deliveries are remote
@@ -28,8 +34,6 @@ def track_fingerprints(context: dg.AssetExecutionContext, ledger: LedgerResource
 @dg.asset(partitions_def=deliveries, group_name="fingerprint", deps=[track_fingerprints], kinds={"python"})
 def fingerprint_index(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
     """The delivery's fingerprints in the persistent inverted index that matching queries."""
-    from fingerprinting.index import FingerprintIndex
-    from fingerprinting.ledger import index_delivery
 
     index_dir = ledger.data_home().root / INDEX_DIR
     with ledger.connect() as con, FingerprintIndex.open(index_dir) as index:
@@ -46,7 +50,6 @@ def optout_registry(context: dg.AssetExecutionContext, ledger: LedgerResource) -
     A malformed entry, a path leaving the registry folder or unusable audio is quarantined
     (stage ``optout``); the other entries are registered.
     """
-    from fingerprinting.ledger import register_registry
 
     registry = ledger.data_home().root / "optout" / "registry.json"
     if not registry.is_file():
@@ -70,7 +73,6 @@ def optout_registry(context: dg.AssetExecutionContext, ledger: LedgerResource) -
 )
 def audio_identity(ledger: LedgerResource):
     """Match every fingerprint against the persistent index: duplicates and opt-out matches, with evidence."""
-    from fingerprinting.ledger import match_catalog
 
     home = ledger.data_home()
     with ledger.connect() as con:

@@ -2,8 +2,13 @@
 
 import dagster as dg
 
+from catalog.delivery import rights_files
+from catalog.ingest import ingest_delivery
 from dagster_project.partitions import deliveries
 from dagster_project.resources import LedgerResource
+from licensing.importers.ddex import import_ddex
+from licensing.importers.tabular import import_rights_file
+from store.audit import last_entry
 
 SYSTEM_ACTOR = "linernotes-pipeline"
 
@@ -14,8 +19,6 @@ def catalog_delivery(context: dg.AssetExecutionContext, ledger: LedgerResource) 
 
     Files that cannot be ingested go to the quarantine table with a reason; the rest goes on.
     """
-    from catalog.ingest import ingest_delivery
-    from lineage.audit import last_entry
 
     delivery_id = context.partition_key
     folder = ledger.delivery_dir(delivery_id)
@@ -37,9 +40,6 @@ def catalog_delivery(context: dg.AssetExecutionContext, ledger: LedgerResource) 
 @dg.asset(partitions_def=deliveries, group_name="ingest", deps=[catalog_delivery], kinds={"duckdb"})
 def delivery_rights(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
     """Licenses, rights controllers and consents delivered with the catalog (JSON/CSV and DDEX ERN)."""
-    from catalog.delivery import rights_files
-    from licensing.importers.ddex import import_ddex
-    from licensing.importers.tabular import import_rights_file
 
     folder = ledger.delivery_dir(context.partition_key)
     imported: dict[str, dict[str, int]] = {}

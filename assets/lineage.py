@@ -7,6 +7,11 @@ import dagster as dg
 from assets.training import training_run
 from dagster_project.partitions import training_runs
 from dagster_project.resources import LedgerResource
+from lineage import openlineage
+from lineage.ai_act import build_summary, write_summary
+from lineage.integrity import verify_ledger
+from lineage.trace import ensure_snapshots, trace_model
+from store.audit import last_entry
 
 
 @dg.asset(partitions_def=training_runs, group_name="lineage", deps=[training_run], kinds={"duckdb", "json"})
@@ -16,11 +21,6 @@ def model_lineage(context: dg.AssetExecutionContext, ledger: LedgerResource) -> 
     Writes ``lineage.json``, the EU AI Act training-content summary and the run's OpenLineage events
     beside the run. Fails when the audit chain is broken or a file of this run no longer matches.
     """
-    from lineage import openlineage
-    from lineage.ai_act import build_summary, write_summary
-    from lineage.audit import last_entry
-    from lineage.integrity import verify_ledger
-    from lineage.trace import ensure_snapshots, trace_model
 
     run_id = context.partition_key
     home = ledger.data_home()

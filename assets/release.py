@@ -3,9 +3,17 @@
 import dagster as dg
 from pydantic import Field
 
-from assets.enforce import DEFAULT_PURPOSE, DEFAULT_TERRITORY, decision_date, rights_decisions
+from assets.enforce import (
+    DEFAULT_PURPOSE,
+    DEFAULT_TERRITORY,
+    decision_date,
+    rights_decisions,
+)
 from dagster_project.partitions import releases
 from dagster_project.resources import LedgerResource
+from licensing.policy import load_policy
+from licensing.releases import propose_release, tracks_without_allow
+from store.audit import last_entry
 
 
 class ReleaseConfig(dg.Config):
@@ -22,9 +30,6 @@ def training_release(context: dg.AssetExecutionContext, config: ReleaseConfig,
 
     Approval is a person's act (``linernotes release approve``); shards are built only once it is given.
     """
-    from licensing.policy import load_policy
-    from licensing.releases import propose_release
-    from lineage.audit import last_entry
 
     with ledger.connect() as con:
         release = propose_release(con, purpose=config.purpose, territory=config.territory,
@@ -42,7 +47,6 @@ def training_release(context: dg.AssetExecutionContext, config: ReleaseConfig,
 def release_excludes_denied_tracks(context: dg.AssetCheckExecutionContext,
                                    ledger: LedgerResource) -> dg.AssetCheckResult:
     """Every track frozen in the release rests on an allow decision for the release's purpose."""
-    from licensing.releases import tracks_without_allow
 
     with ledger.connect(read_only=True) as con:
         bad = tracks_without_allow(con, context.op_execution_context.partition_key)

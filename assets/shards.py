@@ -7,6 +7,15 @@ from pydantic import Field
 from assets.release import training_release
 from dagster_project.partitions import releases
 from dagster_project.resources import LedgerResource
+from shards.gate import ReleaseRefused
+from shards.verify import (
+    audit_decisions,
+    latest_build,
+    manifest_location,
+    verify_manifest,
+)
+from shards.writer import ShardConfig, build_shards
+from store.audit import last_entry
 
 
 class ShardBuildConfig(dg.Config):
@@ -21,9 +30,6 @@ class ShardBuildConfig(dg.Config):
 def release_shards(context: dg.AssetExecutionContext, config: ShardBuildConfig,
                    ledger: LedgerResource) -> dg.MaterializeResult:
     """Parquet shards where every row carries who owns it, under which license, consent and decision."""
-    from lineage.audit import last_entry
-    from shards.gate import ReleaseRefused
-    from shards.writer import ShardConfig, build_shards
 
     release_id = context.partition_key
     output = config.output_uri or ledger.shards_uri(release_id)
@@ -46,7 +52,6 @@ def release_shards(context: dg.AssetExecutionContext, config: ShardBuildConfig,
 
 
 def _latest_build(con: duckdb.DuckDBPyConnection, release_id: str):  # type: ignore[no-untyped-def]
-    from shards.verify import latest_build
 
     build = latest_build(con, release_id)
     if build is None:
@@ -57,7 +62,6 @@ def _latest_build(con: duckdb.DuckDBPyConnection, release_id: str):  # type: ign
 @dg.asset_check(asset=release_shards, blocking=True)
 def shards_verified(context: dg.AssetCheckExecutionContext, ledger: LedgerResource) -> dg.AssetCheckResult:
     """Every shard re-hashes to its manifest entry, and every row's decision is an allow for the purpose."""
-    from shards.verify import audit_decisions, manifest_location, verify_manifest
 
     release_id = context.op_execution_context.partition_key
     with ledger.connect(read_only=True) as con:

@@ -6,6 +6,9 @@ from pydantic import Field
 from assets.shards import release_shards
 from dagster_project.partitions import training_runs
 from dagster_project.resources import LedgerResource
+from schemas.runs import TrainConfig
+from store.audit import last_entry
+from training.launcher import TrainingFailed, TrainingRefused, launch_run
 
 
 class TrainingRunConfig(dg.Config):
@@ -26,9 +29,6 @@ class TrainingRunConfig(dg.Config):
 def training_run(context: dg.AssetExecutionContext, config: TrainingRunConfig,
                  ledger: LedgerResource) -> dg.MaterializeResult:
     """A training run: gated on rights, distributed over torchrun, exposure recorded per sample."""
-    from lineage.audit import last_entry
-    from schemas.runs import TrainConfig
-    from training.launcher import TrainingFailed, TrainingRefused, launch_run
 
     train_config = TrainConfig(
         release_id=config.release, model=config.model, epochs=config.epochs, batch_size=config.batch_size,

@@ -16,9 +16,9 @@ from pydantic import ValidationError
 
 from catalog.audio import AudioInfo, AudioProbeError, probe
 from catalog.delivery import audio_files, is_audio_name, read_metadata
-from lineage.audit import record
 from schemas.catalog import Contributor, Track
 from schemas.identifiers import normalize_isrc
+from store.audit import record
 from store.database import transaction
 
 

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalog.demo import build_demo_catalog
+from dagster_project.definitions import defs
+from licensing.policy import load_policy
+from licensing.releases import approve_release, get_release
+from store.database import connect
 from store.home import Home
 
 ML_ENGINEER = "mira.ml"
@@ -65,11 +70,6 @@ def run_demo(home: Home, *, tracks_per_package: int | None = None, epochs: int =
     """Run every stage of the pipeline on the demo catalog; raise if any Dagster run fails."""
     import dagster as dg
 
-    from catalog.demo import build_demo_catalog
-    from dagster_project.definitions import defs
-    from licensing.policy import load_policy
-    from licensing.releases import approve_release, get_release
-    from store.database import connect
 
     home.ensure()
     os.environ["LINERNOTES_HOME"] = str(home.root)

@@ -11,6 +11,7 @@ import duckdb
 
 from store.database import connect
 from store.home import Home
+from store.objects import ObjectStore
 
 
 class LedgerResource(dg.ConfigurableResource):
@@ -34,7 +35,6 @@ class LedgerResource(dg.ConfigurableResource):
 
     def delivery_dir(self, delivery_id: str) -> Path:
         """The delivery's local folder, staged from the object root first when that is remote."""
-        from store.objects import ObjectStore
 
         home = self.data_home()
         local = home.deliveries / delivery_id

@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_project.jobs import ingest_job
 from dagster_project.partitions import deliveries
 from dagster_project.resources import LedgerResource
+from licensing.watch import WatchCursor, changes_since, handle_changes
 
 READY_MARKER = "READY"
 
@@ -38,7 +39,6 @@ def delivery_inbox_sensor(context: dg.SensorEvaluationContext, ledger: LedgerRes
 def rights_change_sensor(context: dg.SensorEvaluationContext, ledger: LedgerResource) -> dg.SensorResult:
     """Consent revocations and deal ends re-decide the catalog, alert the releases that hold newly denied
     tracks (``release_alerts``) and write an impact report to ``<home>/reports/``."""
-    from licensing.watch import WatchCursor, changes_since, handle_changes
 
     cursor = WatchCursor.parse(context.cursor)
     with ledger.connect() as con:

@@ -6,6 +6,7 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.util
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -13,7 +14,20 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from fingerprinting.chromaprint import DEFAULT_MAX_SECONDS, Fingerprint, FingerprintError, fingerprint_file
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from fingerprinting.chromaprint import (
+    DEFAULT_MAX_SECONDS,
+    Fingerprint,
+    FingerprintError,
+    fingerprint_file,
+)
 
 
 @dataclass(frozen=True)
@@ -107,7 +121,6 @@ def _process_pool(workers: int, *, fresh: bool = False) -> ProcessPoolExecutor:
 
 def _workers_can_start() -> bool:
     """Worker processes re-import ``__main__``: impossible when it came from stdin or a notebook cell."""
-    import sys
 
     main = sys.modules.get("__main__")
     if main is None or getattr(main, "__spec__", None) is not None:
@@ -136,7 +149,6 @@ def fingerprint_many(paths: Iterable[str | os.PathLike[str]], *, max_seconds: fl
     advance: Callable[[], None] = lambda: None  # noqa: E731
     bar = None
     if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         bar = Progress(TextColumn("fingerprinting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                        transient=True)

@@ -6,6 +6,7 @@ held to, offset, overlapping span, bit error rate) so a denial can be explained 
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -22,8 +23,9 @@ from pydantic import BaseModel, ConfigDict
 from fingerprinting.batch import FingerprintOutcome, fingerprint_many
 from fingerprinting.chromaprint import ITEM_SECONDS, FingerprintError, fingerprint_file
 from fingerprinting.index import FingerprintIndex, Match, item_digest
-from lineage.audit import canonical_json, record, sha256_text
+from schemas.canonical import canonical_json, sha256_text
 from schemas.identifiers import normalize_isrc
+from store.audit import record
 from store.database import transaction
 from store.digest import sha256_file
 
@@ -231,7 +233,6 @@ def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.Pa
     malformed entry, an escaping path or unusable audio is written to ``quarantine`` (stage
     ``optout``) with a reason code; the other entries are registered.
     """
-    import json
 
     registry = Path(registry_path)
     root = registry.parent.resolve()

@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from licensing.policy import store_policy
-from lineage import audit
 from schemas.decisions import Decision, EvaluationSummary, ReasonCode, explanation_for
 from schemas.identifiers import normalize_territory
 from schemas.policy import Policy, PurposeRule
+from store import audit
 from store.database import transaction
 
 INPUTS_VERSION = "v3"

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from lineage.audit import canonical_json
+from schemas.canonical import canonical_json
 from schemas.policy import Policy
 
 DEFAULT_POLICY = "default.yaml"

@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict
 
 from licensing.evaluate import catalog_decisions, evaluate_catalog, evaluate_catalog_frame
 from licensing.policy import policy_by_hash
-from licensing.roles import RoleBook, RoleRefused, authorize
-from lineage import audit
-from lineage.audit import canonical_json, sha256_text
+from schemas.canonical import canonical_json, sha256_text
 from schemas.policy import Policy
 from schemas.releases import Approval, Release, ReleaseTrack
+from store import audit
 from store.database import transaction
+from store.roles import RoleBook, RoleRefused, authorize
 
 ACTIVE = ("proposed", "approved")
 

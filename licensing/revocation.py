@@ -15,10 +15,10 @@ from datetime import UTC, date, datetime
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 
-from licensing.roles import RoleBook, authorize
-from lineage import audit
 from schemas.identifiers import normalize_isrc
+from store import audit
 from store.database import transaction
+from store.roles import RoleBook, authorize
 
 CONSENT_FIELDS = ("ai_training", "ai_generative_training", "data_mining", "ai_inference")
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from licensing.impact import impact_report
 from licensing.policy import policy_by_hash
 from licensing.releases import reevaluate_after_change
-from lineage import audit
+from store import audit
 from store.database import transaction
 
 WATCHED_ACTIONS = ("consent.revoke", "deal.expire", "rights.import")

@@ -15,14 +15,15 @@ The first finding, in that order, is the first thing that does not match.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Literal
 
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from lineage.audit import verify_chain
+from lineage.snapshots import AUDIT_ACTION, audit_subject
+from shards.verify import manifest_location
+from store.audit import verify_chain
 from store.objects import ObjectStore
 
 FindingKind = Literal["audit_entry", "ledger_row", "manifest", "shard", "checkpoint", "audio", "snapshot"]
@@ -117,7 +118,6 @@ def _snapshot_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, 
 
 def _audited_snapshots(con: duckdb.DuckDBPyConnection) -> list[Finding]:
     """Trace snapshot rows whose file or hash differs from the last one audited for them."""
-    from lineage.snapshots import AUDIT_ACTION, audit_subject
 
     audited = {subject: payload for subject, payload in _payloads(con, AUDIT_ACTION)}
     findings = []
@@ -193,7 +193,6 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
                        "FROM training_runs ORDER BY started_at, run_id").fetchall()
     for run_id, manifest_uri, manifest_sha, checkpoint_uri, checkpoint_sha in runs:
         if manifest_uri and manifest_sha:
-            from shards.verify import manifest_location
 
             check_manifest(manifest_location(manifest_uri), manifest_sha, f"training run {run_id}")
         if checkpoint_uri and checkpoint_sha:

@@ -32,10 +32,13 @@ from urllib.parse import urlparse
 
 import attr
 import duckdb
+import jsonschema
 from openlineage.client.generated import base
 from openlineage.client.generated.error_message_run import ErrorMessageRunFacet
 from openlineage.client.generated.job_type_job import JobTypeJobFacet
-from openlineage.client.generated.output_statistics_output_dataset import OutputStatisticsOutputDatasetFacet
+from openlineage.client.generated.output_statistics_output_dataset import (
+    OutputStatisticsOutputDatasetFacet,
+)
 from openlineage.client.serde import Serde
 
 PRODUCER = "urn:linernotes:0.1.0"
@@ -269,7 +272,6 @@ def validate_event(event: dict[str, Any]) -> list[str]:
     validators check the run UUID, event time and URIs), serialised again and compared; every facet
     needs ``_producer`` and ``_schemaURL``; the rights facet is checked against its JSON Schema.
     """
-    import jsonschema
 
     problems: list[str] = []
     allowed = {"eventTime", "producer", "schemaURL", "eventType", "run", "job", "inputs", "outputs"}

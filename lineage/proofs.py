@@ -20,15 +20,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Literal
 
 import duckdb
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
+from catalog.ingest import track_id_for
+from schemas.identifiers import normalize_isrc
 from schemas.shards import ShardManifest
 from shards.merkle import InclusionProof, merkle_root, prove_inclusion, verify_inclusion
+from shards.verify import manifest_location, shard_location
 from store.objects import ObjectStore
 
 ABSENCE_KIND = "linernotes.proof.absence/1"
@@ -147,9 +152,7 @@ def _manifest(manifest_bytes: bytes) -> ShardManifest:
 
 def shard_sample_ids(manifest_uri: str, manifest: ShardManifest, store: ObjectStore) -> list[list[str]]:
     """The sample IDs of every shard, read from the Parquet ``sample_id`` column only."""
-    import pyarrow.parquet as pq
 
-    from shards.verify import shard_location
 
     out = []
     for entry in manifest.shards:
@@ -242,7 +245,6 @@ def check_proof(proof: AbsenceProof | InclusionClaim, manifest_bytes: bytes) -> 
 
 def load_proof(text: str | bytes) -> AbsenceProof | InclusionClaim:
     """Parse a proof document of either kind."""
-    import json
 
     kind = json.loads(text).get("kind")
     if kind == ABSENCE_KIND:
@@ -262,7 +264,6 @@ def run_manifest(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, str]
 
 def track_ids_for(con: duckdb.DuckDBPyConnection | None, isrc: str) -> list[str]:
     """The catalog's track IDs for an ISRC plus the one ingest derives from it."""
-    from catalog.ingest import track_id_for
 
     ids = {track_id_for(isrc)}
     if con is not None:
@@ -277,8 +278,6 @@ def prove(con: duckdb.DuckDBPyConnection | None, *, isrc: str | None = None, sam
 
     For a run, the manifest read must still hash to what the run recorded.
     """
-    from schemas.identifiers import normalize_isrc
-    from shards.verify import manifest_location
 
     store = store or ObjectStore()
     expected_sha = None

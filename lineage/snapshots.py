@@ -29,7 +29,8 @@ from typing import Any, Literal
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from lineage import audit
+from schemas.canonical import canonical_json
+from store import audit
 from store.database import transaction
 from store.objects import ObjectStore, join
 
@@ -104,7 +105,7 @@ def encode(header: dict[str, Any], tracks: Sequence[str]) -> bytes:
 
     Compact JSON never holds a raw newline, so a line break only ever separates two tracks.
     """
-    return (audit.canonical_json(header) + "\n[" + ",\n".join(tracks) + "]\n").encode("utf-8")
+    return (canonical_json(header) + "\n[" + ",\n".join(tracks) + "]\n").encode("utf-8")
 
 
 def decode(data: bytes) -> tuple[dict[str, Any], int]:

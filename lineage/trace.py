@@ -20,6 +20,7 @@ import duckdb
 
 from lineage import snapshots
 from lineage.snapshots import SnapshotRecord
+from schemas.identifiers import normalize_isrc
 
 
 class TraceNotFound(LookupError):
@@ -151,7 +152,6 @@ _ISRC_SECTIONS = {
 
 def trace_isrc_json(con: duckdb.DuckDBPyConnection, isrc: str) -> bytes:
     """:func:`trace_isrc` as the UTF-8 JSON DuckDB builds (what ``trace isrc --json`` prints)."""
-    from schemas.identifiers import normalize_isrc
 
     isrc = normalize_isrc(isrc)
     parts = _sections(con, _ISRC_SECTIONS, {"isrc": isrc})

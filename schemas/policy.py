@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lineage.audit import canonical_json, sha256_text
+from schemas.canonical import canonical_json, sha256_text
 from schemas.rights import ConsentField, Purpose
 
 SCHEMA_VERSION = 1

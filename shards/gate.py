@@ -14,8 +14,9 @@ from datetime import UTC, date, datetime
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from lineage import audit
+from licensing.releases import ReleaseError, denied_since_approval
 from schemas.shards import Acknowledgement, AcknowledgementRecord, ApprovalRef
+from store import audit
 
 RELEASE_UNKNOWN = "release_unknown"
 RELEASE_NOT_APPROVED = "release_not_approved"
@@ -173,7 +174,6 @@ def _denied_now(con: duckdb.DuckDBPyConnection, release_id: str, known: set[str]
     A consent withdrawn or a deal ended by an import is seen here at once, before any re-evaluation
     writes a decision for it.
     """
-    from licensing.releases import ReleaseError, denied_since_approval
 
     try:
         live = denied_since_approval(con, release_id)

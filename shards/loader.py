@@ -36,6 +36,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from schemas.shards import Acknowledgement, AcknowledgementRecord, ShardManifest
 from shards import gate as release_gate
 from shards.verify import manifest_location, shard_location
+from store.database import connect
+from store.home import Home
 from store.objects import ObjectStore
 
 STATE_VERSION = 1
@@ -109,8 +111,6 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
 
     def _admit(self, ledger_path: str | os.PathLike[str] | None,
                acknowledge: Acknowledgement | None) -> AcknowledgementRecord | None:
-        from store.database import connect
-        from store.home import Home
 
         path = Path(ledger_path) if ledger_path is not None else Home.from_env().db_path
         if not path.exists():

@@ -26,7 +26,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lineage import audit
 from schemas.shards import (
     FORMAT_VERSION,
     Acknowledgement,
@@ -38,6 +37,7 @@ from schemas.shards import (
 from shards import gate as release_gate
 from shards.audio import AudioError, crop_offsets, verified_pcm
 from shards.merkle import merkle_root
+from store import audit
 from store.database import transaction
 from store.objects import ObjectStore, join
 

@@ -36,8 +36,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from store.objects import ObjectStore, join
+from schemas.canonical import canonical_json, sha256_text
+from store import audit
 from store.database import transaction
+from store.objects import ObjectStore, join
 
 WRITER_ACTOR = "linernotes-writer"
 # Tables the outbox must never write directly: the audit chain and its own bookkeeping.
@@ -83,7 +85,6 @@ class BatchHeader(BaseModel):
 
     def content_id(self) -> str:
         """The id this header must carry: of (worker, key) when keyed, else of its content."""
-        from lineage.audit import canonical_json, sha256_text
 
         if self.key is not None:
             return sha256_text(canonical_json({"worker": self.worker, "key": self.key}))
@@ -186,7 +187,6 @@ def _load_rows(store: ObjectStore, outbox_uri: str, header: BatchHeader, entry: 
 
 def _apply_one(con: duckdb.DuckDBPyConnection, store: ObjectStore, outbox_uri: str, header: BatchHeader,
                actor: str) -> dict[str, int]:
-    from lineage import audit
 
     if header.content_id() != header.batch_id:
         raise BatchRejected("batch_id_mismatch", "the header's content does not hash to its batch id")
@@ -234,7 +234,6 @@ def _apply_one(con: duckdb.DuckDBPyConnection, store: ObjectStore, outbox_uri: s
 
 def _reject(con: duckdb.DuckDBPyConnection, batch_id: str, worker: str, created_at: datetime | None,
             code: str, message: str, actor: str) -> None:
-    from lineage import audit
 
     with transaction(con):
         con.execute("INSERT INTO outbox_batches VALUES (?, ?, ?, ?, 'rejected', ?, ?, NULL, 0)",

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from dagster_project.cli import app
 from dagster_project.demo import DemoOutcome
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from store.database import connect
 from store.home import Home
 

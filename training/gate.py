@@ -11,8 +11,11 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from lineage import audit
+from schemas.canonical import canonical_json
 from schemas.runs import Acknowledgement, GateDecision
+from shards import gate as standing_gate
+from shards.verify import manifest_location
+from store import audit
 from training import manifests
 
 MANIFEST_MISSING = "manifest_missing"
@@ -34,11 +37,9 @@ def check_release(
     be overridden, by a non-empty ``acknowledge`` reason (the loader then leaves them out); an
     unknown, unapproved, revoked or changed release, or a shard that fails verification, always refuses.
     """
-    from shards import gate as standing_gate
 
     codes: list[str] = []
     problems: list[str] = []
-    from shards.verify import manifest_location
 
     uri = manifest_uri or manifests.latest_manifest_uri(con, release_id)
     uri = manifest_location(uri) if uri else None
@@ -104,7 +105,7 @@ def record_refusal(con: duckdb.DuckDBPyConnection, decision: GateDecision, *, ru
     con.execute(
         "INSERT INTO training_refusals VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [refusal_id, run_id, decision.release_id, actor, list(decision.reason_codes), decision.message,
-         audit.canonical_json(details), datetime.now(UTC)],
+         canonical_json(details), datetime.now(UTC)],
     )
     audit.record(con, actor=actor, action="training.refused", subject=run_id,
                  payload={"refusal_id": refusal_id, **details})

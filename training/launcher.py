@@ -18,11 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from lineage import audit
-from schemas.runs import AttributionStatement, CodeVersion, EpochMetrics, GateDecision, RunRecord, TrainConfig
+from schemas.runs import (
+    AttributionStatement,
+    CodeVersion,
+    EpochMetrics,
+    GateDecision,
+    RunRecord,
+    TrainConfig,
+)
+from shards.exposure import read_exposure
+from store import audit
 from store.database import connect, transaction
 from store.digest import sha256_file
+from store.objects import ObjectStore, join
 from training import attribution, card, gate
 from training.runtime import SPEC_ENV, RunSpec
 
@@ -127,9 +137,7 @@ def _epoch_metrics(run_dir: Path, exposure: Any, run_id: str) -> tuple[EpochMetr
 
 
 def _read_exposure(directory: Path) -> Any:
-    import pyarrow as pa
 
-    from shards.exposure import read_exposure
 
     if not directory.exists():
         return pa.table({"run_id": pa.array([], pa.string()), "rank": pa.array([], pa.int64()),
@@ -255,7 +263,6 @@ def _finish(ledger_path: Path, record: RunRecord, run_dir: Path, returncode: int
         if ok:
             checkpoint_uri = model_path.as_uri()
             if publish_uri:
-                from store.objects import ObjectStore, join
 
                 checkpoint_uri = join(publish_uri, "model.pt")
                 ObjectStore().put_file(checkpoint_uri, model_path)
@@ -277,20 +284,6 @@ def _finish(ledger_path: Path, record: RunRecord, run_dir: Path, returncode: int
     attribution.write_statement(statement, run_dir)
     card.write_card(model_card, statement, run_dir)
     (run_dir / "run.json").write_text(final.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    _snapshot_trace(ledger_path, final)
     if publish_uri:
-        from store.objects import ObjectStore
-
         ObjectStore().upload_tree(run_dir, publish_uri)
     return final
-
-
-def _snapshot_trace(ledger_path: Path, record: RunRecord) -> None:
-    """Freeze the run's bill of materials for ``trace model``; a failure only means traces are computed live."""
-    from lineage.trace import ensure_snapshots
-
-    try:
-        with connect(ledger_path) as con:
-            ensure_snapshots(con, actor=record.actor, run_id=record.run_id)
-    except Exception:  # noqa: BLE001 - the run is recorded; `linernotes trace snapshot` can build it later
-        logging.getLogger(__name__).warning("trace snapshot of run %s not stored", record.run_id, exc_info=True)

@@ -8,18 +8,17 @@ import duckdb
 from pydantic import ValidationError
 
 from schemas.shards import ShardManifest
+from shards.verify import latest_build, manifest_location, verify_manifest
 from store.objects import ObjectStore
 
 
 def manifest_sha256(uri: str) -> str:
-    from shards.verify import manifest_location
 
     return hashlib.sha256(ObjectStore().get(manifest_location(uri))).hexdigest()
 
 
 def load(uri: str) -> ShardManifest | None:
     """The manifest at ``uri`` (a manifest file or its directory), or None when absent or malformed."""
-    from shards.verify import manifest_location
 
     try:
         return ShardManifest.model_validate_json(ObjectStore().get(manifest_location(uri)))
@@ -29,7 +28,6 @@ def load(uri: str) -> ShardManifest | None:
 
 def latest_manifest_uri(con: duckdb.DuckDBPyConnection, release_id: str) -> str | None:
     """The most recently built manifest for a release, or None when shards were never built."""
-    from shards.verify import latest_build
 
     build = latest_build(con, release_id)
     return build.manifest_uri if build else None
@@ -37,7 +35,6 @@ def latest_manifest_uri(con: duckdb.DuckDBPyConnection, release_id: str) -> str 
 
 def verify(uri: str) -> tuple[bool, str]:
     """Re-check every shard byte and sample ID against the manifest; (ok, what is wrong)."""
-    from shards.verify import verify_manifest
 
     report = verify_manifest(uri)
     if report.ok:

@@ -14,6 +14,8 @@ import time
 import torch
 from torch import nn
 
+from training.runtime import TrainingSession
+
 SAMPLE_RATE = 16_000
 
 
@@ -72,7 +74,6 @@ class CropClassifier(nn.Module):
 
 
 def main() -> None:
-    from training.runtime import TrainingSession
 
     session = TrainingSession.from_env()
     labels = {track_id: i for i, track_id in enumerate(session.spec.labels)}

@@ -32,6 +32,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from schemas.shards import Acknowledgement
+from shards.exposure import ExposureRecorder
 from shards.loader import ShardDataset
 
 SPEC_ENV = "LINERNOTES_RUN_SPEC"
@@ -79,7 +81,6 @@ class TrainingSession:
             backend = "gloo"
         if self.world_size > 1 and not dist.is_initialized():
             dist.init_process_group(backend=backend)
-        from shards.exposure import ExposureRecorder
 
         self.exposure = ExposureRecorder(self.run_dir / "exposure", run_id=spec.run_id, rank=self.rank)
         self._kill_at = int(os.environ[KILL_AT_STEP_ENV]) if os.environ.get(KILL_AT_STEP_ENV) else None
@@ -152,7 +153,6 @@ class TrainingSession:
     def dataset(self, epoch: int) -> ShardDataset:
         """The linernotes dataset for this rank: verified shards of the approved release, re-gated on open."""
         if self._dataset is None:
-            from schemas.shards import Acknowledgement
 
             ack = Acknowledgement(actor=self.spec.actor, reason=self.spec.acknowledge) if self.spec.acknowledge else None
             self._dataset = ShardDataset(

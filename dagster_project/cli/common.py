@@ -42,7 +42,7 @@ def fail(message: str, code: int = 1) -> None:
 
 def authorize_or_fail(con: Any, *, actor: str, action: str, subject: str) -> None:
     """Refuse (exit 3, audited) when ``actor``'s roles do not allow ``action``; see licensing.roles.PERMISSIONS."""
-    from licensing.roles import RoleRefused, authorize
+    from store.roles import RoleRefused, authorize
 
     try:
         authorize(con, actor=actor, action=action, subject=subject)

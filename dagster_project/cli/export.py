@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
                  provider: str | None = ProviderOption, contact: str | None = ContactOption,
                  actor: str | None = ActorOption, home: str | None = HomeOption, as_json: bool = JsonOption) -> None:
         """Evidence pack for a model, with a standalone verify_evidence.py."""
-        from lineage import audit
+        from store import audit
         from lineage.evidence import build_pack
         from lineage.trace import TraceNotFound
         from store.database import connect
@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
                        actor: str | None = ActorOption, home: str | None = HomeOption,
                        as_json: bool = JsonOption) -> None:
         """EU AI Act public summary of training content (AI Office template, July 2025) for a model."""
-        from lineage import audit
+        from store import audit
         from lineage.ai_act import build_summary, write_summary
         from lineage.trace import TraceNotFound
         from store.database import connect
@@ -91,8 +91,9 @@ def register(app: typer.Typer) -> None:
                     namespace: str = typer.Option("linernotes", "--namespace", help="Job namespace."),
                     actor: str | None = ActorOption, home: str | None = HomeOption, as_json: bool = JsonOption) -> None:
         """OpenLineage RunEvents (START/COMPLETE/FAIL) for every pipeline stage, from the ledger."""
-        from lineage import audit
         from lineage import openlineage as ol
+        from schemas.canonical import canonical_json, sha256_text
+        from store import audit
         from store.database import connect
 
         if out is None and url is None:
@@ -113,7 +114,7 @@ def register(app: typer.Typer) -> None:
                 return
             audit.record(con, actor=who, action="export.openlineage", subject=run_id or "ledger",
                          payload={"events": len(events), "out": str(out) if out else None, "url": url,
-                                  "events_sha256": audit.sha256_text(audit.canonical_json(events))})
+                                  "events_sha256": sha256_text(canonical_json(events))})
         if as_json:
             print_json({"events": len(events), "written": [str(p) for p in written], "posted": posted})
         else:

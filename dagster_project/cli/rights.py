@@ -29,7 +29,7 @@ def _policy(path: Optional[Path]):  # type: ignore[no-untyped-def]
 def _roles(path: Optional[Path]):  # type: ignore[no-untyped-def]
     if path is None:
         return None
-    from licensing.roles import RolesError, load_roles
+    from store.roles import RolesError, load_roles
 
     try:
         return load_roles(path)
@@ -88,7 +88,7 @@ def _print_impact(report: Any) -> None:
 def _record_change(home: Optional[str], change):  # type: ignore[no-untyped-def]
     """Run a revocation or deal-end on the ledger; a role refusal exits 3, any other refusal exits 1."""
     from licensing.revocation import RevocationError
-    from licensing.roles import RoleRefused
+    from store.roles import RoleRefused
     from store.database import connect
 
     with connect(home_from(home).db_path) as con:

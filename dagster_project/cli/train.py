@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, authorize_or_fail, console,
-                                        fail, home_from, print_json)
+                                        err_console, fail, home_from, print_json)
+from store.home import Home
 
 if TYPE_CHECKING:
     from schemas.runs import RunRecord
@@ -68,10 +69,24 @@ def train(
         fail(f"{exc.record.error}\nresume with: linernotes train --release {release} --resume {chosen}", code=4)
     except ValueError as exc:
         fail(str(exc), code=2)
+    _snapshot_trace(data_home, record.run_id, who)
     if as_json:
         print_json(record.model_dump(mode="json"))
         return
     _show(record, data_home.runs / record.run_id)
+
+
+def _snapshot_trace(data_home: Home, run_id: str, actor: str) -> None:
+    """Freeze the run's bill of materials for ``trace model``; a failure only means traces are computed live."""
+    from lineage.trace import ensure_snapshots
+    from store.database import connect
+
+    try:
+        with connect(data_home.db_path) as con:
+            ensure_snapshots(con, actor=actor, run_id=run_id)
+    except Exception as exc:  # noqa: BLE001 - the run is recorded; `linernotes trace snapshot` builds it later
+        err_console.print(f"[yellow]warning:[/yellow] trace snapshot of {run_id} not stored ({exc}); "
+                          f"`linernotes trace snapshot {run_id}` builds it")
 
 
 def _show(record: RunRecord, run_dir: Path) -> None:

@@ -23,13 +23,20 @@ from pathlib import Path
 import defusedxml
 import defusedxml.ElementTree as DET
 import duckdb
+from lxml import etree
 from pydantic import ValidationError
 
 from licensing import records
 from licensing.importers import ImportReport, RecordError
-from lineage import audit
-from schemas.identifiers import normalize_isni, normalize_isrc, normalize_iswc, normalize_territory
+from schemas.identifiers import (
+    normalize_ipi,
+    normalize_isni,
+    normalize_isrc,
+    normalize_iswc,
+    normalize_territory,
+)
 from schemas.rights import Deal, Party, Recording, RecordingContributor
+from store import audit
 from store.database import transaction
 
 MAX_BYTES = 64 * 1024 * 1024
@@ -138,7 +145,6 @@ def parse_message(data: bytes) -> ET.Element:
 
 @lru_cache(maxsize=4)
 def _schema(xsd_path: str):  # type: ignore[no-untyped-def]
-    from lxml import etree
 
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     return etree.XMLSchema(etree.parse(xsd_path, parser))
@@ -180,7 +186,6 @@ def _summarize(errors: list) -> str:  # type: ignore[type-arg]
 
 def validate_against_xsd(data: bytes, namespace: str, xsd_dir: Path | None) -> None:
     """Raise :class:`DdexRejected` unless the message validates against its ERN XSD (see :func:`xsd_for`)."""
-    from lxml import etree
 
     if xsd_dir is None:
         raise DdexRejected("xsd_unavailable", "no DDEX XSD directory: set LINERNOTES_DDEX_XSD_DIR")
@@ -247,7 +252,6 @@ class _Reader:
             raw_ipi = _text(pid, "IpiNameNumber")
             if raw_ipi:
                 try:
-                    from schemas.identifiers import normalize_ipi
                     ipi = normalize_ipi(raw_ipi)
                 except ValueError as exc:
                     self.error(f"party {ref or name}", "invalid_ipi", str(exc))

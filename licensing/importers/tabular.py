@@ -33,8 +33,8 @@ from pydantic import BaseModel, ValidationError
 
 from licensing import records
 from licensing.importers import ImportReport, RecordError
-from lineage import audit
 from schemas.rights import Consent, Deal, Party
+from store import audit
 from store.database import transaction
 
 MAX_FILE_BYTES = 256 * 1024 * 1024

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from catalog.ingest import ingest_delivery, local_isrc, track_id_for
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from store.database import connect
 from tests.audio_fixtures import music_like, write_audio
 

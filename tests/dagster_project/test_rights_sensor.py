@@ -14,7 +14,7 @@ from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
 from licensing.releases import approve_release, propose_release
 from licensing.revocation import expire_deal, revoke_consent
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from store.database import connect
 from store.home import Home
 from tests.licensing.helpers import add_track, consent, deal, write_rights

@@ -8,10 +8,16 @@ import pytest
 
 from fingerprinting.batch import fingerprint_many
 from fingerprinting.chromaprint import FingerprintError, decode_items
-from fingerprinting.index import Match
-from fingerprinting.index import FingerprintIndex
-from fingerprinting.ledger import index_delivery, is_match, match_catalog, optout_matches, register_optout, store_fingerprints
-from lineage.audit import verify_chain
+from fingerprinting.index import FingerprintIndex, Match
+from fingerprinting.ledger import (
+    index_delivery,
+    is_match,
+    match_catalog,
+    optout_matches,
+    register_optout,
+    store_fingerprints,
+)
+from store.audit import verify_chain
 from store.database import connect
 from tests.fingerprinting.conftest import RATE, encode, music
 

@@ -10,11 +10,21 @@ import pytest
 
 from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
-from licensing.releases import (ApprovalRefused, ReleaseError, approve_release, denied_since_approval, get_release,
-                                list_releases, propose_release, reevaluate_after_change, reject_release,
-                                release_gate, tracks_without_allow)
-from licensing.roles import load_roles
-from lineage.audit import verify_chain
+from licensing.releases import (
+    ApprovalRefused,
+    ReleaseError,
+    approve_release,
+    denied_since_approval,
+    get_release,
+    list_releases,
+    propose_release,
+    reevaluate_after_change,
+    reject_release,
+    release_gate,
+    tracks_without_allow,
+)
+from store.audit import verify_chain
+from store.roles import load_roles
 from tests.licensing.helpers import add_track, consent, deal, write_rights
 
 ON = date(2026, 3, 1)

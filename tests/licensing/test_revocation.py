@@ -17,13 +17,13 @@ from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
 from licensing.releases import approve_release, propose_release, reevaluate_after_change
 from licensing.revocation import RevocationError, expire_deal, revoke_consent
-from licensing.roles import RoleBook, RoleRefused
-from lineage.audit import verify_chain
 from schemas.shards import ShardConfig
 from shards.writer import build_shards
+from store.audit import verify_chain
 from store.database import connect
 from store.digest import sha256_file
 from store.home import Home
+from store.roles import RoleBook, RoleRefused
 from tests.licensing.helpers import add_track, consent, deal, write_rights
 from tests.shards.ledger import write_audio
 

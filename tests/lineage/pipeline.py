@@ -145,6 +145,7 @@ def build_pipeline(root: Path) -> Pipeline:
     from shards.writer import build_shards
     from store.database import connect
     from store.home import Home
+    from lineage.trace import ensure_snapshots
     from training.launcher import TrainingRefused, launch_run
 
     home = Home.from_env(root / "home").ensure()
@@ -186,6 +187,8 @@ def build_pipeline(root: Path) -> Pipeline:
         track_ids = dict(con.execute("SELECT isrc, track_id FROM tracks").fetchall())
     launch_run(home.db_path, run_id=RUN_ID, actor="mira.ml", runs_dir=home.runs,
                config=TrainConfig(release_id=RELEASE_ID, epochs=1, batch_size=2, nproc=1, seed=1))
+    with connect(home.db_path) as con:  # as `linernotes train` does once the run is recorded
+        ensure_snapshots(con, actor="mira.ml", run_id=RUN_ID)
     try:
         launch_run(home.db_path, run_id=REFUSED_RUN_ID, actor="mira.ml", runs_dir=home.runs,
                    config=TrainConfig(release_id=REJECTED_RELEASE_ID, epochs=1, batch_size=2, nproc=1))

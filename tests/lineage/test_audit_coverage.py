@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lineage.audit import sha256_text, verify_chain
+from store.audit import sha256_text, verify_chain
 from store.database import connect
-from tests.lineage.pipeline import (ON, PURPOSE, REFUSED_RUN_ID, REJECTED_RELEASE_ID, TERRITORY, Pipeline,
-                                    _party)
+from tests.lineage.pipeline import ON, PURPOSE, REFUSED_RUN_ID, REJECTED_RELEASE_ID, TERRITORY, Pipeline, _party
 
 
 def _sha(path: Path) -> str:
@@ -61,8 +60,8 @@ def test_every_pipeline_mutation_is_audited_with_content_hashes(pipeline: Pipeli
 
 def test_role_refusals_and_acknowledgements_are_audited(pipeline: Pipeline, ledger_copy: Path,
                                                         tmp_path: Path) -> None:
-    from licensing.importers.tabular import import_rights_file
     from licensing.evaluate import evaluate_catalog
+    from licensing.importers.tabular import import_rights_file
     from licensing.policy import load_policy
     from licensing.releases import ApprovalRefused, approve_release
     from shards.writer import build_shards

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dagster_project.cli import app
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from store.database import connect
 from tests.shards.ledger import make_release
 

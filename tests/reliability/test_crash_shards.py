@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lineage.audit import verify_chain
 from shards.verify import verify_manifest
 from shards.writer import SHARD_NAME
+from store.audit import verify_chain
 from store.database import connect
 from tests.reliability.conftest import run_child
 from tests.shards.ledger import make_release

@@ -17,7 +17,7 @@ from licensing.evaluate import ConsentFact, DealFact, OptoutMatch, TrackFacts, e
 from licensing.importers.ddex import import_ddex
 from licensing.importers.tabular import CSV_HEADERS, import_rights_file
 from licensing.policy import load_policy
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from tests.licensing.helpers import consent, deal, party
 from tests.reliability.test_hostile_xml import AUDIO
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from tests.audio_fixtures import music_like, write_audio
 from tests.reliability.conftest import ingest_and_fingerprint, quarantined, track_files
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from licensing.importers.tabular import import_rights_file
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from tests.licensing.helpers import EVIDENCE, consent, deal, party, write_rights
 from tests.reliability.conftest import ingest_and_fingerprint, quarantined, track_files
 

@@ -8,7 +8,7 @@ import pytest
 
 from catalog.delivery import rights_files
 from licensing.importers.ddex import MAX_BYTES, MAX_DEPTH, import_ddex
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 
 DDEX = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "ddex"
 if not DDEX.exists():

@@ -18,22 +18,22 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as _hypothesis_event
-from hypothesis.errors import InvalidArgument
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 
 from licensing.evaluate import evaluate_track, load_facts
 from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
 from licensing.releases import ReleaseError, approve_release, propose_release, reevaluate_after_change
-from licensing.roles import RoleBook
 from licensing.synthetic import generate_catalog
+from schemas.shards import Acknowledgement, ShardConfig
 from shards.exposure import ExposureRecorder, read_exposure
 from shards.gate import ReleaseRefused
 from shards.loader import ShardDataset
 from shards.writer import build_shards
-from schemas.shards import Acknowledgement, ShardConfig
 from store.database import connect
 from store.digest import sha256_file
+from store.roles import RoleBook
 from tests.licensing.helpers import consent
 from tests.shards.ledger import write_audio
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from fingerprinting.ledger import register_registry
-from lineage.audit import verify_chain
 from shards.loader import ShardDataset, ShardIntegrityError
 from shards.verify import verify_manifest
 from shards.writer import build_shards
+from store.audit import verify_chain
 from store.database import connect
 from tests.audio_fixtures import music_like, write_audio
 from tests.reliability.conftest import ingest_and_fingerprint, quarantined, track_files

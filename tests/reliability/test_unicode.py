@@ -11,17 +11,17 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from catalog.ingest import ingest_delivery, party_id_for
-from fingerprinting.ledger import fingerprint_delivery
 from dagster_project.cli import app
+from fingerprinting.ledger import fingerprint_delivery
 from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
 from licensing.releases import approve_release, propose_release
-from licensing.roles import RoleBook
-from lineage.audit import verify_chain
 from lineage.trace import trace_isrc, trace_release
 from shards.loader import ShardDataset
 from shards.writer import build_shards
+from store.audit import verify_chain
 from store.database import connect
+from store.roles import RoleBook
 from tests.audio_fixtures import music_like, write_audio
 from tests.licensing.helpers import consent, deal
 

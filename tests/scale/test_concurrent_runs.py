@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from store.database import connect
 from tests.scale.delivery import make_delivery, party_file
 from tests.scale.pipeline import RIGHTS_APPROVER, ROOT, cli, prepare_home

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from store.database import connect
 from tests.scale import jobs
 from tests.scale.delivery import make_delivery

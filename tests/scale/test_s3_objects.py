@@ -10,9 +10,9 @@ import pytest
 
 from dagster_project.definitions import defs
 from dagster_project.demo import ML_ENGINEER, RIGHTS_APPROVER
-from lineage.audit import verify_chain
 from licensing.releases import approve_release
 from shards.verify import verify_manifest
+from store.audit import verify_chain
 from store.database import connect
 from store.objects import ObjectStore
 from tests.scale.delivery import make_delivery

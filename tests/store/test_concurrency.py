@@ -6,7 +6,7 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from store.database import connect
 from tests.store.workers import audit_writer
 

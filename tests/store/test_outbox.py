@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from store.database import connect
 from store.objects import ObjectStore
 from store.outbox import AuditIntent, apply_outbox, load_snapshot, publish_snapshot, write_batch

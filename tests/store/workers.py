@@ -14,7 +14,7 @@ def wait_for(start_at: float) -> None:
 
 def audit_writer(db_path: str, worker: str, count: int, start_at: float) -> int:
     """Open the ledger afresh for every entry, as a CLI command or a Dagster step does."""
-    from lineage import audit
+    from store import audit
     from store.database import connect
 
     wait_for(start_at)

@@ -12,7 +12,7 @@ import torch
 
 from schemas.runs import TrainConfig
 from shards.exposure import read_exposure
-from lineage.audit import verify_chain
+from store.audit import verify_chain
 from store.database import connect
 from store.digest import sha256_file
 from tests.training.ledger_fixture import RELEASE, build, seed_ledger

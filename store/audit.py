@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
+from schemas.canonical import canonical_json, sha256_text
+
 GENESIS = "0" * 64
-
-
-def canonical_json(value: Any) -> str:
-    """The one serialisation every hash in linernotes is taken over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _entry_hash(seq: int, at: str, actor: str, action: str, subject: str, payload_sha256: str, prev: str) -> str:

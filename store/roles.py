@@ -17,6 +17,8 @@ import duckdb
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from store import audit
+
 Role = Literal["ml_engineer", "rights_team", "auditor", "admin"]
 ROLES_FILE = "roles.yaml"
 
@@ -93,7 +95,6 @@ def authorize(con: duckdb.DuckDBPyConnection, *, actor: str, action: str, subjec
     Roles come from ``roles`` when given, else from :func:`roles_path_for`. A missing or broken
     roles file refuses everything (deny by default).
     """
-    from lineage import audit
 
     allowed = PERMISSIONS.get(action)
     code, message = "", ""
