@@ -1,10 +1,13 @@
+-- Tables with row_sha256 and audit_seq are sealed: written only through store/ledger.py (see store/sealing.py).
 CREATE TABLE IF NOT EXISTS deliveries (
     delivery_id VARCHAR PRIMARY KEY,
     source VARCHAR NOT NULL,
     received_at TIMESTAMPTZ NOT NULL,
     manifest_sha256 VARCHAR,
     track_count INTEGER,
-    quarantined_count INTEGER
+    quarantined_count INTEGER,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS tracks (
     track_id VARCHAR PRIMARY KEY,
@@ -24,13 +27,17 @@ CREATE TABLE IF NOT EXISTS tracks (
     sample_rate INTEGER,
     channels INTEGER,
     tags JSON,
-    ingested_at TIMESTAMPTZ NOT NULL
+    ingested_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS contributors (
     track_id VARCHAR NOT NULL,
     party_id VARCHAR NOT NULL,
     name VARCHAR NOT NULL,
     role VARCHAR NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (track_id, party_id, role)
 );
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -39,7 +46,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
     source_ref VARCHAR NOT NULL,
     reason_code VARCHAR NOT NULL,
     message VARCHAR NOT NULL,
-    recorded_at TIMESTAMPTZ NOT NULL
+    recorded_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 -- A track its delivery no longer holds (removed, replaced by a file that failed, or given another
 -- ISRC on re-delivery). The row in `tracks` stays for lineage; the policy denies it while the
@@ -49,5 +58,7 @@ CREATE TABLE IF NOT EXISTS track_withdrawals (
     delivery_id VARCHAR NOT NULL,
     withdrawn_at TIMESTAMPTZ NOT NULL,
     reason VARCHAR NOT NULL,
-    restored_at TIMESTAMPTZ
+    restored_at TIMESTAMPTZ,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );

@@ -1,3 +1,4 @@
+-- Tables with row_sha256 and audit_seq are sealed: written only through store/ledger.py (see store/sealing.py).
 CREATE TABLE IF NOT EXISTS fingerprints (
     track_id VARCHAR PRIMARY KEY,
     algorithm INTEGER NOT NULL,
@@ -8,7 +9,9 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     computed_at TIMESTAMPTZ NOT NULL,
     delivery_id VARCHAR,
     source_path VARCHAR,
-    items_sha256 VARCHAR
+    items_sha256 VARCHAR,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS optout_registry (
     optout_id VARCHAR PRIMARY KEY,
@@ -20,7 +23,9 @@ CREATE TABLE IF NOT EXISTS optout_registry (
     items UINTEGER[] NOT NULL,
     registered_at TIMESTAMPTZ NOT NULL,
     registered_by VARCHAR,
-    duration_s DOUBLE
+    duration_s DOUBLE,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 -- Evidence behind every audio-identity decision: score and threshold are kept with the match.
 CREATE TABLE IF NOT EXISTS audio_matches (
@@ -36,11 +41,15 @@ CREATE TABLE IF NOT EXISTS audio_matches (
     query_start_s DOUBLE,
     ref_start_s DOUBLE,
     votes INTEGER,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (track_id, kind, matched_ref)
 );
 CREATE TABLE IF NOT EXISTS duplicate_clusters (
     cluster_id VARCHAR NOT NULL,
     track_id VARCHAR PRIMARY KEY,
     isrc VARCHAR NOT NULL,
-    resolved BOOLEAN NOT NULL DEFAULT FALSE
+    resolved BOOLEAN NOT NULL DEFAULT FALSE,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );

@@ -1,10 +1,13 @@
+-- Tables with row_sha256 and audit_seq are sealed: written only through store/ledger.py (see store/sealing.py).
 -- Contract read by shards, training and lineage; licensing may add tables and columns.
 CREATE TABLE IF NOT EXISTS policies (
     policy_hash VARCHAR PRIMARY KEY,
     policy_id VARCHAR NOT NULL,
     version VARCHAR NOT NULL,
     content JSON NOT NULL,
-    loaded_at TIMESTAMPTZ NOT NULL
+    loaded_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 -- decision_id is unique: licensing.evaluate appends only ids not yet stored under the same
 -- evaluation key (an id hashes policy and inputs). No PRIMARY KEY index: on a 1M-track catalog
@@ -24,7 +27,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     deal_id VARCHAR,
     consent_ids VARCHAR[],
     evidence JSON,
-    decided_at TIMESTAMPTZ NOT NULL
+    decided_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS releases (
     release_id VARCHAR PRIMARY KEY,
@@ -36,13 +41,17 @@ CREATE TABLE IF NOT EXISTS releases (
     proposed_by VARCHAR NOT NULL,
     proposed_at TIMESTAMPTZ NOT NULL,
     track_count INTEGER NOT NULL,
-    content_sha256 VARCHAR NOT NULL
+    content_sha256 VARCHAR NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS release_tracks (
     release_id VARCHAR NOT NULL,
     track_id VARCHAR NOT NULL,
     isrc VARCHAR NOT NULL,
     decision_id VARCHAR NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (release_id, track_id)
 );
 CREATE TABLE IF NOT EXISTS approvals (
@@ -50,13 +59,17 @@ CREATE TABLE IF NOT EXISTS approvals (
     actor VARCHAR NOT NULL,
     action VARCHAR NOT NULL,          -- approve | reject
     comment VARCHAR NOT NULL,
-    recorded_at TIMESTAMPTZ NOT NULL
+    recorded_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS parties (
     party_id VARCHAR PRIMARY KEY,
     name VARCHAR NOT NULL,
     isni VARCHAR,
-    ipi VARCHAR
+    ipi VARCHAR,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS deals (
     deal_id VARCHAR PRIMARY KEY,
@@ -69,11 +82,15 @@ CREATE TABLE IF NOT EXISTS deals (
     valid_to DATE,
     conditions VARCHAR[] NOT NULL,
     source VARCHAR NOT NULL,
-    imported_at TIMESTAMPTZ NOT NULL
+    imported_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS deal_recordings (
     deal_id VARCHAR NOT NULL,
     isrc VARCHAR NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (deal_id, isrc)
 );
 CREATE TABLE IF NOT EXISTS rights_controllers (
@@ -81,6 +98,8 @@ CREATE TABLE IF NOT EXISTS rights_controllers (
     isrc VARCHAR NOT NULL,
     party_id VARCHAR NOT NULL,
     share DOUBLE NOT NULL,            -- percent, 0..100
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (deal_id, isrc, party_id)
 );
 CREATE TABLE IF NOT EXISTS consents (
@@ -96,7 +115,9 @@ CREATE TABLE IF NOT EXISTS consents (
     evidence_sha256 VARCHAR,
     granted_at TIMESTAMPTZ,
     revoked_at TIMESTAMPTZ,
-    source VARCHAR NOT NULL
+    source VARCHAR NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 -- Added by licensing: recordings and contributors as rights data (DDEX) describes them.
 CREATE TABLE IF NOT EXISTS recordings (
@@ -106,13 +127,17 @@ CREATE TABLE IF NOT EXISTS recordings (
     ai_generated BOOLEAN NOT NULL DEFAULT FALSE,
     ai_evidence VARCHAR,
     source VARCHAR NOT NULL,
-    imported_at TIMESTAMPTZ NOT NULL
+    imported_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS recording_contributors (
     isrc VARCHAR NOT NULL,
     party_id VARCHAR NOT NULL,
     name VARCHAR NOT NULL,
     role VARCHAR NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (isrc, party_id, role)
 );
 -- The decision in force per track and evaluation key (decisions keeps every decision ever made).
@@ -135,6 +160,8 @@ CREATE TABLE IF NOT EXISTS release_alerts (
     reason_codes VARCHAR[] NOT NULL,
     checked_on DATE NOT NULL,
     detected_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (release_id, track_id)
 );
 CREATE TABLE IF NOT EXISTS rights_imports (
@@ -144,6 +171,8 @@ CREATE TABLE IF NOT EXISTS rights_imports (
     imported_by VARCHAR NOT NULL,
     imported_at TIMESTAMPTZ NOT NULL,
     summary JSON NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (file_sha256, kind)
 );
 -- A party withdrew consent: which consents got revoked_at (and any recording-scoped refusal written).
@@ -157,7 +186,9 @@ CREATE TABLE IF NOT EXISTS consent_revocations (
     evidence_ref VARCHAR NOT NULL,
     evidence_sha256 VARCHAR,
     actor VARCHAR NOT NULL,
-    recorded_at TIMESTAMPTZ NOT NULL
+    recorded_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 -- A deal ended early: its valid_to before and after.
 CREATE TABLE IF NOT EXISTS deal_expiries (
@@ -167,5 +198,7 @@ CREATE TABLE IF NOT EXISTS deal_expiries (
     evidence_ref VARCHAR NOT NULL,
     reason VARCHAR NOT NULL,
     actor VARCHAR NOT NULL,
-    recorded_at TIMESTAMPTZ NOT NULL
+    recorded_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );

@@ -1,3 +1,4 @@
+-- Tables with row_sha256 and audit_seq are sealed: written only through store/ledger.py (see store/sealing.py).
 -- Indexes for traces: an auditor's "which models learned from this song?" filters these tables by
 -- one track or ISRC, which without an index is a scan of every exposure, shard and decision row.
 CREATE INDEX IF NOT EXISTS lineage_tracks_isrc ON tracks (isrc);
@@ -19,5 +20,7 @@ CREATE TABLE IF NOT EXISTS trace_snapshots (
     track_count BIGINT NOT NULL,
     built_by VARCHAR NOT NULL,
     built_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (kind, subject)
 );

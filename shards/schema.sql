@@ -1,3 +1,4 @@
+-- Tables with row_sha256 and audit_seq are sealed: written only through store/ledger.py (see store/sealing.py).
 -- One row per shard build: the manifest it produced and what it was built from.
 CREATE TABLE IF NOT EXISTS shard_builds (
     build_id VARCHAR PRIMARY KEY,
@@ -15,7 +16,9 @@ CREATE TABLE IF NOT EXISTS shard_builds (
     merkle_root VARCHAR NOT NULL,
     acknowledged BOOLEAN NOT NULL,
     built_by VARCHAR NOT NULL,
-    built_at TIMESTAMPTZ NOT NULL
+    built_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS shard_files (
     build_id VARCHAR NOT NULL,
@@ -26,6 +29,8 @@ CREATE TABLE IF NOT EXISTS shard_files (
     bytes BIGINT NOT NULL,
     row_count BIGINT NOT NULL,
     merkle_root VARCHAR NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (build_id, shard_index)
 );
 CREATE TABLE IF NOT EXISTS shard_file_tracks (
@@ -34,6 +39,8 @@ CREATE TABLE IF NOT EXISTS shard_file_tracks (
     track_id VARCHAR NOT NULL,
     isrc VARCHAR NOT NULL,
     row_count INTEGER NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (build_id, shard_index, track_id)
 );
 -- Tracks of the release that produced no samples, with the reason (never silently dropped).
@@ -44,7 +51,9 @@ CREATE TABLE IF NOT EXISTS shard_exclusions (
     isrc VARCHAR,
     reason_code VARCHAR NOT NULL,
     message VARCHAR NOT NULL,
-    recorded_at TIMESTAMPTZ NOT NULL
+    recorded_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 -- Someone knowingly went past a revoked release or a recording denied since approval.
 CREATE TABLE IF NOT EXISTS shard_acknowledgements (
@@ -55,5 +64,7 @@ CREATE TABLE IF NOT EXISTS shard_acknowledgements (
     reason VARCHAR NOT NULL,
     overridden VARCHAR[] NOT NULL,
     skipped_track_ids VARCHAR[] NOT NULL,
-    recorded_at TIMESTAMPTZ NOT NULL
+    recorded_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );

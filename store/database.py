@@ -11,15 +11,19 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import random
+import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 
+from store.sealing import CANONICAL_FORM, ensure_history_tables
+
 SCHEMA_PACKAGES = ("store", "catalog", "fingerprinting", "licensing", "shards", "training", "lineage")
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
-_applied: set[Path] = set()
+_applied: set[tuple[Path, int]] = set()
 
 
 def schema_sql() -> str:
@@ -32,6 +36,29 @@ def schema_sql() -> str:
         if resource.is_file():
             parts.append(f"-- {package}\n{resource.read_text(encoding='utf-8')}")
     return "\n".join(parts)
+
+
+_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", re.S)
+_COLUMN = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+([A-Z][A-Z0-9_]*(?:\[\])?)", re.M)
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """A table created by an older version gains the columns its definition has since (nullable)."""
+    for table, body in _TABLE.findall(sql):
+        for column, type_ in _COLUMN.findall(body):
+            if column in ("primary", "unique", "check", "foreign"):
+                continue
+            con.execute(f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS "{column}" {type_}')
+
+
+def apply_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every table (idempotently), bring older ones up to date, and name the ledger once."""
+    sql = schema_sql()
+    con.execute(sql)
+    _add_new_columns(con, sql)
+    ensure_history_tables(con)
+    con.execute("INSERT INTO ledger_meta VALUES ('ledger_id', ?), ('canonical_row_form', ?) "
+                "ON CONFLICT (key) DO NOTHING", [str(uuid.uuid4()), CANONICAL_FORM])
 
 
 def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
@@ -56,9 +83,10 @@ def connect(path: Path, *, read_only: bool = False, timeout_s: float = 120.0) ->
         read_only = False
     con = _open(path, read_only, timeout_s)
     try:
-        if not read_only and path not in _applied:
-            con.execute(schema_sql())
-            _applied.add(path)
+        applied = (path.resolve(), path.stat().st_ino)
+        if not read_only and applied not in _applied:
+            apply_schema(con)
+            _applied.add(applied)
         yield con
     finally:
         con.close()

@@ -1,3 +1,4 @@
+-- Tables with row_sha256 and audit_seq are sealed: written only through store/ledger.py (see store/sealing.py).
 -- Training runs, refusals, and per-run exposure aggregates (the attribution statement's source of truth
 -- is the exposure log beside the run; these tables are its ledger copy for queries and audits).
 CREATE TABLE IF NOT EXISTS training_runs (
@@ -28,7 +29,9 @@ CREATE TABLE IF NOT EXISTS training_runs (
     acknowledged_reason VARCHAR,
     acknowledged_tracks VARCHAR[],
     error VARCHAR,
-    record JSON NOT NULL
+    record JSON NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS training_refusals (
     refusal_id VARCHAR PRIMARY KEY,
@@ -38,7 +41,9 @@ CREATE TABLE IF NOT EXISTS training_refusals (
     reason_codes VARCHAR[] NOT NULL,
     message VARCHAR NOT NULL,
     details JSON NOT NULL,
-    recorded_at TIMESTAMPTZ NOT NULL
+    recorded_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
 );
 CREATE TABLE IF NOT EXISTS training_exposure (
     run_id VARCHAR NOT NULL,
@@ -46,6 +51,8 @@ CREATE TABLE IF NOT EXISTS training_exposure (
     isrc VARCHAR NOT NULL,
     samples BIGINT NOT NULL,
     fraction DOUBLE NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (run_id, track_id)
 );
 CREATE TABLE IF NOT EXISTS training_attribution (
@@ -55,5 +62,7 @@ CREATE TABLE IF NOT EXISTS training_attribution (
     tracks INTEGER NOT NULL,
     samples_milli BIGINT NOT NULL,    -- thousandths of a sample; sums exactly to 1000 x samples consumed
     fraction DOUBLE NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
     PRIMARY KEY (run_id, party_id)
 );
