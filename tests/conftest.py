@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.roles import write_test_roles
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -73,3 +75,13 @@ def s3_bucket(s3_settings) -> str:  # type: ignore[no-untyped-def]
                  aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=name)
     return name
 
+
+
+@pytest.fixture(autouse=True)
+def _test_roles(request: pytest.FixtureRequest) -> None:
+    """Every test's tmp_path holds the test users' roles.yaml, so a ledger created there finds its roles.
+
+    Tests that check refusals write their own roles file or pass ``roles=`` explicitly.
+    """
+    if "tmp_path" in request.fixturenames:
+        write_test_roles(request.getfixturevalue("tmp_path"))
