@@ -11,8 +11,17 @@ from pathlib import Path
 
 import typer
 
-from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, authorize_or_fail, console,
-                                        fail, home_from, print_json)
+from dagster_project.cli.common import (
+    ActorOption,
+    HomeOption,
+    JsonOption,
+    actor_from,
+    authorize_or_fail,
+    console,
+    fail,
+    home_from,
+    print_json,
+)
 
 ProviderOption = typer.Option(None, "--provider", help="Provider named in the summary (default: "
                                                         "$LINERNOTES_PROVIDER).")
@@ -32,12 +41,12 @@ def register(app: typer.Typer) -> None:
                  provider: str | None = ProviderOption, contact: str | None = ContactOption,
                  actor: str | None = ActorOption, home: str | None = HomeOption, as_json: bool = JsonOption) -> None:
         """Evidence pack for a model, with a standalone verify_evidence.py."""
-        from store import audit
         from lineage.evidence import build_pack
         from lineage.trace import TraceNotFound
+        from store import audit
         from store.database import connect
 
-        who = actor_from(actor)
+        who = actor_from(actor, home_from(home))
         with connect(home_from(home).db_path) as con:
             authorize_or_fail(con, actor=who, action="audit.export", subject=run_id)
             try:
@@ -60,13 +69,13 @@ def register(app: typer.Typer) -> None:
                        actor: str | None = ActorOption, home: str | None = HomeOption,
                        as_json: bool = JsonOption) -> None:
         """EU AI Act public summary of training content (AI Office template, July 2025) for a model."""
-        from store import audit
         from lineage.ai_act import build_summary, write_summary
         from lineage.trace import TraceNotFound
+        from store import audit
         from store.database import connect
         from store.digest import sha256_file
 
-        who = actor_from(actor)
+        who = actor_from(actor, home_from(home))
         with connect(home_from(home).db_path) as con:
             authorize_or_fail(con, actor=who, action="audit.export", subject=run_id)
             try:
@@ -98,7 +107,7 @@ def register(app: typer.Typer) -> None:
 
         if out is None and url is None:
             fail("give --out DIR and/or --url URL", code=2)
-        who = actor_from(actor)
+        who = actor_from(actor, home_from(home))
         data_home = home_from(home)
         with connect(data_home.db_path) as con:
             authorize_or_fail(con, actor=who, action="audit.export", subject=run_id or "ledger")
