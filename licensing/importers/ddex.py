@@ -484,7 +484,7 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
     with command(con, actor, "rights.import", subject, roles=roles) as w:
         events = records.upsert_parties(w, list(extract.parties.values()), source=source).events
         affected: set[str] = set()
-        recordings, deals = [], []
+        recordings, deals, unchanged = [], [], 0
         for recording in extract.recordings:
             try:
                 event = records.apply_recording(w, recording, source=source, supersede=supersede)
@@ -496,6 +496,8 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
             if event:
                 events.append(event)
                 affected.add(recording.isrc)
+            else:
+                unchanged += 1
         for deal in extract.deals:
             try:
                 event = records.apply_deal(w, deal, source=source, supersede=supersede)
@@ -507,6 +509,8 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
             if event:
                 events.append(event)
                 affected |= records.event_isrcs(w.con, event)
+            else:
+                unchanged += 1
         quarantine(w, [Rejection(e.source_ref, e.reason_code, e.message) for e in errors], stage="rights_import")
         summary = {"ern": extract.version, "message_id": extract.message_id, "file_sha256": file_sha,
                    "parties": len(extract.parties), "recordings": recordings, "deals": deals, "errors": len(errors),
@@ -516,7 +520,7 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
         summary["redecided"] = redecide(w, affected)
         w.payload.update(summary)
     return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, parties=len(extract.parties),
-                        recordings=len(recordings), deals=len(deals), errors=tuple(errors))
+                        recordings=len(recordings), deals=len(deals), unchanged=unchanged, errors=tuple(errors))
 
 
 def _reject(con: duckdb.DuckDBPyConnection, path: Path, file_sha: str | None, reason_code: str, message: str,
