@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from licensing import records
 from licensing.evaluate import redecide
 from licensing.importers import ImportReport, RecordError
+from licensing.importers.tabular import _imported_cleanly
 from licensing.records import Supersession
 from schemas.identifiers import (
     normalize_ipi,
@@ -467,7 +468,7 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
     except DdexRejected as exc:
         return _reject(con, path, None, exc.reason_code, exc.message, actor, roles)
     file_sha = hashlib.sha256(data).hexdigest()
-    if con.execute("SELECT 1 FROM rights_imports WHERE file_sha256 = ? AND kind = 'ddex'", [file_sha]).fetchone():
+    if _imported_cleanly(con, file_sha, "ddex"):
         return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, already_imported=True)
     try:
         extract = read_ddex(data, source=path.name, validate_xsd=validate_xsd,
@@ -515,8 +516,9 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
         summary = {"ern": extract.version, "message_id": extract.message_id, "file_sha256": file_sha,
                    "parties": len(extract.parties), "recordings": recordings, "deals": deals, "errors": len(errors),
                    "conflicts": sum(e.reason_code == "rights_conflict" for e in errors), "events": events}
-        w.insert("rights_imports", [{"file_sha256": file_sha, "kind": "ddex", "path": subject, "imported_by": w.actor,
-                                     "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}])
+        w.upsert("rights_imports", [{"file_sha256": file_sha, "kind": "ddex", "path": subject, "imported_by": w.actor,
+                                     "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}],
+                 key=["file_sha256", "kind"])
         summary["redecided"] = redecide(w, affected)
         w.payload.update(summary)
     return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, parties=len(extract.parties),

@@ -271,7 +271,7 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
     except _FileRejected as exc:
         return _reject(con, path, kind, None, exc.reason_code, exc.message, actor, roles)
 
-    if con.execute("SELECT 1 FROM rights_imports WHERE file_sha256 = ? AND kind = ?", [file_sha, kind]).fetchone():
+    if _imported_cleanly(con, file_sha, kind):
         return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, already_imported=True)
     try:
         parsed = _parse_csv(path, text) if kind == "csv" else _parse_json(path, text)
@@ -328,13 +328,22 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
                    "events": events}
         if supersede is not None:
             summary["supersede"] = {"events": sorted(supersede.event_ids), "evidence_ref": supersede.evidence_ref}
-        w.insert("rights_imports", [{"file_sha256": file_sha, "kind": kind, "path": subject, "imported_by": w.actor,
-                                     "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}])
+        w.upsert("rights_imports", [{"file_sha256": file_sha, "kind": kind, "path": subject, "imported_by": w.actor,
+                                     "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}],
+                 key=["file_sha256", "kind"])
         summary["redecided"] = redecide(w, affected)
         w.payload.update(summary)
     return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, parties=len(parties),
                         deals=len(written_deals), consents=len(written_consents), unchanged=unchanged,
                         errors=tuple(errors))
+
+
+def _imported_cleanly(con: duckdb.DuckDBPyConnection, file_sha: str, kind: str) -> bool:
+    """Whether this very file was imported before without a conflict (a file that met one may come again,
+    with ``--supersede``)."""
+    row = con.execute("SELECT json_extract(summary, '$.conflicts')::INTEGER FROM rights_imports "
+                      "WHERE file_sha256 = ? AND kind = ?", [file_sha, kind]).fetchone()
+    return row is not None and not row[0]
 
 
 def _reject(con: duckdb.DuckDBPyConnection, path: Path, kind: str, file_sha: str | None,

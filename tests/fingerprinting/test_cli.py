@@ -10,8 +10,8 @@ from fingerprinting.batch import fingerprint_many
 from fingerprinting.ledger import match_catalog, store_fingerprints
 from store.database import connect
 from store.home import Home
-from tests.roles import write_test_roles
 from tests.fingerprinting.conftest import RATE, TESTDATA, encode, music
+from tests.roles import write_test_roles
 
 runner = CliRunner()
 
