@@ -220,3 +220,43 @@ def test_a_copied_data_directory_verifies_against_its_own_files(ledger: Path, tm
         paths = [p for (p,) in con.execute("SELECT path FROM rights_imports").fetchall()]
         assert paths and all(not Path(p).is_absolute() for p in paths)  # relative to the data directory
         assert verify_ledger(con).ok
+
+
+def test_a_deleted_row_of_a_large_command_is_caught_by_its_digest(tmp_path: Path) -> None:
+    """A command writing more rows than it lists commits to their count and digest: deleting one is still named."""
+    from licensing.evaluate import evaluate_catalog
+    from licensing.synthetic import generate_catalog
+
+    db = tmp_path / "big.duckdb"
+    with connect(db) as con:
+        generate_catalog(con, tracks=400, seed=7, on_date=ON)
+        evaluate_catalog(con, load_policy(), purpose=GEN, territory="DE", on_date=ON, actor="ops")
+        seq = con.execute("SELECT max(audit_seq) FROM decisions").fetchone()[0]
+        assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 400
+        assert verify_ledger(con).ok
+    with duckdb.connect(str(db)) as raw:
+        raw.execute("DELETE FROM decisions WHERE decision_id = (SELECT min(decision_id) FROM decisions)")
+    found = _findings(db)
+    assert any(f.startswith(f"sealed_row decisions audit entry #{seq}") and "400 recorded, 399 found" in f
+               for f in found), found
+
+
+def test_checkpoint_and_verify_against_through_the_cli(ledger: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dagster_project.cli import app
+
+    runner = CliRunner()
+    (ledger.parent / "linernotes.duckdb").unlink(missing_ok=True)
+    shutil.copy(ledger, ledger.parent / "linernotes.duckdb")
+    home = str(ledger.parent)
+    head = tmp_path / "kept" / "head.json"
+    head.parent.mkdir()
+    result = runner.invoke(app, ["audit", "checkpoint", "--home", home, "--out", str(head)])
+    assert result.exit_code == 0 and json.loads(result.output)["seq"] == json.loads(head.read_text())["seq"]
+    result = runner.invoke(app, ["audit", "verify", "--home", home, "--against", str(head)])
+    assert result.exit_code == 0 and "only appended to since checkpoint" in result.output
+    with duckdb.connect(str(ledger.parent / "linernotes.duckdb")) as raw:
+        raw.execute("UPDATE audit_log SET subject = 'rel-2' WHERE seq = 1")
+    result = runner.invoke(app, ["audit", "verify", "--home", home, "--against", str(head)])
+    assert result.exit_code == 1 and "first mismatch: audit_entry audit_log seq 1" in " ".join(result.output.split())
