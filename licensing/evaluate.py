@@ -701,3 +701,24 @@ def catalog_decisions(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any
             "explanation"]
     return {row[1]: dict(zip(cols, row, strict=True))
             for row in con.execute(f"SELECT {', '.join(cols)} FROM _eval").fetchall()}
+
+
+def inconsistent_explanations(con: duckdb.DuckDBPyConnection, *, limit: int = 20) -> list[tuple[str, str, str, str]]:
+    """Decisions whose stored explanation is not the one their sealed columns give (``explanation`` is derived
+    text, left out of the row hash): (decision_id, track_id, stored, expected)."""
+    combos = [tuple(r[0]) for r in con.execute(
+        "SELECT DISTINCT reason_codes FROM decisions WHERE NOT allowed").fetchall()]
+    texts = pa.table({"codes": pa.array([list(c) for c in combos], pa.list_(pa.string())),
+                      "text": pa.array([explanation_for(False, list(c), None, 0) for c in combos], pa.string())})
+    con.execute("SELECT 1").fetchall()
+    con.register("_denied_texts", texts)
+    try:
+        rows = con.execute(
+            "SELECT d.decision_id, d.track_id, d.explanation, CASE WHEN d.allowed THEN 'allowed: deal ' || d.deal_id "
+            "|| ' licenses this use here and now; ' || len(coalesce(d.consent_ids, [])) || ' required consent(s) in "
+            "force' ELSE x.text END AS expected FROM decisions d LEFT JOIN _denied_texts x ON NOT d.allowed "
+            "AND x.codes = d.reason_codes WHERE d.explanation IS DISTINCT FROM expected "
+            "ORDER BY d.decided_at, d.decision_id LIMIT ?", [limit]).fetchall()
+    finally:
+        con.unregister("_denied_texts")
+    return [(r[0], r[1], r[2], r[3]) for r in rows]

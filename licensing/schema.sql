@@ -224,3 +224,5 @@ CREATE TABLE IF NOT EXISTS rights_events (
     row_sha256 VARCHAR,
     audit_seq BIGINT
 );
+-- Derived text, left out of the row hash: `audit verify` re-derives it from the sealed columns.
+COMMENT ON COLUMN decisions.explanation IS 'unsealed: derived from allowed, reason_codes, deal_id and consent_ids (schemas.decisions.explanation_for); audit verify checks it';

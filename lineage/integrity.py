@@ -21,6 +21,7 @@ from typing import Any, Literal
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
+from licensing.evaluate import inconsistent_explanations
 from lineage.snapshots import AUDIT_ACTION, audit_subject
 from shards.verify import manifest_location
 from store.audit import Checkpoint, verify_against, verify_chain, verify_heads
@@ -183,6 +184,10 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
                             problem=f.problem + (f" (audit entry #{f.audit_seq})" if f.audit_seq else ""),
                             expected=f.expected, actual=f.actual) for f in sealed)
     findings.extend(_derived_rows(con))
+    findings.extend(Finding(kind="ledger_row", subject=f"decisions {decision_id} ({track_id})",
+                            problem="explanation differs from what the decision's sealed columns give: edited outside "
+                                    "the write path", expected=expected, actual=stored)
+                    for decision_id, track_id, stored, expected in inconsistent_explanations(con))
     findings.extend(_audited_rows(con))
     findings.extend(_audited_snapshots(con))
     checked = {"sealed_rows": sum(rows_checked.values()), "manifests": 0, "shards": 0, "checkpoints": 0, "audio": 0,

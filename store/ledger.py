@@ -89,10 +89,10 @@ class Writer:
         """Insert the rows ``query`` selects (columns by name; missing ones are NULL), sealed."""
         t = self._table(table)
         present = self._columns_of(query, params)
-        unknown = sorted(set(present) - set(t.columns))
+        unknown = sorted(set(present) - set(t.all_columns))
         if unknown:
             raise LedgerError(f"{table} has no column(s) {unknown}")
-        cols = ", ".join(f'"{c}"' for c in t.columns)
+        cols = ", ".join(f'"{c}"' for c in t.all_columns)
         sql = (f'INSERT INTO "{t.name}" ({cols}, row_sha256, audit_seq) '
                f"SELECT {cols}, {t.hash_sql('c')}, {int(self.seq)} FROM "
                f"(SELECT {t.cast_select('q', present)} FROM ({query}) q) c")
@@ -137,7 +137,7 @@ class Writer:
     def update(self, table: str, where: str, params: Sequence[Any] | None, changes: Mapping[str, Any]) -> int:
         """A new version of each row ``where`` selects, with ``changes`` applied; the old one goes to history."""
         t = self._table(table)
-        types = dict(zip(t.columns, t.types))
+        types = dict(zip(t.columns, t.types)) | dict(t.derived)
         for column in changes:
             if column not in types:
                 raise LedgerError(f"{table} has no column {column!r}")

@@ -29,6 +29,9 @@ SUPERSEDED_COLUMN = "superseded_seq"
 # Commands that write this many rows or fewer list each row hash in their audit entry, so a
 # forged or deleted row is named exactly; larger ones commit to the count and digest only.
 LISTED_ROWS = 200
+# A column whose catalog comment starts with this is derived from the sealed ones and left out of the
+# row hash (``COMMENT ON COLUMN t.c IS 'unsealed: ...'``); `audit verify` checks it against its source.
+UNSEALED = "unsealed:"
 CANONICAL_FORM = "duckdb-json-v1"
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -42,6 +45,11 @@ class SealedTable:
     types: tuple[str, ...]
     key: tuple[str, ...]
     defaults: tuple[str | None, ...] = ()
+    derived: tuple[tuple[str, str], ...] = ()  # unsealed (name, type): written, not hashed
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        return self.columns + tuple(c for c, _ in self.derived)
 
     @property
     def history(self) -> str:
@@ -65,12 +73,13 @@ class SealedTable:
         return f"sha256('{self.name}|' || {self.content_sql(alias)})"
 
     def cast_select(self, alias: str, present: Iterable[str]) -> str:
-        """``CAST(alias.c AS type) AS c`` for each content column; columns not ``present`` get their default."""
+        """``CAST(alias.c AS type) AS c`` for each column; columns not ``present`` get their default."""
         have = set(present)
-        defaults = self.defaults or (None,) * len(self.columns)
+        defaults = (self.defaults or (None,) * len(self.columns)) + (None,) * len(self.derived)
+        types = self.types + tuple(t for _, t in self.derived)
         return ", ".join(
             f'CAST({alias}."{c}" AS {t}) AS "{c}"' if c in have else f'CAST({d or "NULL"} AS {t}) AS "{c}"'
-            for c, t, d in zip(self.columns, self.types, defaults))
+            for c, t, d in zip(self.all_columns, types, defaults))
 
     def describe(self, row: dict[str, Any]) -> str:
         return ", ".join(f"{k}={row.get(k)}" for k in self.key)
@@ -79,12 +88,16 @@ class SealedTable:
 def sealed_tables(con: duckdb.DuckDBPyConnection) -> dict[str, SealedTable]:
     """Every sealed table of the ledger, by name (discovered from the columns, not listed by hand)."""
     rows = con.execute(
-        "SELECT table_name, column_name, data_type, column_default FROM duckdb_columns() "
+        "SELECT table_name, column_name, data_type, column_default, coalesce(comment, '') FROM duckdb_columns() "
         "WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal "
         "ORDER BY table_name, column_index").fetchall()
     columns: dict[str, list[tuple[str, str, str | None]]] = {}
-    for table, column, type_, default in rows:
-        columns.setdefault(table, []).append((column, type_, default))
+    derived: dict[str, list[tuple[str, str]]] = {}
+    for table, column, type_, default, comment in rows:
+        if comment.startswith(UNSEALED):
+            derived.setdefault(table, []).append((column, type_))
+        else:
+            columns.setdefault(table, []).append((column, type_, default))
     keys: dict[str, tuple[str, ...]] = {}
     for table, key in con.execute(
             "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
@@ -98,7 +111,7 @@ def sealed_tables(con: duckdb.DuckDBPyConnection) -> dict[str, SealedTable]:
         content = [(c, t, d) for c, t, d in cols if c not in SEAL_COLUMNS]
         key = keys.get(table) or tuple(c for c, _, _ in content[:3])
         found[table] = SealedTable(table, tuple(c for c, _, _ in content), tuple(t for _, t, _ in content), key,
-                                   tuple(d for _, _, d in content))
+                                   tuple(d for _, _, d in content), tuple(derived.get(table, ())))
     return found
 
 
@@ -113,7 +126,7 @@ def ensure_history_tables(con: duckdb.DuckDBPyConnection) -> None:
             continue
         have = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
                                           "AND database_name = current_database()", [table.history]).fetchall()}
-        for column, type_ in zip(table.columns + SEAL_COLUMNS, table.types + ("VARCHAR", "BIGINT")):
+        for column, type_ in [*zip(table.columns + SEAL_COLUMNS, table.types + ("VARCHAR", "BIGINT")), *table.derived]:
             if column not in have:
                 con.execute(f'ALTER TABLE "{table.history}" ADD COLUMN "{column}" {type_}')
 
@@ -126,8 +139,7 @@ def check_identifier(name: str) -> str:
 
 def digest_sql(source: str) -> str:
     """Count and digest (SHA-256 of the sorted row hashes, comma-joined) of the rows ``source`` selects."""
-    return (f"SELECT count(*), sha256(coalesce(string_agg(row_sha256, ',' ORDER BY row_sha256), '')), "
-            f"CASE WHEN count(*) <= {LISTED_ROWS} THEN list(row_sha256 ORDER BY row_sha256) END FROM ({source})")
+    return f"SELECT count(*), sha256(coalesce(string_agg(row_sha256, ',' ORDER BY row_sha256), '')) FROM ({source})"
 
 
 def bound_rows_sql(table: SealedTable, seq_column: str = "audit_seq") -> str:
@@ -142,12 +154,13 @@ def summarize(con: duckdb.DuckDBPyConnection, table: SealedTable, seq: int, *, s
               ) -> dict[str, Any] | None:
     """What an audit entry commits to for ``table``: rows, digest and (small commands) the row hashes."""
     source = bound_rows_sql(table, SUPERSEDED_COLUMN if superseded else "audit_seq")
-    count, digest, listed = con.execute(digest_sql(source), {"seq": seq}).fetchone()  # type: ignore[misc]
+    count, digest = con.execute(digest_sql(source), {"seq": seq}).fetchall()[0]
     if not count:
         return None
     out: dict[str, Any] = {"rows": int(count), "sha256": digest}
-    if listed is not None:
-        out["row_sha256"] = list(listed)
+    if count <= LISTED_ROWS:
+        out["row_sha256"] = [r[0] for r in con.execute(f"SELECT row_sha256 FROM ({source}) ORDER BY 1",
+                                                       {"seq": seq}).fetchall()]
     return out
 
 
@@ -211,9 +224,8 @@ def verify_sealed(con: duckdb.DuckDBPyConnection) -> tuple[list[SealFinding], di
         for kind, column, commitments in (("written", "audit_seq", seals.get(name, {})),
                                           ("replaced", SUPERSEDED_COLUMN, replaced.get(name, {}))):
             source = f'SELECT * FROM "{table.history}"' if column == SUPERSEDED_COLUMN else both
-            groups = {seq: (n, d, listed) for seq, n, d, listed in con.execute(
-                f"SELECT {column}, count(*), sha256(coalesce(string_agg(row_sha256, ',' ORDER BY row_sha256), '')), "
-                f"CASE WHEN count(*) <= {LISTED_ROWS} THEN list(row_sha256 ORDER BY row_sha256) END "
+            groups = {seq: (n, d, None) for seq, n, d in con.execute(
+                f"SELECT {column}, count(*), sha256(coalesce(string_agg(row_sha256, ',' ORDER BY row_sha256), '')) "
                 f"FROM ({source}) WHERE {column} IS NOT NULL AND row_sha256 IS NOT NULL GROUP BY {column}").fetchall()}
             for seq in sorted(set(groups) | set(commitments)):
                 findings.extend(_compare(con, table, kind, column, seq, groups.get(seq), commitments.get(seq),
@@ -238,9 +250,13 @@ def _compare(con: duckdb.DuckDBPyConnection, table: SealedTable, kind: str, colu
         return []
     listed = expected.get("row_sha256")
     where = label or f"audit entry #{seq}"
-    if listed is not None and actual is not None and actual[2] is not None:
-        extra = sorted(set(actual[2]) - set(listed))
-        missing = sorted(set(listed) - set(actual[2]))
+    if listed is not None and actual is not None and count <= 10 * LISTED_ROWS:
+        source = (f'SELECT row_sha256 FROM "{table.history}" WHERE {column} = ?' if column == SUPERSEDED_COLUMN else
+                  f'SELECT row_sha256 FROM "{table.name}" WHERE {column} = ? UNION ALL '
+                  f'SELECT row_sha256 FROM "{table.history}" WHERE {column} = ?')
+        found = {r[0] for r in con.execute(source, [seq] * source.count("?")).fetchall()}
+        extra = sorted(found - set(listed))
+        missing = sorted(set(listed) - found)
         out: list[SealFinding] = []
         if extra:
             rows = _rows(con, f'SELECT {", ".join(chr(34) + k + chr(34) for k in table.key)} FROM '

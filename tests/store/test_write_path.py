@@ -260,3 +260,10 @@ def test_checkpoint_and_verify_against_through_the_cli(ledger: Path, tmp_path: P
         raw.execute("UPDATE audit_log SET subject = 'rel-2' WHERE seq = 1")
     result = runner.invoke(app, ["audit", "verify", "--home", home, "--against", str(head)])
     assert result.exit_code == 1 and "first mismatch: audit_entry audit_log seq 1" in " ".join(result.output.split())
+
+
+def test_an_edited_explanation_is_named_though_it_is_derived_text(ledger: Path) -> None:
+    with duckdb.connect(str(ledger)) as raw:
+        raw.execute("UPDATE decisions SET explanation = 'allowed: trust me' WHERE isrc = 'QZXXX2600002'")
+    found = _findings(ledger)
+    assert len(found) == 1 and found[0].startswith("ledger_row decisions dec_") and "explanation differs" in found[0]
