@@ -25,6 +25,8 @@ from lineage.snapshots import AUDIT_ACTION, audit_subject
 from shards.verify import manifest_location
 from store.audit import verify_chain
 from store.objects import ObjectStore
+from store.paths import resolve
+from store.roles import data_root
 
 FindingKind = Literal["audit_entry", "ledger_row", "manifest", "shard", "checkpoint", "audio", "snapshot"]
 
@@ -81,11 +83,11 @@ def _audited_rows(con: duckdb.DuckDBPyConnection) -> list[Finding]:
                                     problem="manifest hash differs from the audited one",
                                     expected=builds[build_id], actual=sha))
     completed: dict[str, Any] = {}
-    for subject, payload in _payloads(con, "training.completed"):
-        completed[subject] = payload.get("checkpoint_sha256")
     started: dict[str, Any] = {}
-    for action in ("training.started", "training.resumed"):
-        for subject, payload in _payloads(con, action):
+    for subject, payload in _payloads(con, "train.start"):
+        if payload.get("event") == "completed":
+            completed[subject] = payload.get("checkpoint_sha256")
+        elif payload.get("event") in ("started", "resumed"):
             started[subject] = payload.get("manifest_sha256")
     runs = con.execute("SELECT run_id, status, manifest_sha256, checkpoint_sha256 FROM training_runs "
                        "ORDER BY started_at, run_id").fetchall()
@@ -151,6 +153,7 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
     each one is a :class:`Finding`, the first being the first thing that does not match.
     """
     store = store or ObjectStore()
+    root = data_root(con)  # relative locations resolve here: a copied data directory is checked against its own files
     findings: list[Finding] = []
     chain = verify_chain(con)
     if not chain.ok:
@@ -178,10 +181,11 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
 
     builds = con.execute("SELECT build_id, manifest_uri, manifest_sha256 FROM shard_builds "
                          "ORDER BY built_at, build_id").fetchall()
-    for build_id, manifest_uri, manifest_sha in builds:
-        check_manifest(manifest_uri, manifest_sha, f"shard build {build_id}")
-        for uri, sha in con.execute("SELECT uri, sha256 FROM shard_files WHERE build_id = ? ORDER BY shard_index",
+    for build_id, manifest_ref, manifest_sha in builds:
+        check_manifest(resolve(root, manifest_ref), manifest_sha, f"shard build {build_id}")
+        for ref, sha in con.execute("SELECT uri, sha256 FROM shard_files WHERE build_id = ? ORDER BY shard_index",
                                     [build_id]).fetchall():
+            uri = resolve(root, ref)
             checked["shards"] += 1
             actual, problem = _rehash(store, uri)
             if problem:
@@ -191,11 +195,11 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
                                         actual=actual))
     runs = con.execute("SELECT run_id, manifest_uri, manifest_sha256, checkpoint_uri, checkpoint_sha256 "
                        "FROM training_runs ORDER BY started_at, run_id").fetchall()
-    for run_id, manifest_uri, manifest_sha, checkpoint_uri, checkpoint_sha in runs:
-        if manifest_uri and manifest_sha:
-
-            check_manifest(manifest_location(manifest_uri), manifest_sha, f"training run {run_id}")
-        if checkpoint_uri and checkpoint_sha:
+    for run_id, manifest_ref, manifest_sha, checkpoint_ref, checkpoint_sha in runs:
+        if manifest_ref and manifest_sha:
+            check_manifest(manifest_location(resolve(root, manifest_ref)), manifest_sha, f"training run {run_id}")
+        if checkpoint_ref and checkpoint_sha:
+            checkpoint_uri = resolve(root, checkpoint_ref)
             checked["checkpoints"] += 1
             actual, problem = _rehash(store, checkpoint_uri)
             if problem:
@@ -204,15 +208,17 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
                 findings.append(Finding(kind="checkpoint", subject=checkpoint_uri,
                                         problem=f"content changed (run {run_id})", expected=checkpoint_sha,
                                         actual=actual))
-    for kind, subject, uri, sha in _snapshot_rows(con):
+    for kind, subject, ref, sha in _snapshot_rows(con):
+        uri = resolve(root, ref)
         checked["snapshots"] += 1
         actual, problem = _rehash(store, uri)
         if problem or actual != sha:
             findings.append(Finding(kind="snapshot", subject=uri, problem=f"{problem or 'content changed'} "
                                     f"({kind} trace snapshot of {subject})", expected=sha, actual=actual))
     if audio:
-        for track_id, path, sha in con.execute("SELECT track_id, source_path, audio_sha256 FROM tracks "
-                                               "ORDER BY ingested_at, track_id").fetchall():
+        for track_id, ref, sha in con.execute("SELECT track_id, source_path, audio_sha256 FROM tracks "
+                                              "ORDER BY ingested_at, track_id").fetchall():
+            path = resolve(root, ref)
             checked["audio"] += 1
             actual, problem = _rehash(store, path)
             if problem or actual != sha:

@@ -28,7 +28,7 @@ from licensing.releases import ReleaseError, approve_release, propose_release, r
 from licensing.synthetic import generate_catalog
 from schemas.shards import Acknowledgement, ShardConfig
 from shards.exposure import ExposureRecorder, read_exposure
-from shards.gate import ReleaseRefused
+from licensing.gate import ReleaseRefused
 from shards.loader import ShardDataset
 from shards.writer import build_shards
 from store.database import connect
@@ -140,7 +140,7 @@ def _check_invariant(audio_pool: list[tuple[str, str]], seed: int, tracks: int, 
                 manifest = build_shards(con, release.release_id, output_uri=out, config=CONFIG, actor="mira")
             except ReleaseRefused as refused:
                 assert frozen - allowed, "refused although every track is still allowed"
-                assert {d.track_id for d in refused.gate.denied_tracks} == frozen - allowed
+                assert {d.track_id for d in refused.decision.denied_tracks} == frozen - allowed
                 manifest = build_shards(con, release.release_id, output_uri=out, config=CONFIG, actor="mira",
                                         acknowledge=Acknowledgement(actor="mira", reason="build the rest"))
         in_shards = {t for e in manifest.shards for t in e.track_ids}

@@ -1,9 +1,10 @@
-"""A real ledger for shard tests: catalog, rights, decisions and an approved release, with real audio."""
+"""A real ledger for shard tests: catalog, rights, decisions and an approved release, with real audio,
+all written through the write path."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import av
@@ -11,8 +12,20 @@ import numpy as np
 
 from store.database import connect
 from store.digest import sha256_file
+from tests.ledger_seed import (
+    consent_row,
+    decide_release,
+    fingerprint_row,
+    propose_release,
+    refuse_recording,
+    write_rows,
+)
+from tests.roles import write_test_roles
 
-PURPOSE = "ai_training"
+PURPOSE = "UseForTrainingNonGenerativeAI"
+TERRITORY = "GB"
+ON = date(2025, 1, 10)
+DELIVERY = "dlv_1"
 T0 = datetime(2025, 1, 10, 12, 0, tzinfo=UTC)
 
 
@@ -51,6 +64,7 @@ class Release:
     release_id: str
     track_ids: list[str]
     audio: dict[str, Path] = field(default_factory=dict)
+    decision_ids: dict[str, str] = field(default_factory=dict)
 
 
 def isrc_for(i: int) -> str:
@@ -60,65 +74,71 @@ def isrc_for(i: int) -> str:
 def make_release(tmp_path: Path, *, seconds: list[float], release_id: str = "rel_test",
                  status: str = "approved", bad_sha: set[int] | None = None, codec: str = "flac",
                  db_name: str = "ledger.duckdb") -> Release:
-    """Insert tracks, parties, deals, consents, allow decisions and an approved release into a DuckDB file."""
+    """A catalog of real audio with its rights, decided by the default policy, frozen as a release.
+
+    Every row goes through the write path; the tracks' audio paths are relative to the data directory.
+    """
     db_path = tmp_path / db_name
+    write_test_roles(db_path.parent)
     audio_dir = tmp_path / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     ext = {"flac": "flac", "libmp3lame": "mp3", "vorbis": "ogg", "pcm_s16le": "wav"}[codec]
     release = Release(db_path=db_path, release_id=release_id, track_ids=[])
+    tracks, contributors, fingerprints, recordings, controllers = [], [], [], [], []
+    for i, secs in enumerate(seconds):
+        track_id = f"trk_{i:016x}"
+        isrc = isrc_for(i)
+        path = write_audio(audio_dir / f"{track_id}.{ext}", secs, freq=220.0 * (1 + i % 5), codec=codec, noise_seed=i)
+        sha = "0" * 64 if bad_sha and i in bad_sha else sha256_file(path)
+        tracks.append({"track_id": track_id, "delivery_id": DELIVERY, "isrc": isrc, "isrc_assigned": False,
+                       "ai_generated": False, "title": f"Tone {i}",
+                       "artists": ["Ada Fixture"], "source_path": path.relative_to(db_path.parent).as_posix(),
+                       "audio_sha256": sha, "ingested_at": T0})
+        contributors.append({"track_id": track_id, "party_id": "pty_artist", "name": "Ada Fixture",
+                             "role": "MainArtist"})
+        fingerprints.append(fingerprint_row(track_id, i, delivery_id=DELIVERY))
+        recordings.append({"deal_id": "deal_1", "isrc": isrc})
+        controllers += [{"deal_id": "deal_1", "isrc": isrc, "party_id": "pty_label", "share": 75.0},
+                        {"deal_id": "deal_1", "isrc": isrc, "party_id": "pty_artist", "share": 25.0}]
+        release.track_ids.append(track_id)
+        release.audio[track_id] = path
     with connect(db_path) as con:
-        con.execute("INSERT INTO parties VALUES ('pty_label', 'Fixture Records', NULL, NULL) ON CONFLICT DO NOTHING")
-        con.execute("INSERT INTO parties VALUES ('pty_artist', 'Ada Fixture', NULL, NULL) ON CONFLICT DO NOTHING")
-        con.execute("INSERT INTO deals VALUES ('deal_1', 'pty_label', 'contract:FX-1', ['ai_training'], ['WORLD'], [], "
-                    "DATE '2024-01-01', NULL, [], 'fixture', ?) ON CONFLICT DO NOTHING", [T0])
-        con.execute("INSERT INTO consents VALUES ('cns_1', 'pty_artist', 'all', NULL, 'allowed', 'allowed', 'allowed', "
-                    "'allowed', 'evidence/cns_1.pdf', NULL, ?, NULL, 'fixture') ON CONFLICT DO NOTHING", [T0])
-        for i, secs in enumerate(seconds):
-            track_id = f"trk_{i:016x}"
-            isrc = isrc_for(i)
-            path = write_audio(audio_dir / f"{track_id}.{ext}", secs, freq=220.0 * (1 + i % 5), codec=codec, noise_seed=i)
-            sha = sha256_file(path)
-            if bad_sha and i in bad_sha:
-                sha = "0" * 64
-            con.execute(
-                "INSERT INTO tracks (track_id, delivery_id, isrc, title, artists, source_path, audio_sha256, "
-                "ingested_at) VALUES (?, 'dlv_1', ?, ?, ?, ?, ?, ?)",
-                [track_id, isrc, f"Tone {i}", ["Ada Fixture"], str(path), sha, T0],
-            )
-            con.execute("INSERT INTO deal_recordings VALUES ('deal_1', ?)", [isrc])
-            con.execute("INSERT INTO rights_controllers VALUES ('deal_1', ?, 'pty_label', 75.0)", [isrc])
-            con.execute("INSERT INTO rights_controllers VALUES ('deal_1', ?, 'pty_artist', 25.0)", [isrc])
-            decision_id = f"dec_{release_id}_{i}"
-            con.execute(
-                "INSERT INTO decisions VALUES (?, ?, ?, ?, 'WORLD', DATE '2025-01-10', TRUE, ['allowed'], 'ok', "
-                "'pol_hash_1', 'in_hash', 'deal_1', ['cns_1'], NULL, ?)",
-                [decision_id, track_id, isrc, PURPOSE, T0],
-            )
-            release.track_ids.append(track_id)
-            release.audio[track_id] = path
-        con.execute("INSERT INTO releases VALUES (?, ?, 'WORLD', DATE '2025-01-10', 'pol_hash_1', ?, 'rights@x', ?, ?, ?)",
-                    [release_id, PURPOSE, status, T0, len(seconds), "c" * 64])
-        for i, track_id in enumerate(release.track_ids):
-            con.execute("INSERT INTO release_tracks VALUES (?, ?, ?, ?)",
-                        [release_id, track_id, isrc_for(i), f"dec_{release_id}_{i}"])
+        write_rows(con, "catalog.ingest", f"delivery:{DELIVERY}", {
+            "deliveries": [{"delivery_id": DELIVERY, "source": "fixture", "received_at": T0,
+                            "track_count": len(tracks), "quarantined_count": 0}],
+            "tracks": tracks, "contributors": contributors})
+        write_rows(con, "fingerprint.store", f"delivery:{DELIVERY}", {"fingerprints": fingerprints})
+        write_rows(con, "rights.import", "fixture rights", {
+            "parties": [{"party_id": "pty_label", "name": "Fixture Records"},
+                        {"party_id": "pty_artist", "name": "Ada Fixture"}],
+            "deals": [{"deal_id": "deal_1", "licensor_party_id": "pty_label", "license": "contract:FX-1",
+                       "use_types": [PURPOSE], "territories_included": ["Worldwide"], "territories_excluded": [],
+                       "valid_from": date(2024, 1, 1), "valid_to": None, "conditions": [], "source": "fixture",
+                       "imported_at": T0}],
+            "deal_recordings": recordings, "rights_controllers": controllers,
+            "consents": [consent_row("cns_1", "pty_artist", granted_at=T0)]})
+        frozen = propose_release(con, release_id, purpose=PURPOSE, territory=TERRITORY, on_date=ON,
+                                 proposed_by="ml@x", proposed_at=T0)
+        release.decision_ids = {t: d for t, _, d in frozen}
         if status in ("approved", "revoked"):
-            con.execute("INSERT INTO approvals VALUES (?, 'approver@x', 'approve', 'looks right', ?)",
-                        [release_id, T0 + timedelta(hours=1)])
+            decide_release(con, release_id, "approve", actor="rights@label", comment="looks right",
+                           at=T0 + timedelta(hours=1))
+        if status == "revoked":
+            decide_release(con, release_id, "revoke", actor="rights@label", comment="deal under dispute",
+                           at=T0 + timedelta(hours=2))
+        elif status == "rejected":
+            decide_release(con, release_id, "reject", actor="rights@label", comment="not this one")
     return release
 
 
-def deny_since(db_path: Path, track_id: str, isrc: str, *, hours: int = 5) -> str:
-    """Record a newer deny decision for a track (e.g. consent withdrawn)."""
-    decision_id = f"dec_deny_{track_id}_{hours}"
+def deny_since(db_path: Path, track_id: str, isrc: str) -> str:
+    """The artist withdraws consent for one recording after approval: the policy denies it from now on."""
     with connect(db_path) as con:
-        con.execute(
-            "INSERT INTO decisions VALUES (?, ?, ?, ?, 'WORLD', DATE '2025-02-01', FALSE, ['consent_revoked'], "
-            "'consent withdrawn', 'pol_hash_1', 'in2', NULL, [], NULL, ?)",
-            [decision_id, track_id, isrc, PURPOSE, T0 + timedelta(hours=hours)],
-        )
-    return decision_id
+        return refuse_recording(con, "pty_artist", isrc, at=datetime.now(UTC))
 
 
 def set_status(db_path: Path, release_id: str, status: str) -> None:
+    """Revoke (or reject) the release the way the rights team does."""
+    action = {"revoked": "revoke", "rejected": "reject"}[status]
     with connect(db_path) as con:
-        con.execute("UPDATE releases SET status = ? WHERE release_id = ?", [status, release_id])
+        decide_release(con, release_id, action, actor="rights@label", comment=f"{status} in a test")
