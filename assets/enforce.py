@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 from pydantic import Field
 
-from assets.ingest import SYSTEM_ACTOR, delivery_rights
+from assets.ingest import delivery_rights
 from dagster_project.resources import LedgerResource
 from licensing.evaluate import evaluate_catalog
 from licensing.policy import load_policy
@@ -39,7 +39,7 @@ def rights_decisions(context: dg.AssetExecutionContext, config: DecisionConfig,
     with ledger.connect() as con:
         for purpose in config.purposes:
             summary = evaluate_catalog(con, policy, purpose=purpose, territory=config.territory, on_date=on,
-                                       actor=SYSTEM_ACTOR)
+                                       actor=ledger.principal())
             results[purpose] = {"allowed": summary.allowed, "denied": summary.denied,
                                 "denied_by_reason": dict(summary.by_reason)}
             context.log.info(f"{purpose}: {summary.allowed} allowed, {summary.denied} denied {dict(summary.by_reason)}")

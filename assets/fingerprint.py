@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.ingest import SYSTEM_ACTOR, catalog_delivery
+from assets.ingest import catalog_delivery
 from dagster_project.partitions import deliveries
 from dagster_project.resources import LedgerResource
 from fingerprinting.index import FingerprintIndex
@@ -25,7 +25,8 @@ def track_fingerprints(context: dg.AssetExecutionContext, ledger: LedgerResource
 
     delivery_id = context.partition_key
     ledger.delivery_dir(delivery_id)  # staged on this node when the deliveries are remote
-    summary = fingerprint_delivery(ledger.connect, delivery_id, max_seconds=FINGERPRINT_SECONDS)
+    summary = fingerprint_delivery(ledger.connect, delivery_id, max_seconds=FINGERPRINT_SECONDS,
+                                   actor=ledger.principal())
     return dg.MaterializeResult(metadata={"fingerprinted": summary.stored, "quarantined": summary.quarantined,
                                           "quarantined_by_reason": dict(summary.by_reason),
                                           "length": "whole file"})
@@ -55,7 +56,7 @@ def optout_registry(context: dg.AssetExecutionContext, ledger: LedgerResource) -
     if not registry.is_file():
         return dg.MaterializeResult(metadata={"entries": 0, "registry": "none filed"})
     with ledger.connect() as con:
-        report = register_registry(con, registry, actor=SYSTEM_ACTOR)
+        report = register_registry(con, registry, actor=ledger.principal())
     if report.quarantined:
         context.log.warning(f"{report.quarantined} opt-out entries quarantined: {report.by_reason}")
     return dg.MaterializeResult(metadata={"entries": len(report.registered), "quarantined": report.quarantined,
@@ -76,7 +77,7 @@ def audio_identity(ledger: LedgerResource):
 
     home = ledger.data_home()
     with ledger.connect() as con:
-        summary = match_catalog(con, home.root / INDEX_DIR)
+        summary = match_catalog(con, home.root / INDEX_DIR, actor=ledger.principal())
     yield dg.MaterializeResult(asset_key="duplicate_clusters",
                                metadata={"clusters": summary.duplicate_clusters,
                                          "tracks_in_clusters": summary.tracks_in_clusters,

@@ -10,8 +10,6 @@ from licensing.importers.ddex import import_ddex
 from licensing.importers.tabular import import_rights_file
 from store.audit import last_entry
 
-SYSTEM_ACTOR = "linernotes-pipeline"
-
 
 @dg.asset(partitions_def=deliveries, group_name="ingest", kinds={"duckdb", "python"})
 def catalog_delivery(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.MaterializeResult:
@@ -25,7 +23,7 @@ def catalog_delivery(context: dg.AssetExecutionContext, ledger: LedgerResource) 
     if not folder.is_dir():
         raise dg.Failure(f"delivery {delivery_id!r} has no directory at {folder}")
     with ledger.connect() as con:
-        report = ingest_delivery(con, folder, delivery_id=delivery_id, actor=SYSTEM_ACTOR)
+        report = ingest_delivery(con, folder, delivery_id=delivery_id, actor=ledger.principal())
         audit = last_entry(con, subject=f"delivery:{delivery_id}", action="ingest")
     for error in report.errors:
         context.log.warning(error)
@@ -47,9 +45,9 @@ def delivery_rights(context: dg.AssetExecutionContext, ledger: LedgerResource) -
     with ledger.connect() as con:
         for path in rights_files(folder):
             if path.suffix.lower() == ".xml":
-                report = import_ddex(con, path, actor=SYSTEM_ACTOR)
+                report = import_ddex(con, path, actor=ledger.principal())
             else:
-                report = import_rights_file(con, path, actor=SYSTEM_ACTOR)
+                report = import_rights_file(con, path, actor=ledger.principal())
             for error in report.errors:
                 context.log.warning(str(error))
             errors += len(report.errors)

@@ -25,7 +25,7 @@ def model_lineage(context: dg.AssetExecutionContext, ledger: LedgerResource) -> 
     run_id = context.partition_key
     home = ledger.data_home()
     with ledger.connect() as con:
-        built = ensure_snapshots(con, actor="pipeline", run_id=run_id)
+        built = ensure_snapshots(con, actor=ledger.principal(), run_id=run_id)
     with ledger.connect(read_only=True) as con:
         trace = trace_model(con, run_id)
         report = verify_ledger(con)

@@ -33,7 +33,7 @@ def training_release(context: dg.AssetExecutionContext, config: ReleaseConfig,
 
     with ledger.connect() as con:
         release = propose_release(con, purpose=config.purpose, territory=config.territory,
-                                  on_date=decision_date(config.on_date), actor=config.proposed_by,
+                                  on_date=decision_date(config.on_date), actor=ledger.principal(config.proposed_by),
                                   policy=load_policy(), release_id=context.partition_key)
         audit = last_entry(con, subject=release.release_id, action="release.propose")
     return dg.MaterializeResult(metadata={

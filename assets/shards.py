@@ -35,7 +35,7 @@ def release_shards(context: dg.AssetExecutionContext, config: ShardBuildConfig,
     output = config.output_uri or ledger.shards_uri(release_id)
     with ledger.connect() as con:
         try:
-            manifest = build_shards(con, release_id, output_uri=output, actor=config.built_by,
+            manifest = build_shards(con, release_id, output_uri=output, actor=ledger.principal(config.built_by),
                                     config=ShardConfig(crops_per_track=config.crops_per_track, seed=config.seed))
         except ReleaseRefused as exc:
             raise dg.Failure(f"shard build refused for release {release_id}: {exc}") from exc

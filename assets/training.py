@@ -37,7 +37,7 @@ def training_run(context: dg.AssetExecutionContext, config: TrainingRunConfig,
     home = ledger.data_home()
     try:
         record = launch_run(home.db_path, run_id=context.partition_key, config=train_config,
-                            actor=config.started_by, acknowledge=config.acknowledge_denied, runs_dir=home.runs,
+                            actor=ledger.principal(config.started_by), acknowledge=config.acknowledge_denied, runs_dir=home.runs,
                             publish_uri=ledger.publish_uri(context.partition_key))
     except TrainingRefused as exc:
         raise dg.Failure(f"training refused: {exc}") from exc

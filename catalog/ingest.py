@@ -18,8 +18,10 @@ from catalog.audio import AudioInfo, AudioProbeError, probe
 from catalog.delivery import audio_files, is_audio_name, read_metadata
 from schemas.catalog import Contributor, Track
 from schemas.identifiers import normalize_isrc
-from store.audit import record
-from store.database import transaction
+from store.ledger import Writer, command
+from store.paths import ledger_ref
+from store.quarantine import Rejection, quarantine, resolve_stage
+from store.roles import Principal, RoleBook
 
 
 @dataclass
@@ -84,70 +86,74 @@ def _build_track(info: AudioInfo, rel: str, meta: dict[str, Any], delivery_id: s
     )
 
 
-def quarantine(con: duckdb.DuckDBPyConnection, *, delivery_id: str | None, stage: str, source_ref: str,
-               reason_code: str, message: str) -> None:
-    """Write a rejected input down with its reason; callers go on with the rest of the batch."""
-    con.execute(
-        "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
-        [delivery_id, stage, source_ref, reason_code, message, datetime.now(UTC)],
-    )
+def _write_track(w: Writer, track: Track) -> None:
+    """The track's new version; a re-delivery replaces the old one (kept in history) and its contributors.
+
+    A track delivered again unchanged keeps its row (and its original ``ingested_at``).
+    """
+    row = {"track_id": track.track_id, "delivery_id": track.delivery_id, "isrc": track.isrc,
+           "isrc_assigned": track.isrc_assigned, "title": track.title, "artists": list(track.artists),
+           "album": track.album, "license_tag": track.license_tag, "ai_generated": track.ai_generated,
+           "source_path": ledger_ref(w.con, track.source_path), "audio_sha256": track.audio_sha256,
+           "bytes": track.bytes, "duration_s": track.duration_s, "codec": track.codec,
+           "sample_rate": track.sample_rate, "channels": track.channels, "tags": json.dumps(track.tags),
+           "ingested_at": track.ingested_at}
+    before = w.con.execute("SELECT ingested_at FROM tracks WHERE track_id = ?", [track.track_id]).fetchone()
+    if before is None or not w.unchanged("tracks", row | {"ingested_at": before[0]}, key=["track_id"]):
+        w.upsert("tracks", [row], key=["track_id"])
+    wanted = {(c.party_id, c.role) for c in track.contributors}
+    have = set(w.con.execute("SELECT party_id, role FROM contributors WHERE track_id = ?", [track.track_id]).fetchall())
+    for party_id, role in sorted(have - wanted):
+        w.supersede("contributors", "track_id = ? AND party_id = ? AND role = ?", [track.track_id, party_id, role])
+    w.upsert("contributors", [{"track_id": track.track_id, "party_id": c.party_id, "name": c.name, "role": c.role}
+                              for c in track.contributors], key=["track_id", "party_id", "role"])
 
 
-def _write_track(con: duckdb.DuckDBPyConnection, track: Track) -> None:
-    con.execute("DELETE FROM contributors WHERE track_id = ?", [track.track_id])
-    con.execute("DELETE FROM tracks WHERE track_id = ?", [track.track_id])
-    con.execute(
-        "INSERT INTO tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [track.track_id, track.delivery_id, track.isrc, track.isrc_assigned, track.title, list(track.artists),
-         track.album, track.license_tag, track.ai_generated, track.source_path, track.audio_sha256, track.bytes,
-         track.duration_s, track.codec, track.sample_rate, track.channels, json.dumps(track.tags), track.ingested_at],
-    )
-    for c in track.contributors:
-        con.execute("INSERT INTO contributors VALUES (?, ?, ?, ?)", [track.track_id, c.party_id, c.name, c.role])
-
-
-def _settle_withdrawals(con: duckdb.DuckDBPyConnection, delivery_id: str, previous: dict[str, str],
-                        written: set[str], now: datetime) -> list[str]:
+def _settle_withdrawals(w: Writer, delivery_id: str, previous: dict[str, str], written: set[str],
+                        now: datetime) -> list[str]:
     """Open a withdrawal for each track the delivery held before and no longer does; close re-delivered ones."""
-    for track_id in sorted(written):
-        con.execute("UPDATE track_withdrawals SET restored_at = ? WHERE track_id = ? AND restored_at IS NULL",
-                    [now, track_id])
+    if written:
+        w.update("track_withdrawals", "track_id IN (SELECT unnest(?::VARCHAR[])) AND restored_at IS NULL",
+                 [sorted(written)], {"restored_at": now})
     gone = sorted(set(previous) - written)
-    for track_id in gone:
-        open_already = con.execute("SELECT 1 FROM track_withdrawals WHERE track_id = ? AND restored_at IS NULL",
-                                   [track_id]).fetchone()
-        if not open_already:
-            con.execute("INSERT INTO track_withdrawals VALUES (?, ?, ?, ?, NULL)",
-                        [track_id, delivery_id, now, f"{previous[track_id]}: not in the re-delivery "
-                                                     "(removed, unreadable now, or delivered under another ISRC)"])
+    open_already = {r[0] for r in w.con.execute(
+        "SELECT track_id FROM track_withdrawals WHERE restored_at IS NULL").fetchall()}
+    w.insert("track_withdrawals", [
+        {"track_id": track_id, "delivery_id": delivery_id, "withdrawn_at": now,
+         "reason": f"{previous[track_id]}: not in the re-delivery (removed, unreadable now, or delivered under "
+                   "another ISRC)", "restored_at": None}
+        for track_id in gone if track_id not in open_already])
     return gone
 
 
-def ingest_delivery(con: duckdb.DuckDBPyConnection, delivery_dir: Path, *, delivery_id: str, actor: str,
-                    source: str | None = None, max_audio_bytes: int | None = None) -> IngestReport:
+def ingest_delivery(con: duckdb.DuckDBPyConnection, delivery_dir: Path, *, delivery_id: str,
+                    actor: Principal | str, source: str | None = None, max_audio_bytes: int | None = None,
+                    roles: RoleBook | None = None) -> IngestReport:
     """Ingest every audio file of a delivery. Bad files and records are quarantined; the rest goes on.
 
-    Re-ingesting the same delivery replaces its tracks and quarantine rows, so a re-run converges.
-    A track the delivery held before and no longer holds keeps its row (lineage needs it) and gets
-    an open ``track_withdrawals`` entry, which the policy treats as a denial until it is re-delivered.
-    Audio files over ``max_audio_bytes`` (default: :func:`catalog.audio.max_audio_bytes`) are
-    quarantined unread, and so is anything under ``audio/`` that links outside it.
+    Re-ingesting the same delivery gives its tracks new versions (the old ones stay in history) and
+    retires its earlier quarantine rows, so a re-run converges. A track the delivery held before
+    and no longer holds keeps its row (lineage needs it) and gets an open ``track_withdrawals``
+    entry, which the policy treats as a denial until it is re-delivered. Audio files over
+    ``max_audio_bytes`` (default: :func:`catalog.audio.max_audio_bytes`) are quarantined unread, and
+    so is anything under ``audio/`` that links outside it. Needs ``catalog.ingest``.
     """
     delivery_dir = Path(delivery_dir).resolve()
     audio_root = (delivery_dir / "audio").resolve()
     report = IngestReport(delivery_id)
     now = datetime.now(UTC)
     metadata, problems = read_metadata(delivery_dir)
-    with transaction(con):
-        con.execute("DELETE FROM quarantine WHERE delivery_id = ? AND stage = 'ingest'", [delivery_id])
+    with command(con, actor, "catalog.ingest", f"delivery:{delivery_id}", roles=roles) as w:
+        resolve_stage(w, stage="ingest", delivery_id=delivery_id)
         previous = {r[0]: r[1] for r in con.execute(
             "SELECT track_id, source_path FROM tracks WHERE delivery_id = ?", [delivery_id]).fetchall()}
         written: set[str] = set()
         seen_isrcs: dict[str, str] = {}
         manifest: list[tuple[str, str]] = []
+        rejected: list[Rejection] = []
 
         def reject(ref: str, code: str, message: str) -> None:
-            quarantine(con, delivery_id=delivery_id, stage="ingest", source_ref=ref, reason_code=code, message=message)
+            rejected.append(Rejection(ref, code, message))
             report.quarantined += 1
             report.by_reason[code] += 1
             report.errors.append(message)
@@ -184,20 +190,18 @@ def ingest_delivery(con: duckdb.DuckDBPyConnection, delivery_dir: Path, *, deliv
                 reject(rel, "duplicate_isrc", f"{rel}: ISRC {track.isrc} already used by {seen_isrcs[track.isrc]}")
                 continue
             seen_isrcs[track.isrc] = rel
-            _write_track(con, track)
+            _write_track(w, track)
             written.add(track.track_id)
             manifest.append((rel, track.audio_sha256))
             report.ingested += 1
         for rel in sorted(described):
             reject(rel, "missing_file", f"{rel}: described in metadata but not delivered")
-        withdrawn = _settle_withdrawals(con, delivery_id, previous, written, now)
+        quarantine(w, rejected, stage="ingest", delivery_id=delivery_id)
+        withdrawn = _settle_withdrawals(w, delivery_id, previous, written, now)
         manifest_sha = hashlib.sha256(json.dumps(sorted(manifest)).encode()).hexdigest()
-        con.execute("DELETE FROM deliveries WHERE delivery_id = ?", [delivery_id])
-        con.execute(
-            "INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?)",
-            [delivery_id, source or str(delivery_dir), now, manifest_sha, report.ingested, report.quarantined],
-        )
-        record(con, actor=actor, action="ingest", subject=f"delivery:{delivery_id}",
-               payload={"manifest_sha256": manifest_sha, "tracks": report.ingested,
-                        "quarantined": dict(report.by_reason), "withdrawn": withdrawn})
+        w.upsert("deliveries", [{"delivery_id": delivery_id, "source": ledger_ref(con, source or delivery_dir),
+                                 "received_at": now, "manifest_sha256": manifest_sha, "track_count": report.ingested,
+                                 "quarantined_count": report.quarantined}], key=["delivery_id"])
+        w.payload.update({"manifest_sha256": manifest_sha, "tracks": report.ingested,
+                          "quarantined": dict(report.by_reason), "withdrawn": withdrawn})
     return report

@@ -22,10 +22,14 @@ from licensing.policy import load_policy
 from licensing.releases import approve_release, get_release
 from store.database import connect
 from store.home import Home
+from store.roles import Principal, os_user
 
 ML_ENGINEER = "mira.ml"
 RIGHTS_APPROVER = "rita.rights"
 AUDITOR = "aldo.audit"
+PIPELINE = "linernotes-pipeline"
+DEMO_ADMIN = "demo.admin"
+DEMO_ROLES_HEADER = "# linernotes demo users: who may do what."
 INPUT_KEY_TAG = "linernotes/input_key"
 
 
@@ -51,17 +55,31 @@ def _folder_key(folder: Path) -> str:
 
 
 def write_roles(home: Home) -> Path:
-    """The demo's users and roles (a deployment maps these from its identity provider)."""
+    """The demo's users and roles (a deployment maps these from its identity provider).
+
+    The operating-system account running the demo is mapped to an admin, so the person trying it can
+    run the command line as the demo's people (``--actor rita.rights``), each act recorded as theirs.
+    A roles file not written by the demo is left alone.
+    """
     path = home.root / "roles.yaml"
-    if not path.exists():
-        path.write_text(
-            "# Who may do what. Each mutating command names its actor (--actor or LINERNOTES_ACTOR).\n"
-            "users:\n"
-            f"  {RIGHTS_APPROVER}: [rights_team]\n"
-            f"  {ML_ENGINEER}: [ml_engineer]\n"
-            f"  {AUDITOR}: [auditor]\n",
-            encoding="utf-8",
-        )
+    if path.exists() and not path.read_text(encoding="utf-8").startswith(DEMO_ROLES_HEADER):
+        return path
+    path.write_text(
+        f"{DEMO_ROLES_HEADER}\n"
+        "# The command line acts as the user your operating-system account maps to (os_users);\n"
+        "# only an admin may name someone else with --actor, and that is recorded.\n"
+        "users:\n"
+        f"  {RIGHTS_APPROVER}: [rights_team]\n"
+        f"  {ML_ENGINEER}: [ml_engineer]\n"
+        f"  {AUDITOR}: [auditor]\n"
+        f"  {PIPELINE}:\n"
+        "    roles: [pipeline]\n"
+        "    service: true\n"
+        f"  {DEMO_ADMIN}:\n"
+        "    roles: [admin]\n"
+        f"    os_users: [{json.dumps(os_user())}]\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -69,7 +87,6 @@ def run_demo(home: Home, *, tracks_per_package: int | None = None, epochs: int =
              say: Callable[[str], None] = print) -> DemoOutcome:
     """Run every stage of the pipeline on the demo catalog; raise if any Dagster run fails."""
     import dagster as dg
-
 
     home.ensure()
     os.environ["LINERNOTES_HOME"] = str(home.root)
@@ -125,7 +142,9 @@ def run_demo(home: Home, *, tracks_per_package: int | None = None, epochs: int =
             run_config={"ops": {"training_release": {"config": {"proposed_by": ML_ENGINEER}}}})
         with connect(home.db_path) as con:
             if get_release(con, release_id).status == "proposed":
-                approve_release(con, release_id, actor=RIGHTS_APPROVER,
+                # The demo driver stands in for the rights person at the web page or command line.
+                approve_release(con, release_id, actor=Principal(name=RIGHTS_APPROVER, method="direct",
+                                                                 via="linernotes demo"),
                                 comment="Demo catalog: open licences and artist consent verified.")
                 say(f"  release {release_id}: approved by {RIGHTS_APPROVER}")
         run("build_shards", decide_key, partition=release_id,

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from store.database import connect
 from store.home import Home
 from store.objects import ObjectStore
+from store.roles import Principal
 
 
 class LedgerResource(dg.ConfigurableResource):
@@ -23,6 +25,16 @@ class LedgerResource(dg.ConfigurableResource):
 
     home: str | None = None
     objects: str | None = None
+    service_account: str = Field(default="linernotes-pipeline",
+                                 description="The account this code location acts as: a `service: true` user "
+                                             "of roles.yaml with the `pipeline` role.")
+
+    def principal(self, on_behalf_of: str | None = None) -> Principal:
+        """Who a step acts as: the service account, or a person a run's config names (their roles are checked,
+        and the record says the service vouched for them)."""
+        if on_behalf_of:
+            return Principal(name=on_behalf_of, method="service_for", via=self.service_account)
+        return Principal(name=self.service_account, method="service")
 
     def data_home(self) -> Home:
         return Home.from_env(self.home, self.objects).ensure()

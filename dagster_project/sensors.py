@@ -1,5 +1,5 @@
-"""Sensors: new deliveries dropped into the inbox become partitions and ingest runs; rights changes
-re-decide the catalog and report their impact."""
+"""Sensors: new deliveries dropped into the inbox become partitions and ingest runs; rights changes are
+fanned out to alerts and impact reports."""
 
 import shutil
 
@@ -37,17 +37,26 @@ def delivery_inbox_sensor(context: dg.SensorEvaluationContext, ledger: LedgerRes
 
 @dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
 def rights_change_sensor(context: dg.SensorEvaluationContext, ledger: LedgerResource) -> dg.SensorResult:
-    """Consent revocations and deal ends re-decide the catalog, alert the releases that hold newly denied
-    tracks (``release_alerts``) and write an impact report to ``<home>/reports/``."""
+    """Fan rights changes out: re-decide what time changed (a deal's end passing, a dated revocation coming into
+    force), alert the releases that hold newly denied tracks (``release_alerts``) and write an impact report to
+    ``<home>/reports/``. Imports, revocations and deal ends re-decide their own tracks when they are recorded;
+    this sensor never re-evaluates the whole catalog.
 
-    cursor = WatchCursor.parse(context.cursor)
+    Its first tick starts at the log's head: what was recorded before it ran was already decided.
+    """
     with ledger.connect() as con:
+        if context.cursor is None:
+            start = WatchCursor.at_head(con)
+            return dg.SensorResult(cursor=start.model_dump_json(), skip_reason=f"watching from audit entry "
+                                                                              f"#{start.audit_seq}")
+        cursor = WatchCursor.parse(context.cursor)
         changes = changes_since(con, cursor)
         if not changes.any:
             return dg.SensorResult(cursor=changes.cursor.model_dump_json(),
                                    skip_reason=f"no rights change since {cursor.as_of:%Y-%m-%d %H:%M}")
         report = handle_changes(con, changes, reports_dir=ledger.data_home().root / "reports",
-                                actor="rights_change_sensor")
-    context.log.info(f"rights change: {len(report['became_denied'])} decision(s) became denied; releases "
-                     f"alerted: {sorted(report['affected_releases']) or 'none'}; report {report['path']}")
+                                actor=ledger.principal())
+    became = (report["redecided"] or {}).get("became_denied", [])
+    context.log.info(f"rights change: {len(changes.isrcs)} recording(s); {len(became)} decision(s) became denied with "
+                     f"time; releases alerted: {sorted(report['affected_releases']) or 'none'}; report {report['path']}")
     return dg.SensorResult(cursor=changes.cursor.model_dump_json())

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -25,9 +25,12 @@ from fingerprinting.chromaprint import ITEM_SECONDS, FingerprintError, fingerpri
 from fingerprinting.index import FingerprintIndex, Match, item_digest
 from schemas.canonical import canonical_json, sha256_text
 from schemas.identifiers import normalize_isrc
-from store.audit import record
-from store.database import transaction
 from store.digest import sha256_file
+from store.ledger import Writer, authorize, command
+from store.outbox import BatchHeader, BatchRejected
+from store.paths import ledger_path, ledger_ref
+from store.quarantine import Rejection, quarantine, resolve_stage
+from store.roles import Principal, RoleBook
 
 SCHEMA_VERSION = 1
 # score = 1 - 2*BER. Transformed copies and excerpts of the demo catalog score >= 0.85;
@@ -119,11 +122,12 @@ def _now() -> datetime:
 
 
 def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: Iterable[tuple[str, FingerprintOutcome]],
-                       delivery_id: str, *, actor: str = DEFAULT_ACTOR) -> StoreSummary:
-    """Write fingerprints, and quarantine rows for files that could not be fingerprinted.
+                       delivery_id: str, *, actor: Principal | str = DEFAULT_ACTOR,
+                       roles: RoleBook | None = None) -> StoreSummary:
+    """Write fingerprints, and quarantine rows for files that could not be fingerprinted (``fingerprint.store``).
 
-    Re-running for the same tracks replaces their rows: a track that now fails loses its
-    old fingerprint, so nothing downstream matches on audio we can no longer read.
+    Re-running for the same tracks replaces their rows (the old ones stay in history): a track that
+    now fails loses its fingerprint, so nothing downstream matches on audio we can no longer read.
     """
     now = _now()
     good: dict[str, FingerprintOutcome] = {}
@@ -132,14 +136,10 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
         (good if outcome.ok else bad)[track_id] = outcome
         (bad if outcome.ok else good).pop(track_id, None)
     touched = sorted([*good, *bad])
-    with transaction(con):
+    with command(con, actor, "fingerprint.store", f"delivery:{delivery_id}", roles=roles) as w:
         if touched:
-            ids = pa.table({"track_id": pa.array(touched, pa.string())})
-            con.register("_fp_touched", ids)
-            con.execute("DELETE FROM fingerprints WHERE track_id IN (SELECT track_id FROM _fp_touched)")
-            con.execute("DELETE FROM quarantine WHERE stage = 'fingerprint' AND delivery_id = ? "
-                        "AND source_ref IN (SELECT track_id FROM _fp_touched)", [delivery_id])
-            con.unregister("_fp_touched")
+            w.supersede("fingerprints", "track_id IN (SELECT unnest(?::VARCHAR[]))", [touched])
+            resolve_stage(w, stage="fingerprint", delivery_id=delivery_id, source_refs=touched)
         if good:
             rows = {k: [] for k in ("track_id", "algorithm", "duration_s", "seconds_used", "items", "fingerprint",
                                     "computed_at", "delivery_id", "source_path", "items_sha256")}
@@ -150,69 +150,75 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
                 for key, value in (("track_id", track_id), ("algorithm", fp.algorithm), ("duration_s", fp.duration_s),
                                    ("seconds_used", fp.seconds_used), ("items", fp.items),
                                    ("fingerprint", fp.encoded()), ("computed_at", now), ("delivery_id", delivery_id),
-                                   ("source_path", str(outcome.path)), ("items_sha256", item_digest(fp.items))):
+                                   ("source_path", ledger_ref(con, outcome.path)),
+                                   ("items_sha256", item_digest(fp.items))):
                     rows[key].append(value)
-            table = pa.table({
+            w.insert("fingerprints", pa.table({
                 **{k: v for k, v in rows.items() if k != "items"},
                 "items": pa.array([np.asarray(v, dtype=np.uint32) for v in rows["items"]], pa.list_(pa.uint32())),
-            })
-            con.register("_fp_new", table)
-            con.execute("INSERT INTO fingerprints (track_id, algorithm, duration_s, seconds_used, items, fingerprint, "
-                        "computed_at, delivery_id, source_path, items_sha256) SELECT track_id, algorithm, duration_s, "
-                        "seconds_used, items, fingerprint, computed_at, delivery_id, source_path, items_sha256 FROM _fp_new")
-            con.unregister("_fp_new")
-        for track_id, outcome in bad.items():
-            con.execute("INSERT INTO quarantine VALUES (?, 'fingerprint', ?, ?, ?, ?)",
-                        [delivery_id, track_id, outcome.reason_code, outcome.message or str(outcome.path), now])
+            }))
+        quarantine(w, [Rejection(track_id, str(outcome.reason_code), outcome.message or str(outcome.path))
+                       for track_id, outcome in bad.items()], stage="fingerprint", delivery_id=delivery_id)
         by_reason = dict(sorted(Counter(str(o.reason_code) for o in bad.values()).items()))
         summary = StoreSummary(delivery_id=delivery_id, stored=len(good), quarantined=len(bad), by_reason=by_reason)
-        record(con, actor=actor, action="fingerprint.store", subject=f"delivery:{delivery_id}", payload={
-            **summary.model_dump(), "track_ids_sha256": sha256_text(canonical_json(touched)),
-            "quarantined_tracks": {t: o.reason_code for t, o in sorted(bad.items())}})
+        w.payload.update({**summary.model_dump(), "track_ids_sha256": sha256_text(canonical_json(touched)),
+                          "quarantined_tracks": {t: o.reason_code for t, o in sorted(bad.items())}})
     return summary
 
 
 def fingerprint_delivery(connect: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]], delivery_id: str,
-                         *, max_seconds: float | None = None, actor: str = DEFAULT_ACTOR) -> StoreSummary:
+                         *, max_seconds: float | None = None, actor: Principal | str = DEFAULT_ACTOR,
+                         roles: RoleBook | None = None) -> StoreSummary:
     """Fingerprint every track of a delivery (whole files by default) and store the outcomes.
 
     ``connect`` opens the ledger; it is held only to read the track list and to write the
     results, never while audio is being decoded.
     """
     with connect() as con:
+        authorize(con, actor, "fingerprint.store", f"delivery:{delivery_id}", roles=roles)  # before any decoding
         rows = con.execute("SELECT track_id, source_path FROM tracks WHERE delivery_id = ? ORDER BY track_id",
                            [delivery_id]).fetchall()
-    by_path = {Path(p): t for t, p in rows}
+        by_path = {Path(ledger_path(con, p)): t for t, p in rows}
     outcomes = list(fingerprint_many(list(by_path), max_seconds=max_seconds))
     with connect() as con:
-        return store_fingerprints(con, [(by_path[Path(o.path)], o) for o in outcomes], delivery_id, actor=actor)
+        return store_fingerprints(con, [(by_path[Path(o.path)], o) for o in outcomes], delivery_id, actor=actor,
+                                  roles=roles)
 
 
 def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant: str,
                     audio_path: str | os.PathLike[str], isrc: str | None = None, title: str | None = None,
-                    note: str | None = None, actor: str) -> OptOut:
-    """Fingerprint an opted-out recording (whole file) and enter it in the registry.
+                    note: str | None = None, actor: Principal | str, roles: RoleBook | None = None) -> OptOut:
+    """Fingerprint an opted-out recording (whole file) and enter it in the registry (``optout.register``).
 
     Catalog tracks whose audio matches it are denied whatever their metadata says (see
-    :func:`match_catalog`). Re-registering the same id replaces the entry. Raises
-    :class:`~fingerprinting.chromaprint.FingerprintError` when the audio is unusable and
-    ValueError for a malformed ISRC.
+    :func:`match_catalog`). Re-registering the same id replaces the entry (the old one stays in
+    history). Raises :class:`~fingerprinting.chromaprint.FingerprintError` when the audio is
+    unusable and ValueError for a malformed ISRC.
     """
     path = Path(audio_path)
     fp = fingerprint_file(path, max_seconds=None)
     entry = OptOut(optout_id=optout_id, claimant=claimant, isrc=normalize_isrc(isrc) if isrc else None, title=title,
                    note=note, audio_sha256=sha256_file(path), duration_s=fp.duration_s, item_count=len(fp.items))
-    with transaction(con):
-        existed = con.execute("SELECT count(*) FROM optout_registry WHERE optout_id = ?", [optout_id]).fetchone()
-        con.execute("DELETE FROM optout_registry WHERE optout_id = ?", [optout_id])
-        con.execute(
-            "INSERT INTO optout_registry (optout_id, claimant, isrc, title, note, audio_sha256, items, registered_at, "
-            "registered_by, duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [optout_id, claimant, entry.isrc, title, note, entry.audio_sha256, fp.items.tolist(), _now(), actor,
-             fp.duration_s])
-        record(con, actor=actor, action="optout.replace" if existed and existed[0] else "optout.register",
-               subject=f"optout:{optout_id}", payload={**entry.model_dump(), "audio_path": str(path)})
+    with command(con, actor, "optout.register", f"optout:{optout_id}", roles=roles) as w:
+        _register(w, entry, fp.items.tolist(), path)
     return entry
+
+
+def _register(w: Writer, entry: OptOut, items: list[int], path: Path) -> None:
+    """Enter (or replace) one registry entry; the same claim registered again changes nothing."""
+    same = w.con.execute("SELECT count(*) FROM optout_registry WHERE optout_id = ? AND audio_sha256 = ? AND "
+                         "claimant = ? AND isrc IS NOT DISTINCT FROM ? AND title IS NOT DISTINCT FROM ? AND "
+                         "note IS NOT DISTINCT FROM ?", [entry.optout_id, entry.audio_sha256, entry.claimant,
+                                                         entry.isrc, entry.title, entry.note]).fetchall()[0][0]
+    if same:
+        return
+    existed = w.supersede("optout_registry", "optout_id = ?", [entry.optout_id])
+    w.insert("optout_registry", [{"optout_id": entry.optout_id, "claimant": entry.claimant, "isrc": entry.isrc,
+                                  "title": entry.title, "note": entry.note, "audio_sha256": entry.audio_sha256,
+                                  "items": items, "registered_at": _now(), "registered_by": w.actor,
+                                  "duration_s": entry.duration_s}])
+    w.note("optout.replace" if existed else "optout.register", f"optout:{entry.optout_id}",
+           {**entry.model_dump(), "audio_path": ledger_ref(w.con, path)})
 
 
 class RegistryReport(_Frozen):
@@ -226,18 +232,17 @@ class RegistryReport(_Frozen):
 
 
 def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.PathLike[str], *,
-                      actor: str) -> RegistryReport:
+                      actor: Principal | str, roles: RoleBook | None = None) -> RegistryReport:
     """Register every entry of an opt-out registry file (``{"entries": [{optout_id, claimant, file, ...}]}``).
 
     Audio paths are relative to the registry's folder and may not leave it. An unreadable file, a
     malformed entry, an escaping path or unusable audio is written to ``quarantine`` (stage
-    ``optout``) with a reason code; the other entries are registered.
+    ``optout``) with a reason code; the other entries are registered, all in one command.
     """
-
     registry = Path(registry_path)
     root = registry.parent.resolve()
     problems: list[tuple[str, str, str]] = []
-    registered: list[str] = []
+    accepted: list[tuple[OptOut, list[int], Path]] = []
     try:
         doc = json.loads(registry.read_text(encoding="utf-8"))
         entries = doc.get("entries") if isinstance(doc, dict) else None
@@ -262,26 +267,26 @@ def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.Pa
             problems.append((ref, "path_escape", f"{ref}: file {entry['file']!r} leaves {root}"))
             continue
         try:
-            register_optout(con, optout_id=entry["optout_id"], claimant=entry["claimant"], audio_path=audio,
-                            isrc=entry.get("isrc"), title=entry.get("title"), note=entry.get("note"), actor=actor)
+            fp = fingerprint_file(audio, max_seconds=None)
+            accepted.append((OptOut(
+                optout_id=entry["optout_id"], claimant=entry["claimant"],
+                isrc=normalize_isrc(entry["isrc"]) if entry.get("isrc") else None, title=entry.get("title"),
+                note=entry.get("note"), audio_sha256=sha256_file(audio), duration_s=fp.duration_s,
+                item_count=len(fp.items)), fp.items.tolist(), audio))
         except FingerprintError as exc:
             problems.append((ref, exc.reason_code, f"{ref}: {exc.message}"))
-            continue
         except ValueError as exc:
             problems.append((ref, "invalid_identifier", f"{ref}: {exc}"))
-            continue
-        registered.append(entry["optout_id"])
-    now = _now()
-    with transaction(con):
-        con.execute("DELETE FROM quarantine WHERE stage = 'optout' AND (source_ref = ? OR starts_with(source_ref, ?))",
-                    [str(registry), f"{registry}#"])
-        for ref, code, message in problems:
-            con.execute("INSERT INTO quarantine VALUES (NULL, 'optout', ?, ?, ?, ?)", [ref, code, message, now])
-        by_reason = dict(sorted(Counter(code for _, code, _ in problems).items()))
-        record(con, actor=actor, action="optout.registry", subject=str(registry),
-               payload={"registered": registered, "quarantined": len(problems), "by_reason": by_reason})
-    return RegistryReport(registry=str(registry), registered=tuple(registered), quarantined=len(problems),
-                          by_reason=by_reason)
+    by_reason = dict(sorted(Counter(code for _, code, _ in problems).items()))
+    with command(con, actor, "optout.register", ledger_ref(con, registry), roles=roles) as w:
+        for optout, items, audio in accepted:
+            _register(w, optout, items, audio)
+        resolve_stage(w, stage="optout", prefix=str(registry))
+        quarantine(w, [Rejection(ref, code, message) for ref, code, message in problems], stage="optout")
+        w.payload.update({"registered": [o.optout_id for o, _, _ in accepted], "quarantined": len(problems),
+                          "by_reason": by_reason})
+    return RegistryReport(registry=str(registry), registered=tuple(o.optout_id for o, _, _ in accepted),
+                          quarantined=len(problems), by_reason=by_reason)
 
 
 def sync_index(con: duckdb.DuckDBPyConnection, index: FingerprintIndex) -> tuple[int, int]:
@@ -355,13 +360,15 @@ def _clusters(edges: Iterable[tuple[str, str]]) -> list[list[str]]:
 
 def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[str], *,
                   threshold: float = MATCH_THRESHOLD, min_span_s: float = MIN_SPAN_S,
-                  actor: str = DEFAULT_ACTOR) -> MatchSummary:
+                  actor: Principal | str = DEFAULT_ACTOR, roles: RoleBook | None = None) -> MatchSummary:
     """Match every fingerprinted track against the opt-out registry and the rest of the catalog.
 
-    Brings the index under ``index_dir`` up to date with the ledger, then rewrites
-    ``audio_matches`` (kind 'optout' or 'duplicate', with the evidence and threshold) and
-    ``duplicate_clusters``. Re-running on unchanged data changes nothing but the audit log.
+    Brings the index under ``index_dir`` up to date with the ledger, then brings ``audio_matches``
+    (kind 'optout' or 'duplicate', with the evidence and threshold) and ``duplicate_clusters`` up to
+    date (``fingerprint.match``); matches no longer found move to history. Re-running on unchanged
+    data changes nothing but the audit log.
     """
+    authorize(con, actor, "fingerprint.match", "catalog", roles=roles)  # before the index is touched
     index = FingerprintIndex.open(index_dir)
     added, removed = sync_index(con, index)
     tracks = con.execute("SELECT f.track_id, f.items, t.isrc FROM fingerprints f "
@@ -392,27 +399,32 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
     isrc_of = {t: i for t, _, i in tracks}
     clusters = _clusters(dup_pairs)
     now = _now()
-    with transaction(con):
+    with command(con, actor, "fingerprint.match", "catalog", roles=roles) as w:
         previous = {(r[0], r[1], r[2]): r[3:] for r in con.execute(
             "SELECT track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, matched_at "
             "FROM audio_matches").fetchall()}
         resolved = {(c, t): r for c, t, r in con.execute(
             "SELECT cluster_id, track_id, resolved FROM duplicate_clusters").fetchall()}
-        con.execute("DELETE FROM audio_matches")
+        rows = []
         for key, a in sorted(by_key.items()):
             old = previous.get(key)
             same = old is not None and list(old[:5]) == [a.score, a.threshold, a.offset_s, a.span_s, a.bit_error_rate]
-            con.execute("INSERT INTO audio_matches (track_id, kind, matched_ref, score, threshold, offset_s, span_s, "
-                        "bit_error_rate, matched_at, query_start_s, ref_start_s, votes) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [a.track_id, a.kind, a.matched_ref, a.score, a.threshold, a.offset_s, a.span_s,
-                         a.bit_error_rate, old[5] if same and old else now, a.query_start_s, a.ref_start_s, a.votes])
-        con.execute("DELETE FROM duplicate_clusters")
+            rows.append({"track_id": a.track_id, "kind": a.kind, "matched_ref": a.matched_ref, "score": a.score,
+                         "threshold": a.threshold, "offset_s": a.offset_s, "span_s": a.span_s,
+                         "bit_error_rate": a.bit_error_rate, "matched_at": old[5] if same and old else now,
+                         "query_start_s": a.query_start_s, "ref_start_s": a.ref_start_s, "votes": a.votes})
+        gone = sorted(set(previous) - set(by_key))
+        for track_id, kind, ref in gone:
+            w.supersede("audio_matches", "track_id = ? AND kind = ? AND matched_ref = ?", [track_id, kind, ref])
+        w.upsert("audio_matches", rows, key=["track_id", "kind", "matched_ref"])
+        members_now = []
         for members in clusters:
             cluster_id = "dup-" + sha256_text(",".join(members))[:16]
-            for track_id in members:
-                con.execute("INSERT INTO duplicate_clusters (cluster_id, track_id, isrc, resolved) VALUES (?, ?, ?, ?)",
-                            [cluster_id, track_id, isrc_of.get(track_id) or "", resolved.get((cluster_id, track_id), False)])
+            members_now += [{"cluster_id": cluster_id, "track_id": track_id, "isrc": isrc_of.get(track_id) or "",
+                             "resolved": resolved.get((cluster_id, track_id), False)} for track_id in members]
+        kept = [m["track_id"] for m in members_now]
+        w.supersede("duplicate_clusters", "track_id NOT IN (SELECT unnest(?::VARCHAR[]))", [kept])
+        w.upsert("duplicate_clusters", members_now, key=["track_id"])
         optout_rows = [a for a in by_key.values() if a.kind == "optout"]
         summary = MatchSummary(
             tracks=len(tracks), optouts=int(optouts[0]) if optouts else 0, index_added=added, index_removed=removed,
@@ -420,8 +432,8 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
             duplicate_pairs=len(dup_pairs), duplicate_clusters=len(clusters),
             tracks_in_clusters=sum(len(c) for c in clusters), threshold=threshold, min_span_s=min_span_s)
         changed = {k for k in by_key if k not in previous} | {k for k in previous if k not in by_key}
-        record(con, actor=actor, action="fingerprint.match_catalog", subject="catalog", payload={
-            **summary.model_dump(), "matches_added_or_removed": sorted("|".join(k) for k in changed)[:1000]})
+        w.payload.update({**summary.model_dump(),
+                          "matches_added_or_removed": sorted("|".join(k) for k in changed)[:1000]})
     return summary
 
 
@@ -433,3 +445,29 @@ def optout_matches(con: duckdb.DuckDBPyConnection, track_id: str) -> list[AudioM
         "WHERE track_id = ? AND kind = 'optout' ORDER BY score DESC", [track_id]).fetchall()
     keys = list(AudioMatch.model_fields)[1:]
     return [AudioMatch(**dict(zip(keys, row, strict=True))) for row in rows]
+
+
+FINGERPRINT_COLUMNS = ("track_id", "algorithm", "duration_s", "seconds_used", "items", "fingerprint", "computed_at",
+                       "delivery_id")
+
+
+def apply_fingerprint_batch(w: Writer, tables: Mapping[str, pa.Table], header: BatchHeader) -> dict[str, Any]:
+    """Outbox handler for ``fingerprint.store``: fingerprints computed on another machine, written as if here.
+
+    The batch holds one table, ``fingerprints`` (:data:`FINGERPRINT_COLUMNS`); a track fingerprinted again
+    replaces its earlier row (kept in history).
+    """
+    if set(tables) != {"fingerprints"}:
+        raise BatchRejected("unexpected_tables", f"fingerprint.store takes a 'fingerprints' table, got {sorted(tables)}")
+    rows = tables["fingerprints"]
+    missing = sorted(set(FINGERPRINT_COLUMNS) - set(rows.column_names))
+    extra = sorted(set(rows.column_names) - set(FINGERPRINT_COLUMNS) - {"source_path", "items_sha256"})
+    if missing or extra:
+        raise BatchRejected("unknown_column", f"fingerprints: missing {missing}, unknown {extra}")
+    track_ids = rows.column("track_id").to_pylist()
+    if len(set(track_ids)) != len(track_ids):
+        raise BatchRejected("duplicate_track", "fingerprints: a track appears twice in one batch")
+    replaced = w.supersede("fingerprints", "track_id IN (SELECT unnest(?::VARCHAR[]))", [track_ids])
+    w.insert("fingerprints", rows)
+    return {"tracks": len(track_ids), "replaced": replaced, "delivery_ids": sorted(set(rows.column("delivery_id")
+                                                                                        .to_pylist()))}

@@ -20,12 +20,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from licensing.policy import store_policy
+from licensing.policy import policy_by_hash, store_policy
 from schemas.decisions import Decision, EvaluationSummary, ReasonCode, explanation_for
 from schemas.identifiers import normalize_territory
 from schemas.policy import Policy, PurposeRule
-from store import audit
-from store.database import transaction
+from store.ledger import Writer, command
+from store.roles import Principal, RoleBook
 
 INPUTS_VERSION = "v3"
 
@@ -569,46 +569,117 @@ def evaluate_catalog_frame(con: duckdb.DuckDBPyConnection, policy: Policy, *, pu
     _publish_eval(con)
 
 
+def require_purpose(policy: Policy, purpose: str) -> None:
+    """Raise :class:`UnknownPurpose` unless the policy defines ``purpose`` (a command's input error)."""
+    if purpose not in policy.purposes:
+        raise UnknownPurpose(f"unknown purpose {purpose!r}: policy {policy.policy_id} {policy.version} defines "
+                             f"{', '.join(sorted(policy.purposes))}")
+
+
+class UnknownPurpose(ValueError):
+    """A command named a purpose the policy does not define (an input error, not a decision)."""
+
+
 def evaluate_catalog(con: duckdb.DuckDBPyConnection, policy: Policy, *, purpose: str, territory: str,
-                     on_date: date, actor: str, track_ids: Iterable[str] | None = None) -> EvaluationSummary:
-    """Decide every catalog track for (purpose, territory, date) in DuckDB and record the decisions.
+                     on_date: date, actor: Principal | str, track_ids: Iterable[str] | None = None,
+                     roles: RoleBook | None = None) -> EvaluationSummary:
+    """Decide every catalog track (or ``track_ids``) for (purpose, territory, date) and record the decisions.
+
+    One ``rights.evaluate`` command: see :func:`decide`. Raises :class:`UnknownPurpose` for a purpose
+    the policy does not define and ValueError for an invalid territory.
+    """
+    require_purpose(policy, purpose)
+    territory = normalize_territory(territory)
+    with command(con, actor, "rights.evaluate", f"{purpose}/{territory}/{on_date}", roles=roles) as w:
+        summary = decide(w, policy, purpose=purpose, territory=territory, on_date=on_date, track_ids=track_ids)
+    return summary
+
+
+def decide(w: Writer, policy: Policy, *, purpose: str, territory: str, on_date: date,
+           track_ids: Iterable[str] | None = None) -> EvaluationSummary:
+    """Evaluate set-based and record the decisions, inside the caller's command.
 
     New decisions are appended to ``decisions`` (an identical decision, same id, is kept once) and
     ``current_decisions`` is replaced for this evaluation key (for the evaluated tracks only when
-    ``track_ids`` is given).
+    ``track_ids`` is given). The command's audit payload gets the summary and the batch hash.
     """
     territory = normalize_territory(territory)
     started = time.perf_counter()
-    with transaction(con):
-        store_policy(con, policy)
-        evaluate_catalog_frame(con, policy, purpose=purpose, territory=territory, on_date=on_date, track_ids=track_ids)
-        key = [purpose, territory, on_date, policy.content_hash]
-        # A decision id hashes the policy and the inputs (purpose, territory, date included), so an
-        # identical decision can only sit under the same key: the anti-join reads that key only.
-        written = con.execute(
-            "INSERT INTO decisions SELECT e.decision_id, e.track_id, e.isrc, $1, $2, $3, e.allowed, e.reason_codes, "
-            "e.explanation, $4, e.inputs_hash, e.deal_id, e.consent_ids, e.evidence, now() FROM _eval e "
-            "WHERE e.decision_id NOT IN (SELECT decision_id FROM decisions WHERE purpose = $1 AND territory = $2 "
-            "AND on_date = $3 AND policy_hash = $4)", key).fetchone()[0]  # type: ignore[index]
-        scope = "" if track_ids is None else " AND track_id IN (SELECT track_id FROM _eval_rows)"
-        con.execute("DELETE FROM current_decisions WHERE purpose = ? AND territory = ? AND on_date = ? "
-                    "AND policy_hash = ?" + scope, key)
-        con.execute("INSERT INTO current_decisions SELECT track_id, ?, ?, ?, ?, decision_id, allowed FROM _eval_rows", key)
-        total, allowed, by_reason = 0, 0, dict[str, int]()
-        masks = con.execute("SELECT mask, count(*) FROM _eval_rows GROUP BY mask").fetchall()
-        for mask, count in masks:
-            total += count
-            allowed += count if mask == 0 else 0
-            for code in codes_of_mask(mask):
-                by_reason[code] = by_reason.get(code, 0) + count
-        batch = _batch_sha256(con)
-        summary = EvaluationSummary(
-            purpose=purpose, territory=territory, on_date=on_date, policy_hash=policy.content_hash,
-            evaluated=total, allowed=allowed, denied=total - allowed, by_reason=dict(sorted(by_reason.items())),
-            decisions_written=written, elapsed_s=round(time.perf_counter() - started, 3))
-        audit.record(con, actor=actor, action="rights.evaluate", subject=f"{purpose}/{territory}/{on_date}",
-                     payload={**summary.model_dump(mode="json", exclude={"elapsed_s"}), "decisions_sha256": batch})
+    store_policy(w, policy)
+    evaluate_catalog_frame(w.con, policy, purpose=purpose, territory=territory, on_date=on_date, track_ids=track_ids)
+    key = [purpose, territory, on_date, policy.content_hash]
+    # A decision id hashes the policy and the inputs (purpose, territory, date included), so an
+    # identical decision can only sit under the same key: the anti-join reads that key only.
+    written = w.insert_query(
+        "decisions", "SELECT e.decision_id, e.track_id, e.isrc, $1 AS purpose, $2 AS territory, $3 AS on_date, "
+        "e.allowed, e.reason_codes, e.explanation, $4 AS policy_hash, e.inputs_hash, e.deal_id, e.consent_ids, "
+        "e.evidence, now() AS decided_at FROM _eval e WHERE e.decision_id NOT IN (SELECT decision_id FROM decisions "
+        "WHERE purpose = $1 AND territory = $2 AND on_date = $3 AND policy_hash = $4)", key)
+    scope = "" if track_ids is None else " AND track_id IN (SELECT track_id FROM _eval_rows)"
+    w.execute("DELETE FROM current_decisions WHERE purpose = ? AND territory = ? AND on_date = ? "
+              "AND policy_hash = ?" + scope, key)
+    w.execute("INSERT INTO current_decisions SELECT track_id, ?, ?, ?, ?, decision_id, allowed FROM _eval_rows", key)
+    total, allowed, by_reason = 0, 0, dict[str, int]()
+    masks = w.con.execute("SELECT mask, count(*) FROM _eval_rows GROUP BY mask").fetchall()
+    for mask, count in masks:
+        total += count
+        allowed += count if mask == 0 else 0
+        for code in codes_of_mask(mask):
+            by_reason[code] = by_reason.get(code, 0) + count
+    summary = EvaluationSummary(
+        purpose=purpose, territory=territory, on_date=on_date, policy_hash=policy.content_hash,
+        evaluated=total, allowed=allowed, denied=total - allowed, by_reason=dict(sorted(by_reason.items())),
+        decisions_written=written, elapsed_s=round(time.perf_counter() - started, 3))
+    evaluations = w.payload.setdefault("evaluations", [])
+    evaluations.append({**summary.model_dump(mode="json", exclude={"elapsed_s"}),
+                        "decisions_sha256": _batch_sha256(w.con), "subset": track_ids is not None})
     return summary
+
+
+def evaluation_keys(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, date]]:
+    """Every (purpose, territory, policy hash, date) decided so far or frozen in an active release."""
+    return [tuple(r) for r in con.execute(  # type: ignore[misc]
+        "SELECT DISTINCT purpose, territory, policy_hash, on_date FROM current_decisions "
+        "UNION SELECT purpose, territory, policy_hash, on_date FROM releases WHERE status IN ('proposed', 'approved') "
+        "ORDER BY ALL").fetchall()]
+
+
+def redecide(w: Writer, isrcs: Iterable[str], *, today: date | None = None) -> dict[str, Any]:
+    """Re-decide the catalog tracks of ``isrcs`` under every evaluation key in use, inside the caller's command.
+
+    A rights change takes effect at once: for each (purpose, territory, policy) in use the tracks
+    are decided for today and for every later date already decided, so no current decision is an
+    allow the current rights deny. Only the affected tracks are evaluated.
+    """
+    when = today or datetime.now(UTC).date()
+    wanted = sorted(set(isrcs))
+    track_ids = [r[0] for r in w.con.execute("SELECT track_id FROM tracks WHERE isrc IN (SELECT unnest(?::VARCHAR[])) "
+                                             "ORDER BY track_id", [wanted]).fetchall()] if wanted else []
+    if not track_ids:
+        return {"isrcs": len(wanted), "tracks": 0, "evaluations": 0, "became_denied": []}
+    dates: dict[tuple[str, str, str], set[date]] = defaultdict(set)
+    for purpose, territory, policy_hash, on in evaluation_keys(w.con):
+        dates[(purpose, territory, policy_hash)].add(when)
+        if on > when:
+            dates[(purpose, territory, policy_hash)].add(on)
+    became: set[tuple[str, str, str]] = set()
+    runs = 0
+    for (purpose, territory, policy_hash), days in sorted(dates.items()):
+        policy = policy_by_hash(w.con, policy_hash)
+        if policy is None or purpose not in policy.purposes:
+            continue
+        for day in sorted(days):
+            before = {r[0] for r in w.con.execute(
+                "SELECT track_id FROM current_decisions WHERE purpose = ? AND territory = ? AND policy_hash = ? "
+                "AND on_date <= ? AND track_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY track_id "
+                "HAVING arg_max(allowed, on_date)", [purpose, territory, policy_hash, day, track_ids]).fetchall()}
+            decide(w, policy, purpose=purpose, territory=territory, on_date=day, track_ids=track_ids)
+            runs += 1
+            for (track_id,) in w.con.execute("SELECT track_id FROM _eval_rows WHERE NOT allowed").fetchall():
+                if track_id in before:
+                    became.add((track_id, purpose, territory))
+    return {"isrcs": len(wanted), "tracks": len(track_ids), "evaluations": runs,
+            "became_denied": [list(b) for b in sorted(became)]}
 
 
 def _batch_sha256(con: duckdb.DuckDBPyConnection) -> str:

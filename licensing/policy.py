@@ -12,6 +12,7 @@ import yaml
 
 from schemas.canonical import canonical_json
 from schemas.policy import Policy
+from store.ledger import Writer
 
 DEFAULT_POLICY = "default.yaml"
 
@@ -38,13 +39,13 @@ def load_policy(path: str | Path | None = None) -> Policy:
         raise PolicyError(f"invalid policy {origin}: {exc}") from exc
 
 
-def store_policy(con: duckdb.DuckDBPyConnection, policy: Policy) -> str:
-    """Keep the policy content under its hash, so any decision can be traced to the exact rules."""
-    con.execute(
-        "INSERT INTO policies VALUES (?, ?, ?, ?, ?) ON CONFLICT (policy_hash) DO NOTHING",
-        [policy.content_hash, policy.policy_id, policy.version,
-         canonical_json(policy.model_dump(mode="json")), datetime.now(UTC)],
-    )
+def store_policy(w: Writer, policy: Policy) -> str:
+    """Keep the policy content under its hash (inside the caller's command), so any decision can be traced
+    to the exact rules."""
+    if not w.con.execute("SELECT count(*) FROM policies WHERE policy_hash = ?", [policy.content_hash]).fetchall()[0][0]:
+        w.insert("policies", [{"policy_hash": policy.content_hash, "policy_id": policy.policy_id,
+                               "version": policy.version, "content": canonical_json(policy.model_dump(mode="json")),
+                               "loaded_at": datetime.now(UTC)}])
     return policy.content_hash
 
 

@@ -1,103 +1,382 @@
-"""Writing rights records (parties, recordings, deals, consents) into the ledger, idempotently."""
+"""Rights records (parties, recordings, deals, consents) written as events, never as silent overwrites.
+
+Every change to a deal, consent, recording or party is a row in ``rights_events``: what changed
+(before and after), which aspects it *tightened* or *loosened*, on whose authority and evidence.
+The current state (``deals``, ``consents``, ...) gets a new version; the old one stays in history.
+
+A record that would loosen an aspect whose latest change was a tightening (a deal ended early, a
+consent revoked or refused, a territory excluded, a recording taken off a deal) is refused with
+``rights_conflict`` naming that event, unless the import says it supersedes that event (with
+evidence, audited). Tightening always applies.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
 
 import duckdb
-import pyarrow as pa
 
+from schemas.canonical import canonical_json
 from schemas.rights import Consent, Deal, Party, Recording
+from store.ledger import Writer
+
+CONSENT_FIELDS = ("ai_training", "ai_generative_training", "data_mining", "ai_inference")
+_CONSENT_RANK = {"notAllowed": 0, "constrained": 1, "allowed": 2}
+
+
+class RightsConflict(Exception):
+    """A record would loosen what a later event restricted; carries the event it conflicts with."""
+
+    def __init__(self, event_id: str, message: str) -> None:
+        super().__init__(message)
+        self.event_id = event_id
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Supersession:
+    """Permission, given by a person with evidence, to loosen what the named events restricted."""
+
+    event_ids: frozenset[str]
+    evidence_ref: str
+
+
+@dataclass
+class Outcome:
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
 
 
 def known_party_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {row[0] for row in con.execute("SELECT party_id FROM parties").fetchall()}
 
 
-def upsert_party(con: duckdb.DuckDBPyConnection, party: Party) -> None:
-    con.execute(
-        "INSERT INTO parties VALUES (?, ?, ?, ?) ON CONFLICT (party_id) DO UPDATE SET "
-        "name = excluded.name, isni = coalesce(excluded.isni, parties.isni), ipi = coalesce(excluded.ipi, parties.ipi)",
-        [party.party_id, party.name, party.isni, party.ipi],
-    )
+def _event(w: Writer, *, kind: str, subject_kind: str, subject_id: str, isrcs: Iterable[str] = (),
+           party_ids: Iterable[str] = (), tightened: Iterable[str] = (), loosened: Iterable[str] = (),
+           supersedes: Sequence[str] = (), evidence_ref: str | None = None, source: str,
+           details: dict[str, Any] | None = None, when: datetime | None = None) -> str:
+    """Append one rights event under the writer's command; return its id."""
+    n = w.con.execute("SELECT count(*) FROM rights_events WHERE audit_seq = ?", [w.seq]).fetchall()[0][0]
+    event_id = f"evt-{w.seq}-{n + 1}"
+    w.insert("rights_events", [{
+        "event_id": event_id, "kind": kind, "subject_kind": subject_kind, "subject_id": subject_id,
+        "isrcs": sorted(set(isrcs)), "party_ids": sorted(set(party_ids)), "tightened": sorted(set(tightened)),
+        "loosened": sorted(set(loosened)), "supersedes": list(supersedes), "evidence_ref": evidence_ref,
+        "source": source, "details": canonical_json(details or {}), "actor": w.actor,
+        "recorded_at": when or datetime.now(UTC)}])
+    return event_id
 
 
-def upsert_deal(con: duckdb.DuckDBPyConnection, deal: Deal, *, source: str) -> None:
-    upsert_deals(con, [deal], source=source)
+def record_event(w: Writer, **kwargs: Any) -> str:
+    """A rights event written by another licensing command (expiry, revocation, withdrawal)."""
+    return _event(w, **kwargs)
 
 
-def upsert_deals(con: duckdb.DuckDBPyConnection, deals: list[Deal], *, source: str) -> None:
-    """A deal record is the whole truth about that deal: its recordings and controllers are replaced."""
-    deals = list({d.deal_id: d for d in deals}.values())
-    if not deals:
-        return
+def _check_loosening(w: Writer, subject_kind: str, subject_id: str, loosened: Iterable[str],
+                     supersede: Supersession | None) -> list[str]:
+    """Raise RightsConflict if an aspect being loosened was last tightened by an event not superseded.
+
+    Returns the ids of the events this record supersedes.
+    """
+    overridden: list[str] = []
+    for aspect in sorted(set(loosened)):
+        row = w.con.execute(
+            "SELECT event_id, kind, actor, recorded_at, list_contains(tightened, ?) FROM rights_events "
+            "WHERE subject_kind = ? AND subject_id = ? AND (list_contains(tightened, ?) OR list_contains(loosened, ?)) "
+            "ORDER BY audit_seq DESC, recorded_at DESC LIMIT 1",
+            [aspect, subject_kind, subject_id, aspect, aspect]).fetchall()
+        if not row or not row[0][4]:
+            continue
+        event_id, kind, actor, at = row[0][:4]
+        if supersede is not None and event_id in supersede.event_ids:
+            overridden.append(event_id)
+            continue
+        raise RightsConflict(event_id, f"{subject_kind} {subject_id}: this record would loosen {aspect}, which "
+                                       f"event {event_id} ({kind} by {actor} at {at:%Y-%m-%d %H:%M}) restricted; "
+                                       f"re-import with --supersede {event_id} --evidence-ref REF to override it")
+    return overridden
+
+
+# --- parties ---------------------------------------------------------------------------------
+
+def upsert_parties(w: Writer, parties: Sequence[Party], *, source: str) -> Outcome:
+    """New parties, and new versions of parties whose name or identifiers changed (identifiers are kept
+    when a record leaves them out)."""
+    out = Outcome()
+    for party in parties:
+        row = w.con.execute("SELECT name, isni, ipi FROM parties WHERE party_id = ?", [party.party_id]).fetchall()
+        before = row[0] if row else None
+        after = (party.name, party.isni or (before[1] if before else None), party.ipi or (before[2] if before else None))
+        if before is not None and tuple(before) == after:
+            out.unchanged.append(party.party_id)
+            continue
+        w.upsert("parties", [{"party_id": party.party_id, "name": after[0], "isni": after[1], "ipi": after[2]}],
+                 key=["party_id"])
+        out.written.append(party.party_id)
+        out.events.append(_event(w, kind="party.recorded" if before is None else "party.amended", subject_kind="party",
+                                 subject_id=party.party_id, party_ids=[party.party_id], source=source,
+                                 details={"before": list(before) if before else None, "after": list(after)}))
+    return out
+
+
+# --- deals -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DealState:
+    use_types: frozenset[str]
+    include: frozenset[str]
+    exclude: frozenset[str]
+    valid_from: date | None
+    valid_to: date | None
+    isrcs: frozenset[str]
+    controllers: frozenset[tuple[str, str, float]]
+    licensor: str
+    license: str | None
+    conditions: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"use_types": sorted(self.use_types), "include": sorted(self.include), "exclude": sorted(self.exclude),
+                "valid_from": self.valid_from, "valid_to": self.valid_to, "isrcs": sorted(self.isrcs),
+                "controllers": sorted(self.controllers), "licensor": self.licensor, "license": self.license,
+                "conditions": list(self.conditions)}
+
+
+def deal_state(con: duckdb.DuckDBPyConnection, deal_id: str) -> DealState | None:
+    row = con.execute("SELECT use_types, territories_included, territories_excluded, valid_from, valid_to, "
+                      "licensor_party_id, license, conditions FROM deals WHERE deal_id = ?", [deal_id]).fetchall()
+    if not row:
+        return None
+    uses, inc, exc, vf, vt, licensor, license_, cond = row[0]
+    isrcs = {r[0] for r in con.execute("SELECT isrc FROM deal_recordings WHERE deal_id = ?", [deal_id]).fetchall()}
+    controllers = {(r[0], r[1], float(r[2])) for r in con.execute(
+        "SELECT isrc, party_id, share FROM rights_controllers WHERE deal_id = ?", [deal_id]).fetchall()}
+    return DealState(frozenset(uses), frozenset(inc), frozenset(exc), vf, vt, frozenset(isrcs), frozenset(controllers),
+                     licensor, license_, tuple(cond or ()))
+
+
+def _state_of(deal: Deal) -> DealState:
+    shares: dict[tuple[str, str], float] = {}
+    for rc in deal.rights_controllers:
+        shares[(rc.isrc, rc.party_id)] = shares.get((rc.isrc, rc.party_id), 0.0) + rc.share
+    return DealState(frozenset(deal.use_types), frozenset(deal.territories.include),
+                     frozenset(deal.territories.exclude), deal.valid_from, deal.valid_to, frozenset(deal.isrcs),
+                     frozenset((i, p, s) for (i, p), s in shares.items()), deal.licensor, deal.license,
+                     tuple(deal.conditions))
+
+
+def _covers_more(new: frozenset[str], old: frozenset[str]) -> bool:
+    """Whether an include list ``new`` covers a territory ``old`` does not."""
+    if "Worldwide" in old:
+        return False
+    return "Worldwide" in new or bool(new - old)
+
+
+def deal_changes(before: DealState, after: DealState) -> tuple[set[str], set[str]]:
+    """(tightened, loosened) aspects of a deal going from ``before`` to ``after``."""
+    tight: set[str] = set()
+    loose: set[str] = set()
+
+    def later(a: date | None, b: date | None) -> bool:  # is a later than b, None being open-ended
+        return (a is None and b is not None) or (a is not None and b is not None and a > b)
+
+    if later(after.valid_to, before.valid_to):
+        loose.add("valid_to")
+    elif later(before.valid_to, after.valid_to):
+        tight.add("valid_to")
+    if later(after.valid_from, before.valid_from) if after.valid_from is not None else False:
+        tight.add("valid_from")
+    elif before.valid_from is not None and (after.valid_from is None or after.valid_from < before.valid_from):
+        loose.add("valid_from")
+    if after.use_types - before.use_types:
+        loose.add("use_types")
+    if before.use_types - after.use_types:
+        tight.add("use_types")
+    if _covers_more(after.include, before.include):
+        loose.add("territories.include")
+    if _covers_more(before.include, after.include):
+        tight.add("territories.include")
+    if before.exclude - after.exclude:
+        loose.add("territories.exclude")
+    if after.exclude - before.exclude:
+        tight.add("territories.exclude")
+    if after.isrcs - before.isrcs:
+        loose.add("recordings")
+    if before.isrcs - after.isrcs:
+        tight.add("recordings")
+    return tight, loose
+
+
+def apply_deal(w: Writer, deal: Deal, *, source: str, supersede: Supersession | None = None) -> str | None:
+    """Write one deal as an event; None when it changes nothing. Raises :class:`RightsConflict`."""
+    before = deal_state(w.con, deal.deal_id)
+    after = _state_of(deal)
+    if before == after:
+        return None
+    if before is None:
+        tight, loose, overridden = ({"territories.exclude"} if after.exclude else set()), set(), []
+    else:
+        tight, loose = deal_changes(before, after)
+        overridden = _check_loosening(w, "deal", deal.deal_id, loose, supersede)
     now = datetime.now(UTC)
-    head = pa.table({
-        "deal_id": [d.deal_id for d in deals], "licensor": [d.licensor for d in deals],
-        "license": pa.array([d.license for d in deals], pa.string()),
-        "use_types": [list(d.use_types) for d in deals],
-        "inc": [list(d.territories.include) for d in deals],
-        "exc": pa.array([list(d.territories.exclude) for d in deals], pa.list_(pa.string())),
-        "vf": pa.array([d.valid_from for d in deals], pa.date32()),
-        "vt": pa.array([d.valid_to for d in deals], pa.date32()),
-        "cond": pa.array([list(d.conditions) for d in deals], pa.list_(pa.string())),
-    })
-    links = [(d.deal_id, isrc) for d in deals for isrc in sorted(set(d.isrcs))]
-    shares: dict[tuple[str, str, str], float] = {}
-    for d in deals:
-        for rc in d.rights_controllers:
-            key = (d.deal_id, rc.isrc, rc.party_id)
-            shares[key] = shares.get(key, 0.0) + rc.share
-    link_tbl = pa.table({"deal_id": [a for a, _ in links], "isrc": [b for _, b in links]})
-    share_tbl = pa.table({"deal_id": pa.array([k[0] for k in shares], pa.string()),
-                          "isrc": pa.array([k[1] for k in shares], pa.string()),
-                          "party_id": pa.array([k[2] for k in shares], pa.string()),
-                          "share": pa.array(list(shares.values()), pa.float64())})
-    con.register("_up_deals", head)
-    con.register("_up_links", link_tbl)
-    con.register("_up_shares", share_tbl)
-    try:
-        con.execute("INSERT OR REPLACE INTO deals SELECT deal_id, licensor, license, use_types, inc, exc, vf, vt, cond, "
-                    "?, ? FROM _up_deals", [source, now])
-        con.execute("DELETE FROM deal_recordings WHERE deal_id IN (SELECT deal_id FROM _up_deals)")
-        con.execute("DELETE FROM rights_controllers WHERE deal_id IN (SELECT deal_id FROM _up_deals)")
-        con.execute("INSERT INTO deal_recordings SELECT deal_id, isrc FROM _up_links")
-        con.execute("INSERT INTO rights_controllers SELECT deal_id, isrc, party_id, share FROM _up_shares")
-    finally:
-        for name in ("_up_deals", "_up_links", "_up_shares"):
-            con.unregister(name)
+    w.supersede("deal_recordings", "deal_id = ?", [deal.deal_id])
+    w.supersede("rights_controllers", "deal_id = ?", [deal.deal_id])
+    w.upsert("deals", [{"deal_id": deal.deal_id, "licensor_party_id": deal.licensor, "license": deal.license,
+                        "use_types": list(deal.use_types), "territories_included": list(deal.territories.include),
+                        "territories_excluded": list(deal.territories.exclude), "valid_from": deal.valid_from,
+                        "valid_to": deal.valid_to, "conditions": list(deal.conditions), "source": source,
+                        "imported_at": now}], key=["deal_id"])
+    w.insert("deal_recordings", [{"deal_id": deal.deal_id, "isrc": i} for i in sorted(after.isrcs)])
+    w.insert("rights_controllers", [{"deal_id": deal.deal_id, "isrc": i, "party_id": p, "share": s}
+                                    for i, p, s in sorted(after.controllers)])
+    return _event(w, kind="deal.recorded" if before is None else ("deal.superseded" if overridden else "deal.amended"),
+                  subject_kind="deal", subject_id=deal.deal_id, isrcs=after.isrcs | (before.isrcs if before else set()),
+                  party_ids={deal.licensor, *(p for _, p, _ in after.controllers)}, tightened=tight, loosened=loose,
+                  supersedes=overridden, evidence_ref=supersede.evidence_ref if overridden and supersede else None,
+                  source=source, details={"before": before.as_json() if before else None, "after": after.as_json()})
 
 
-def upsert_consent(con: duckdb.DuckDBPyConnection, consent: Consent, *, source: str) -> None:
-    """Insert or update a consent; a revocation already recorded is kept (re-importing never un-revokes)."""
-    con.execute(
-        "INSERT INTO consents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (consent_id) DO UPDATE SET "
-        "party_id = excluded.party_id, scope = excluded.scope, scope_ref = excluded.scope_ref, "
-        "ai_training = excluded.ai_training, ai_generative_training = excluded.ai_generative_training, "
-        "data_mining = excluded.data_mining, ai_inference = excluded.ai_inference, "
-        "evidence_ref = excluded.evidence_ref, evidence_sha256 = excluded.evidence_sha256, "
-        "granted_at = excluded.granted_at, revoked_at = least(excluded.revoked_at, consents.revoked_at), "
-        "source = excluded.source",
-        [consent.consent_id, consent.party_id, consent.scope, consent.scope_ref, consent.ai_training,
-         consent.ai_generative_training, consent.data_mining, consent.ai_inference, consent.evidence_ref,
-         consent.evidence_sha256, consent.granted_at, consent.revoked_at, source],
-    )
+# --- consents --------------------------------------------------------------------------------
+
+def _consent_row(con: duckdb.DuckDBPyConnection, consent_id: str) -> dict[str, Any] | None:
+    cursor = con.execute("SELECT * EXCLUDE (row_sha256, audit_seq) FROM consents WHERE consent_id = ?", [consent_id])
+    names = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
+    return dict(zip(names, rows[0], strict=True)) if rows else None
 
 
-def upsert_recording(con: duckdb.DuckDBPyConnection, recording: Recording, *, source: str) -> None:
-    con.execute(
-        "INSERT OR REPLACE INTO recordings VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [recording.isrc, recording.iswc, recording.title, recording.ai_generated, recording.ai_evidence,
-         source, datetime.now(UTC)],
-    )
-    con.execute("DELETE FROM recording_contributors WHERE isrc = ?", [recording.isrc])
-    rows = {(recording.isrc, c.party_id, c.role): c.name for c in recording.contributors}
-    if rows:
-        con.executemany("INSERT INTO recording_contributors VALUES (?, ?, ?, ?)",
-                        [[isrc, party, name, role] for (isrc, party, role), name in sorted(rows.items())])
+def consent_changes(before: dict[str, Any], after: Consent) -> tuple[set[str], set[str]]:
+    tight: set[str] = set()
+    loose: set[str] = set()
+    for name in CONSENT_FIELDS:
+        old, new = _CONSENT_RANK[before[name]], _CONSENT_RANK[getattr(after, name)]
+        if new > old:
+            loose.add(name)
+        elif new < old:
+            tight.add(name)
+    old_rev, new_rev = before["revoked_at"], after.revoked_at
+    if old_rev is not None and (new_rev is None or new_rev > old_rev):
+        loose.add("revoked")
+    elif new_rev is not None and (old_rev is None or new_rev < old_rev):
+        tight.add("revoked")
+    if (before["scope"], before["scope_ref"]) != (after.scope, after.scope_ref):
+        (loose if after.scope == "all" else tight).add("scope")
+    if before["granted_at"] is not None and after.granted_at < before["granted_at"]:
+        loose.add("granted_at")
+    return tight, loose
 
 
-def quarantine(con: duckdb.DuckDBPyConnection, *, source_ref: str, reason_code: str, message: str,
-               stage: str = "rights_import") -> None:
-    con.execute("INSERT INTO quarantine VALUES (NULL, ?, ?, ?, ?, ?)",
-                [stage, source_ref, reason_code, message, datetime.now(UTC)])
+def apply_consent(w: Writer, consent: Consent, *, source: str, supersede: Supersession | None = None) -> str | None:
+    """Write one consent as an event; None when it changes nothing. Raises :class:`RightsConflict`.
+
+    A consent's refusals (``notAllowed``/``constrained``) and its revocation are restrictions: a later
+    record that lifts them conflicts unless it supersedes the event that recorded them.
+    """
+    before = _consent_row(w.con, consent.consent_id)
+    row = {"consent_id": consent.consent_id, "party_id": consent.party_id, "scope": consent.scope,
+           "scope_ref": consent.scope_ref, "ai_training": consent.ai_training,
+           "ai_generative_training": consent.ai_generative_training, "data_mining": consent.data_mining,
+           "ai_inference": consent.ai_inference, "evidence_ref": consent.evidence_ref,
+           "evidence_sha256": consent.evidence_sha256, "granted_at": consent.granted_at,
+           "revoked_at": consent.revoked_at, "source": source}
+    if before is not None and all(before[k] == v for k, v in row.items() if k != "source"):
+        return None
+    if before is None:
+        tight = {f for f in CONSENT_FIELDS if getattr(consent, f) != "allowed"}
+        if consent.revoked_at is not None:
+            tight.add("revoked")
+        loose: set[str] = set()
+        overridden: list[str] = []
+    else:
+        tight, loose = consent_changes(before, consent)
+        overridden = _check_loosening(w, "consent", consent.consent_id, loose, supersede)
+    w.upsert("consents", [row], key=["consent_id"])
+    isrc = consent.scope_ref if consent.scope == "recording" else None
+    return _event(w, kind="consent.recorded" if before is None else ("consent.superseded" if overridden
+                                                                      else "consent.amended"),
+                  subject_kind="consent", subject_id=consent.consent_id, isrcs=[isrc] if isrc else [],
+                  party_ids=[consent.party_id], tightened=tight, loosened=loose, supersedes=overridden,
+                  evidence_ref=supersede.evidence_ref if overridden and supersede else consent.evidence_ref,
+                  source=source, details={"before": before, "after": row})
+
+
+# --- recordings ------------------------------------------------------------------------------
+
+def apply_recording(w: Writer, recording: Recording, *, source: str,
+                    supersede: Supersession | None = None) -> str | None:
+    """Write one recording and its contributors as an event; None when it changes nothing.
+
+    Taking a contributor off a recording loosens it (one consent fewer to require): it conflicts
+    with an earlier event that added contributors, unless superseded.
+    """
+    old = w.con.execute("SELECT iswc, title, ai_generated, ai_evidence FROM recordings WHERE isrc = ?",
+                        [recording.isrc]).fetchall()
+    old_people = {(p, r): n for p, n, r in w.con.execute(
+        "SELECT party_id, name, role FROM recording_contributors WHERE isrc = ?", [recording.isrc]).fetchall()}
+    new_people = {(c.party_id, c.role): c.name for c in recording.contributors}
+    head = (recording.iswc, recording.title, recording.ai_generated, recording.ai_evidence)
+    if old and tuple(old[0]) == head and old_people == new_people:
+        return None
+    tight: set[str] = set()
+    loose: set[str] = set()
+    if old:
+        if set(new_people) - set(old_people):
+            tight.add("contributors")
+        if set(old_people) - set(new_people):
+            loose.add("contributors")
+        if old[0][2] and not recording.ai_generated:
+            loose.add("ai_generated")
+        if recording.ai_generated and not old[0][2]:
+            tight.add("ai_generated")
+    overridden = _check_loosening(w, "recording", recording.isrc, loose, supersede) if old else []
+    w.upsert("recordings", [{"isrc": recording.isrc, "iswc": recording.iswc, "title": recording.title,
+                             "ai_generated": recording.ai_generated, "ai_evidence": recording.ai_evidence,
+                             "source": source, "imported_at": datetime.now(UTC)}], key=["isrc"])
+    for party_id, role in sorted(set(old_people) - set(new_people)):
+        w.supersede("recording_contributors", "isrc = ? AND party_id = ? AND role = ?",
+                    [recording.isrc, party_id, role])
+    w.upsert("recording_contributors", [{"isrc": recording.isrc, "party_id": p, "name": n, "role": r}
+                                        for (p, r), n in sorted(new_people.items())], key=["isrc", "party_id", "role"])
+    return _event(w, kind="recording.recorded" if not old else ("recording.superseded" if overridden
+                                                                 else "recording.amended"),
+                  subject_kind="recording", subject_id=recording.isrc, isrcs=[recording.isrc],
+                  party_ids={p for p, _ in new_people} | {p for p, _ in old_people}, tightened=tight, loosened=loose,
+                  supersedes=overridden, evidence_ref=supersede.evidence_ref if overridden and supersede else None,
+                  source=source, details={"before": {"head": list(old[0]) if old else None,
+                                                     "contributors": sorted(map(list, old_people))},
+                                          "after": {"head": list(head), "contributors": sorted(map(list, new_people))}})
+
+
+def event_isrcs(con: duckdb.DuckDBPyConnection, event_id: str) -> set[str]:
+    """The recordings an event concerns (a deal's recordings before and after, a consent's party's)."""
+    row = con.execute("SELECT isrcs, party_ids, subject_kind FROM rights_events WHERE event_id = ?",
+                      [event_id]).fetchall()
+    if not row:
+        return set()
+    isrcs, parties, kind = row[0]
+    out = set(isrcs)
+    if kind == "consent":
+        for party in parties:
+            out |= party_isrcs(con, party)
+    return out
+
+
+def party_isrcs(con: duckdb.DuckDBPyConnection, party_id: str) -> set[str]:
+    """ISRCs of the recordings a party contributes to (catalog tracks and rights data alike)."""
+    return {r[0] for r in con.execute(
+        "SELECT t.isrc FROM contributors c JOIN tracks t USING (track_id) WHERE c.party_id = ? "
+        "UNION SELECT isrc FROM recording_contributors WHERE party_id = ?", [party_id, party_id]).fetchall()}
+
+
+def history(con: duckdb.DuckDBPyConnection, ref: str) -> list[dict[str, Any]]:
+    """Every rights event about a deal, consent, recording (ISRC) or party, oldest first."""
+    cursor = con.execute(
+        "SELECT event_id, kind, subject_kind, subject_id, isrcs, party_ids, tightened, loosened, supersedes, "
+        "evidence_ref, source, details, actor, recorded_at, audit_seq FROM rights_events "
+        "WHERE subject_id = ? OR list_contains(isrcs, ?) OR list_contains(party_ids, ?) ORDER BY audit_seq, event_id",
+        [ref, ref, ref])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

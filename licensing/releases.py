@@ -7,20 +7,20 @@ A release stays usable only while its tracks stay allowed: :func:`denied_since_a
 
 from __future__ import annotations
 
-import json
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from licensing.evaluate import catalog_decisions, evaluate_catalog, evaluate_catalog_frame
+from licensing.evaluate import catalog_decisions, decide, evaluate_catalog_frame, require_purpose
 from licensing.policy import policy_by_hash
 from schemas.canonical import canonical_json, sha256_text
+from schemas.identifiers import normalize_territory
 from schemas.policy import Policy
 from schemas.releases import Approval, Release, ReleaseTrack
-from store import audit
-from store.database import transaction
-from store.roles import RoleBook, RoleRefused, authorize
+from store.ledger import authorize, command, record_refusal
+from store.roles import Principal, RoleBook, RoleRefused
 
 ACTIVE = ("proposed", "approved")
 
@@ -61,74 +61,81 @@ class ReleaseGate(BaseModel):
     denied: tuple[DeniedTrack, ...] = ()
 
 
-class ChangedTrack(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    track_id: str
-    isrc: str
-    purpose: str
-    territory: str
-    reason_codes: tuple[str, ...]
-
-
-class ChangeReport(BaseModel):
-    """Tracks that became denied after deal or consent changes, and the releases that hold them."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    checked_on: date
-    became_denied: tuple[ChangedTrack, ...]
-    affected_releases: dict[str, tuple[str, ...]]
-    alerts_written: int
-
-
 def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def _refuse(con: duckdb.DuckDBPyConnection, *, actor: str, action: str, subject: str, code: str, message: str) -> None:
-    audit.record(con, actor=actor, action=f"release.{action}.refused", subject=subject,
-                 payload={"code": code, "message": message})
+def _refuse(con: duckdb.DuckDBPyConnection, *, actor: Principal | str, action: str, subject: str, code: str,
+            message: str) -> None:
+    record_refusal(con, actor, f"release.{action}", subject, code=code, message=message)
     raise ApprovalRefused(code, message)
 
 
-def _require_role(con: duckdb.DuckDBPyConnection, roles: RoleBook | None, actor: str, action: str,
+def _require_role(con: duckdb.DuckDBPyConnection, roles: RoleBook | None, actor: Principal | str, action: str,
                   subject: str) -> None:
     try:
-        authorize(con, actor=actor, action=f"release.{action}", subject=subject, roles=roles)
+        authorize(con, actor, f"release.{action}", subject, roles=roles)
     except RoleRefused as exc:
         raise ApprovalRefused(exc.code, exc.message) from exc
 
 
-def propose_release(con: duckdb.DuckDBPyConnection, *, purpose: str, territory: str, on_date: date, actor: str,
-                    policy: Policy, release_id: str | None = None, roles: RoleBook | None = None) -> Release:
-    """Evaluate the catalog and freeze the currently allowed tracks, with their decision ids, as a release."""
-    _require_role(con, roles, actor, "propose", release_id or f"{purpose}/{territory}/{on_date}")
-    summary = evaluate_catalog(con, policy, purpose=purpose, territory=territory, on_date=on_date, actor=actor)
-    rows = con.execute(
-        "SELECT c.track_id, t.isrc, c.decision_id FROM current_decisions c JOIN tracks t USING (track_id) "
-        "WHERE c.purpose = ? AND c.territory = ? AND c.on_date = ? AND c.policy_hash = ? AND c.allowed "
-        "ORDER BY c.track_id", [purpose, summary.territory, on_date, policy.content_hash]).fetchall()
-    if not rows:
-        raise ReleaseError("release_empty", f"no track is allowed for {purpose} in {summary.territory} on {on_date}; "
-                                            f"denials by reason: {summary.by_reason}")
-    content = {"purpose": purpose, "territory": summary.territory, "on_date": on_date.isoformat(),
-               "policy_hash": policy.content_hash, "tracks": [list(r) for r in rows]}
-    content_sha = sha256_text(canonical_json(content))
-    proposed_at = datetime.now(UTC)
-    release_id = release_id or f"rel-{on_date:%Y%m%d}-{sha256_text(content_sha + proposed_at.isoformat())[:10]}"
-    with transaction(con):
-        if con.execute("SELECT 1 FROM releases WHERE release_id = ?", [release_id]).fetchone():
-            raise ReleaseError("release_exists", f"release {release_id} already exists")
-        con.execute("INSERT INTO releases VALUES (?, ?, ?, ?, ?, 'proposed', ?, ?, ?, ?)",
-                    [release_id, purpose, summary.territory, on_date, policy.content_hash, actor, proposed_at,
-                     len(rows), content_sha])
-        con.execute("INSERT INTO release_tracks SELECT ?, unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
-                    [release_id, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]])
-        audit.record(con, actor=actor, action="release.propose", subject=release_id,
-                     payload={"purpose": purpose, "territory": summary.territory, "on_date": on_date.isoformat(),
-                              "policy_hash": policy.content_hash, "track_count": len(rows),
-                              "content_sha256": content_sha, "denied_by_reason": summary.by_reason})
+def propose_release(con: duckdb.DuckDBPyConnection, *, purpose: str, territory: str, on_date: date,
+                    actor: Principal | str, policy: Policy, release_id: str | None = None,
+                    roles: RoleBook | None = None) -> Release:
+    """Decide the catalog and freeze the currently allowed tracks, with their decision ids, as a release.
+
+    One ``release.propose`` command: the decisions it rests on are recorded with it. Raises
+    :class:`ReleaseError` for an unknown purpose, an invalid territory or an empty release.
+    """
+    subject = release_id or f"{purpose}/{territory}/{on_date}"
+    _require_role(con, roles, actor, "propose", subject)
+    try:
+        require_purpose(policy, purpose)
+        territory = normalize_territory(territory)
+    except ValueError as exc:
+        code = "purpose_unknown" if purpose not in policy.purposes else "invalid_territory"
+        _refuse(con, actor=actor, action="propose", subject=subject, code=code, message=str(exc))
+    if release_id is not None and con.execute("SELECT 1 FROM releases WHERE release_id = ?", [release_id]).fetchone():
+        _refuse(con, actor=actor, action="propose", subject=subject, code="release_exists",
+                message=f"release {release_id} already exists")
+    try:
+        return _propose(con, purpose=purpose, territory=territory, on_date=on_date, actor=actor, policy=policy,
+                        release_id=release_id, roles=roles, subject=subject)
+    except ReleaseError as exc:
+        if not isinstance(exc, ApprovalRefused):
+            record_refusal(con, actor, "release.propose", subject, code=exc.code, message=exc.message)
+        raise
+
+
+def _propose(con: duckdb.DuckDBPyConnection, *, purpose: str, territory: str, on_date: date, actor: Principal | str,
+             policy: Policy, release_id: str | None, roles: RoleBook | None, subject: str) -> Release:
+    with command(con, actor, "release.propose", subject, roles=roles) as w:
+        summary = decide(w, policy, purpose=purpose, territory=territory, on_date=on_date)
+        rows = con.execute(
+            "SELECT c.track_id, t.isrc, c.decision_id FROM current_decisions c JOIN tracks t USING (track_id) "
+            "WHERE c.purpose = ? AND c.territory = ? AND c.on_date = ? AND c.policy_hash = ? AND c.allowed "
+            "ORDER BY c.track_id", [purpose, territory, on_date, policy.content_hash]).fetchall()
+        if not rows:
+            raise ReleaseError("release_empty", f"no track is allowed for {purpose} in {territory} on {on_date}; "
+                                                f"denials by reason: {summary.by_reason}")
+        content = {"purpose": purpose, "territory": territory, "on_date": on_date.isoformat(),
+                   "policy_hash": policy.content_hash, "tracks": [list(r) for r in rows]}
+        content_sha = sha256_text(canonical_json(content))
+        proposed_at = datetime.now(UTC)
+        release_id = release_id or f"rel-{on_date:%Y%m%d}-{sha256_text(content_sha + proposed_at.isoformat())[:10]}"
+        w.subject = release_id
+        w.insert("releases", [{"release_id": release_id, "purpose": purpose, "territory": territory,
+                               "on_date": on_date, "policy_hash": policy.content_hash, "status": "proposed",
+                               "proposed_by": w.actor, "proposed_at": proposed_at, "track_count": len(rows),
+                               "content_sha256": content_sha}])
+        w.insert_query("release_tracks", "SELECT ? AS release_id, track_id, t.isrc, decision_id FROM current_decisions c "
+                                         "JOIN tracks t USING (track_id) WHERE c.purpose = ? AND c.territory = ? "
+                                         "AND c.on_date = ? AND c.policy_hash = ? AND c.allowed",
+                       [release_id, purpose, territory, on_date, policy.content_hash])
+        w.payload.update({"release_id": release_id, "purpose": purpose, "territory": territory,
+                          "on_date": on_date.isoformat(), "policy_hash": policy.content_hash,
+                          "track_count": len(rows), "content_sha256": content_sha,
+                          "denied_by_reason": summary.by_reason})
     return _must_get(con, release_id)
 
 
@@ -164,35 +171,35 @@ def list_releases(con: duckdb.DuckDBPyConnection, *, status: str | None = None) 
     return [r for (rid,) in ids if (r := get_release(con, rid, with_tracks=False)) is not None]
 
 
-def _decide(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, comment: str, action: str,
+def _decide(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: Principal | str, comment: str, action: str,
             new_status: str, roles: RoleBook | None, allowed_from: tuple[str, ...],
             on_date: date | None = None) -> Release:
     release = get_release(con, release_id, with_tracks=False)
     if release is None:
         raise ReleaseError("release_unknown", f"no release {release_id}")
     _require_role(con, roles, actor, action, release_id)
-    if actor == release.proposed_by:
+    name = actor.name if isinstance(actor, Principal) else actor
+    if name == release.proposed_by:
         _refuse(con, actor=actor, action=action, subject=release_id, code="same_person",
-                message=f"{actor} proposed {release_id} and cannot also {action} it")
+                message=f"{name} proposed {release_id} and cannot also {action} it")
     if not comment or not comment.strip():
         _refuse(con, actor=actor, action=action, subject=release_id, code="comment_required",
                 message=f"{action} needs a comment saying why")
     if release.status not in allowed_from:
         _refuse(con, actor=actor, action=action, subject=release_id, code="wrong_status",
                 message=f"{release_id} is {release.status}; only {'/'.join(allowed_from)} releases can be {new_status}")
-    payload: dict[str, object] = {"comment": comment, "from_status": release.status,
-                                  "content_sha256": release.content_sha256, "policy_hash": release.policy_hash}
     if action == "approve":
         denied = denied_since_approval(con, release_id, on_date=on_date)
         if denied:
             _refuse(con, actor=actor, action=action, subject=release_id, code="tracks_now_denied",
                     message=f"{len(denied)} track(s) of {release_id} are denied now (e.g. {denied[0].isrc}: "
                             f"{', '.join(denied[0].reason_codes)}); propose a new release")
-    with transaction(con):
-        now = datetime.now(UTC)
-        con.execute("UPDATE releases SET status = ? WHERE release_id = ?", [new_status, release_id])
-        con.execute("INSERT INTO approvals VALUES (?, ?, ?, ?, ?)", [release_id, actor, action, comment.strip(), now])
-        audit.record(con, actor=actor, action=f"release.{action}", subject=release_id, payload=payload)
+    with command(con, actor, f"release.{action}", release_id, roles=roles) as w:
+        w.update("releases", "release_id = ?", [release_id], {"status": new_status})
+        w.insert("approvals", [{"release_id": release_id, "actor": w.actor, "action": action,
+                                "comment": comment.strip(), "recorded_at": datetime.now(UTC)}])
+        w.payload.update({"comment": comment, "from_status": release.status, "to_status": new_status,
+                          "content_sha256": release.content_sha256, "policy_hash": release.policy_hash})
     return _must_get(con, release_id)
 
 
@@ -220,8 +227,8 @@ def revoke_release(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: st
                    roles=roles, allowed_from=("approved",))
 
 
-def denied_since_approval(con: duckdb.DuckDBPyConnection, release_id: str, *,
-                          on_date: date | None = None) -> list[DeniedTrack]:
+def denied_since_approval(con: duckdb.DuckDBPyConnection, release_id: str, *, on_date: date | None = None,
+                          track_ids: Collection[str] | None = None) -> list[DeniedTrack]:
     """Tracks of the release that the release's policy denies today (or on ``on_date``) with current rights data.
 
     The default date is the later of today and the release date: a consent revoked or a deal expired
@@ -234,11 +241,14 @@ def denied_since_approval(con: duckdb.DuckDBPyConnection, release_id: str, *,
     if policy is None:
         raise ReleaseError("policy_unknown", f"policy {release.policy_hash} of {release_id} is not stored")
     when = on_date or max(_today(), release.on_date)
+    tracks = [t for t in release.tracks if track_ids is None or t.track_id in track_ids]
+    if not tracks:
+        return []
     evaluate_catalog_frame(con, policy, purpose=release.purpose, territory=release.territory, on_date=when,
-                           track_ids=[t.track_id for t in release.tracks])
+                           track_ids=[t.track_id for t in tracks])
     now = catalog_decisions(con)
     denied = []
-    for t in release.tracks:
+    for t in tracks:
         row = now.get(t.track_id)
         if row is None:
             denied.append(DeniedTrack(track_id=t.track_id, isrc=t.isrc, reason_codes=("track_missing",),
@@ -279,51 +289,3 @@ def release_gate(con: duckdb.DuckDBPyConnection, release_id: str, *, on_date: da
         reasons.append("tracks_now_denied")
     return ReleaseGate(release_id=release_id, ok=not reasons, status=release.status, checked_on=when,
                        reasons=tuple(reasons), denied=tuple(denied))
-
-
-def reevaluate_after_change(con: duckdb.DuckDBPyConnection, policy: Policy, *, actor: str,
-                            on_date: date | None = None) -> ChangeReport:
-    """Re-decide after deal or consent changes: which tracks became denied, which active releases hold them.
-
-    Each evaluation key (purpose, territory) seen under this policy or in an active release is
-    re-evaluated for ``on_date`` (default today); affected tracks of active releases are written
-    to ``release_alerts``.
-    """
-    when = on_date or _today()
-    keys = con.execute(
-        "SELECT DISTINCT purpose, territory FROM current_decisions WHERE policy_hash = ? "
-        "UNION SELECT DISTINCT purpose, territory FROM releases WHERE status IN ('proposed', 'approved') "
-        "AND policy_hash = ? ORDER BY ALL", [policy.content_hash, policy.content_hash]).fetchall()
-    became: list[ChangedTrack] = []
-    for purpose, territory in keys:
-        before = {r[0] for r in con.execute(
-            "SELECT track_id FROM current_decisions c WHERE purpose = ? AND territory = ? AND policy_hash = ? "
-            "AND allowed AND on_date = (SELECT max(on_date) FROM current_decisions WHERE purpose = c.purpose "
-            "AND territory = c.territory AND policy_hash = c.policy_hash AND on_date <= ?)",
-            [purpose, territory, policy.content_hash, when]).fetchall()}
-        evaluate_catalog(con, policy, purpose=purpose, territory=territory, on_date=when, actor=actor)
-        for track_id, isrc, codes in con.execute(
-                "SELECT track_id, isrc, reason_codes FROM _eval WHERE NOT allowed ORDER BY track_id").fetchall():
-            if track_id in before:
-                became.append(ChangedTrack(track_id=track_id, isrc=isrc, purpose=purpose, territory=territory,
-                                           reason_codes=tuple(codes)))
-    affected: dict[str, tuple[str, ...]] = {}
-    alerts = 0
-    for (release_id,) in con.execute("SELECT release_id FROM releases WHERE status IN ('proposed', 'approved') "
-                                     "ORDER BY release_id").fetchall():
-        denied = denied_since_approval(con, release_id, on_date=when)
-        if not denied:
-            continue
-        affected[release_id] = tuple(d.track_id for d in denied)
-        with transaction(con):
-            for d in denied:
-                inserted = con.execute(
-                    "INSERT INTO release_alerts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
-                    [release_id, d.track_id, d.isrc, list(d.reason_codes), when, datetime.now(UTC)]).fetchall()
-                alerts += len(inserted)
-    report = ChangeReport(checked_on=when, became_denied=tuple(became), affected_releases=affected,
-                          alerts_written=alerts)
-    with transaction(con):
-        audit.record(con, actor=actor, action="rights.reevaluate", subject=f"policy:{policy.content_hash[:12]}",
-                     payload=json.loads(report.model_dump_json()))
-    return report

@@ -1,10 +1,12 @@
 """Consent revocations and deals ending early: recorded, audited, never deleted.
 
-A revocation sets ``revoked_at`` on the consents it names and keeps the who/when/why/evidence in
-``consent_revocations``; a deal ending early gets a new ``valid_to`` and a row in
-``deal_expiries``. Neither deletes anything: the policy reads ``revoked_at`` / ``valid_to`` and
-denies from that date, and :func:`licensing.releases.reevaluate_after_change` (run by the
-``rights_change_sensor``) turns the change into decisions and release alerts.
+A revocation gives the consents it names a new version with ``revoked_at`` set and keeps the
+who/when/why/evidence in ``consent_revocations``; a deal ending early gets a new version with an
+earlier ``valid_to`` and a row in ``deal_expiries``. Each is also a rights event that *tightens*
+(``revoked`` / ``valid_to``), so a later import cannot silently undo it. Nothing is deleted (old
+versions stay in history), and the affected catalog tracks are re-decided in the same command:
+the ledger never shows an allow that the current rights deny. The ``rights_change_sensor`` then
+reports the impact and alerts the releases that hold them.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from datetime import UTC, date, datetime
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 
+from licensing.evaluate import redecide
+from licensing.records import party_isrcs, record_event
 from schemas.identifiers import normalize_isrc
-from store import audit
-from store.database import transaction
-from store.roles import RoleBook, authorize
+from store.ledger import authorize, command, record_refusal
+from store.roles import Principal, RoleBook
 
 CONSENT_FIELDS = ("ai_training", "ai_generative_training", "data_mining", "ai_inference")
 
@@ -64,7 +67,7 @@ class DealExpiry(BaseModel):
     reason: str
 
 
-def revoke_consent(con: duckdb.DuckDBPyConnection, *, party_id: str, actor: str, evidence_ref: str,
+def revoke_consent(con: duckdb.DuckDBPyConnection, *, party_id: str, actor: Principal | str, evidence_ref: str,
                    consent_id: str | None = None, scope: str | None = None, isrc: str | None = None,
                    evidence_sha256: str | None = None, reason: str = "", revoked_at: datetime | None = None,
                    roles: RoleBook | None = None) -> Revocation:
@@ -72,11 +75,23 @@ def revoke_consent(con: duckdb.DuckDBPyConnection, *, party_id: str, actor: str,
 
     ``isrc`` revokes the party's consents scoped to that recording or its work; if a catalog-wide
     consent of the party also covers it, a recording-scoped refusal (every field ``notAllowed``)
-    is recorded for that ISRC, so the rest of the party's catalog stays as it was.
-    Needs the ``rights_team`` role (``consent.revoke``).
+    is recorded for that ISRC, so the rest of the party's catalog stays as it was. The affected
+    tracks are re-decided in the same command. Needs the ``rights_team`` role (``consent.revoke``).
     """
+    try:
+        return _revoke_consent(con, party_id=party_id, actor=actor, evidence_ref=evidence_ref, consent_id=consent_id,
+                               scope=scope, isrc=isrc, evidence_sha256=evidence_sha256, reason=reason,
+                               revoked_at=revoked_at, roles=roles)
+    except RevocationError as exc:
+        record_refusal(con, actor, "consent.revoke", f"party:{party_id}", code=exc.code, message=exc.message)
+        raise
+
+
+def _revoke_consent(con: duckdb.DuckDBPyConnection, *, party_id: str, actor: Principal | str, evidence_ref: str,
+                    consent_id: str | None, scope: str | None, isrc: str | None, evidence_sha256: str | None,
+                    reason: str, revoked_at: datetime | None, roles: RoleBook | None) -> Revocation:
     subject = f"party:{party_id}"
-    authorize(con, actor=actor, action="consent.revoke", subject=subject, roles=roles)
+    authorize(con, actor, "consent.revoke", subject, roles=roles)
     if not evidence_ref or not evidence_ref.strip():
         raise RevocationError("evidence_required", "a revocation needs --evidence-ref (where the withdrawal is kept)")
     if sum(x is not None for x in (consent_id, scope, isrc)) != 1:
@@ -119,33 +134,54 @@ def revoke_consent(con: duckdb.DuckDBPyConnection, *, party_id: str, actor: str,
 
     revocation_id = f"rvk_{uuid.uuid4().hex[:16]}"
     refusal_id = f"{revocation_id}:{isrc}" if wide and isrc is not None else None
-    isrcs = _party_isrcs(con, party_id) if isrc is None else (isrc,)
-    with transaction(con):
+    isrcs = sorted(party_isrcs(con, party_id)) if isrc is None else [isrc]
+    with command(con, actor, "consent.revoke", subject, roles=roles) as w:
         if targets:
-            con.execute("UPDATE consents SET revoked_at = ? WHERE consent_id IN (SELECT unnest(?::VARCHAR[]))",
-                        [when, targets])
+            w.update("consents", "consent_id IN (SELECT unnest(?::VARCHAR[]))", [targets], {"revoked_at": when})
         if refusal_id is not None:
-            con.execute("INSERT INTO consents VALUES (?, ?, 'recording', ?, 'notAllowed', 'notAllowed', 'notAllowed', "
-                        "'notAllowed', ?, ?, ?, NULL, ?)",
-                        [refusal_id, party_id, isrc, evidence_ref, evidence_sha256, when, f"revocation:{revocation_id}"])
-        con.execute("INSERT INTO consent_revocations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [revocation_id, party_id, targets, refusal_id, isrc, when, evidence_ref, evidence_sha256,
-                     actor, datetime.now(UTC)])
+            w.insert("consents", [{"consent_id": refusal_id, "party_id": party_id, "scope": "recording",
+                                   "scope_ref": isrc, "ai_training": "notAllowed",
+                                   "ai_generative_training": "notAllowed", "data_mining": "notAllowed",
+                                   "ai_inference": "notAllowed", "evidence_ref": evidence_ref,
+                                   "evidence_sha256": evidence_sha256, "granted_at": when, "revoked_at": None,
+                                   "source": f"revocation:{revocation_id}"}])
+        w.insert("consent_revocations", [{"revocation_id": revocation_id, "party_id": party_id,
+                                          "consent_ids": targets, "refusal_consent_id": refusal_id, "isrc": isrc,
+                                          "revoked_at": when, "evidence_ref": evidence_ref,
+                                          "evidence_sha256": evidence_sha256, "actor": w.actor,
+                                          "recorded_at": datetime.now(UTC)}])
+        for target in [*targets, *([refusal_id] if refusal_id else [])]:
+            record_event(w, kind="consent.revoked", subject_kind="consent", subject_id=target, isrcs=isrcs,
+                         party_ids=[party_id], tightened=["revoked"] if target in targets else
+                         ["ai_training", "ai_generative_training", "data_mining", "ai_inference"],
+                         evidence_ref=evidence_ref, source=f"revocation:{revocation_id}",
+                         details={"revoked_at": when, "reason": reason, "isrc": isrc}, when=when)
         result = Revocation(revocation_id=revocation_id, party_id=party_id, revoked_at=when,
                             revoked_consent_ids=tuple(targets), refusal_consent_id=refusal_id, isrcs=tuple(isrcs),
-                            evidence_ref=evidence_ref, evidence_sha256=evidence_sha256, actor=actor, reason=reason)
-        audit.record(con, actor=actor, action="consent.revoke", subject=subject,
-                     payload=result.model_dump(mode="json", exclude={"isrcs"}) | {"isrc_count": len(isrcs)})
+                            evidence_ref=evidence_ref, evidence_sha256=evidence_sha256, actor=w.actor, reason=reason)
+        w.payload.update(result.model_dump(mode="json", exclude={"isrcs"}) | {"isrc_count": len(isrcs)})
+        w.payload["redecided"] = redecide(w, isrcs)
     return result
 
 
-def expire_deal(con: duckdb.DuckDBPyConnection, deal_id: str, *, valid_to: date, actor: str, evidence_ref: str,
-                reason: str = "", roles: RoleBook | None = None) -> DealExpiry:
+def expire_deal(con: duckdb.DuckDBPyConnection, deal_id: str, *, valid_to: date, actor: Principal | str,
+                evidence_ref: str, reason: str = "", roles: RoleBook | None = None) -> DealExpiry:
     """End a deal early: ``valid_to`` moves to the given date (never later than it was).
 
-    Needs the ``rights_team`` role (``deal.expire``).
+    The deal's recordings are re-decided in the same command. Needs the ``rights_team`` role
+    (``deal.expire``).
     """
-    authorize(con, actor=actor, action="deal.expire", subject=f"deal:{deal_id}", roles=roles)
+    try:
+        return _expire_deal(con, deal_id, valid_to=valid_to, actor=actor, evidence_ref=evidence_ref, reason=reason,
+                            roles=roles)
+    except RevocationError as exc:
+        record_refusal(con, actor, "deal.expire", f"deal:{deal_id}", code=exc.code, message=exc.message)
+        raise
+
+
+def _expire_deal(con: duckdb.DuckDBPyConnection, deal_id: str, *, valid_to: date, actor: Principal | str,
+                 evidence_ref: str, reason: str, roles: RoleBook | None) -> DealExpiry:
+    authorize(con, actor, "deal.expire", f"deal:{deal_id}", roles=roles)
     if not evidence_ref or not evidence_ref.strip():
         raise RevocationError("evidence_required", "ending a deal needs --evidence-ref")
     row = con.execute("SELECT valid_from, valid_to FROM deals WHERE deal_id = ?", [deal_id]).fetchone()
@@ -158,18 +194,16 @@ def expire_deal(con: duckdb.DuckDBPyConnection, deal_id: str, *, valid_to: date,
         raise RevocationError("before_start", f"deal {deal_id} starts on {valid_from}; it cannot end on {valid_to}")
     isrcs = tuple(r[0] for r in con.execute("SELECT isrc FROM deal_recordings WHERE deal_id = ? ORDER BY isrc",
                                             [deal_id]).fetchall())
-    result = DealExpiry(deal_id=deal_id, previous_valid_to=previous, valid_to=valid_to, isrcs=isrcs,
-                        evidence_ref=evidence_ref, actor=actor, reason=reason)
-    with transaction(con):
-        con.execute("UPDATE deals SET valid_to = ? WHERE deal_id = ?", [valid_to, deal_id])
-        con.execute("INSERT INTO deal_expiries VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [deal_id, previous, valid_to, evidence_ref, reason, actor, datetime.now(UTC)])
-        audit.record(con, actor=actor, action="deal.expire", subject=f"deal:{deal_id}",
-                     payload=result.model_dump(mode="json", exclude={"isrcs"}) | {"isrc_count": len(isrcs)})
+    with command(con, actor, "deal.expire", f"deal:{deal_id}", roles=roles) as w:
+        result = DealExpiry(deal_id=deal_id, previous_valid_to=previous, valid_to=valid_to, isrcs=isrcs,
+                            evidence_ref=evidence_ref, actor=w.actor, reason=reason)
+        w.update("deals", "deal_id = ?", [deal_id], {"valid_to": valid_to})
+        w.insert("deal_expiries", [{"deal_id": deal_id, "previous_valid_to": previous, "valid_to": valid_to,
+                                    "evidence_ref": evidence_ref, "reason": reason, "actor": w.actor,
+                                    "recorded_at": datetime.now(UTC)}])
+        record_event(w, kind="deal.expired", subject_kind="deal", subject_id=deal_id, isrcs=isrcs,
+                     tightened=["valid_to"], evidence_ref=evidence_ref, source="expire-deal",
+                     details={"before": {"valid_to": previous}, "after": {"valid_to": valid_to}, "reason": reason})
+        w.payload.update(result.model_dump(mode="json", exclude={"isrcs"}) | {"isrc_count": len(isrcs)})
+        w.payload["redecided"] = redecide(w, isrcs)
     return result
-
-
-def _party_isrcs(con: duckdb.DuckDBPyConnection, party_id: str) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT t.isrc FROM contributors c JOIN tracks t USING (track_id) WHERE c.party_id = ? "
-        "UNION SELECT isrc FROM recording_contributors WHERE party_id = ? ORDER BY 1", [party_id, party_id]).fetchall()]

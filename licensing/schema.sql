@@ -202,3 +202,25 @@ CREATE TABLE IF NOT EXISTS deal_expiries (
     row_sha256 VARCHAR,
     audit_seq BIGINT
 );
+-- Every change to rights data as an event (licensing/records.py): nothing is overwritten silently.
+-- tightened/loosened name the aspects the change restricted or lifted (valid_to, territories.exclude,
+-- ai_generative_training, revoked, contributors, ...); a record that would lift what a later event
+-- restricted is refused (rights_conflict) unless it supersedes that event, with evidence.
+CREATE TABLE IF NOT EXISTS rights_events (
+    event_id VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,            -- deal.recorded | deal.amended | deal.expired | consent.revoked | ...
+    subject_kind VARCHAR NOT NULL,    -- deal | consent | recording | party
+    subject_id VARCHAR NOT NULL,
+    isrcs VARCHAR[] NOT NULL,
+    party_ids VARCHAR[] NOT NULL,
+    tightened VARCHAR[] NOT NULL,
+    loosened VARCHAR[] NOT NULL,
+    supersedes VARCHAR[] NOT NULL,
+    evidence_ref VARCHAR,
+    source VARCHAR NOT NULL,
+    details JSON NOT NULL,
+    actor VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
+);

@@ -7,13 +7,17 @@ near UTC midnight, opt-out scores equal to their threshold) so boundary cases ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from store.ledger import Writer, command
+from store.roles import Principal, RoleBook
+
+SYNTHETIC_ACTOR = "linernotes-synthetic"
 USE_COMBOS = [
     ["UseForTrainingGenerativeAI", "UseForTrainingNonGenerativeAI", "UseForDataMining"],
     ["UseForTrainingNonGenerativeAI", "UseForDataMining"],
@@ -66,8 +70,22 @@ def _day_offsets(rng: np.random.Generator, n: int, low: int, high: int) -> np.nd
 
 
 def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, on_date: date,
-                     delivery_id: str = "synthetic") -> CatalogSize:
-    """Insert a random but reproducible catalog of ``tracks`` tracks and its rights data."""
+                     delivery_id: str = "synthetic", actor: Principal | str = SYNTHETIC_ACTOR,
+                     roles: RoleBook | None = None) -> CatalogSize:
+    """Insert a random but reproducible catalog of ``tracks`` tracks and its rights data (one command).
+
+    The rows are sealed like any other (``catalog.ingest``); ``roles`` defaults to a book in which
+    the synthetic loader is an admin, since the data it writes stands for a whole label's delivery.
+    """
+    book = roles or RoleBook(users={SYNTHETIC_ACTOR: ("admin",)}, source="licensing.synthetic")
+    with command(con, actor, "catalog.ingest", f"delivery:{delivery_id}", roles=book) as w:
+        size = _generate(w, tracks=tracks, seed=seed, on_date=on_date, delivery_id=delivery_id)
+        w.payload.update(asdict(size))
+    return size
+
+
+def _generate(w: Writer, *, tracks: int, seed: int, on_date: date, delivery_id: str) -> CatalogSize:
+    con = w.con
     rng = np.random.default_rng(seed)
     n = tracks
     n_parties = max(4, n // 4)
@@ -82,17 +100,17 @@ def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, 
     ai = rng.random(n) < 0.03
     tracks_tbl = pa.table({"track_id": _ids("trk_", idx, 16), "isrc": isrc, "ai_generated": ai})
     con.register("_g_tracks", tracks_tbl)
-    con.execute(
-        "INSERT INTO tracks (track_id, delivery_id, isrc, ai_generated, source_path, audio_sha256, ingested_at) "
-        "SELECT track_id, ?, isrc, ai_generated, 'synthetic://' || track_id, repeat('0', 64), ? FROM _g_tracks",
-        [delivery_id, now])
+    w.insert_query("tracks", "SELECT track_id, ? AS delivery_id, isrc, ai_generated, 'synthetic://' || track_id AS "
+                             "source_path, repeat('0', 64) AS audio_sha256, ? AS ingested_at FROM _g_tracks",
+                   [delivery_id, now])
 
     rec = rng.random(n) < 0.4
     recordings = pa.table({"isrc": isrc[rec], "iswc": _iswc(rng.integers(0, n_works, int(rec.sum()))),
                            "ai": rng.random(int(rec.sum())) < 0.02})
     con.register("_g_rec", recordings)
-    con.execute("INSERT INTO recordings SELECT isrc, iswc, NULL, ai, CASE WHEN ai THEN 'DDEX contributor GenerativeAI' END, "
-                "'synthetic', ? FROM _g_rec", [now])
+    w.insert_query("recordings", "SELECT isrc, iswc, ai AS ai_generated, CASE WHEN ai THEN 'DDEX contributor "
+                                 "GenerativeAI' END AS ai_evidence, 'synthetic' AS source, ? AS imported_at FROM _g_rec",
+                   [now])
 
     # deals: attributes by index into the combo tables
     deal_idx = np.arange(n_deals)
@@ -114,9 +132,10 @@ def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, 
     con.register("_g_deals", deals)
     con.register("_g_uc", combos)
     con.register("_g_tc", terr)
-    con.execute("INSERT INTO deals SELECT deal_id, licensor, 'synthetic', uses, inc, exc, vf::DATE, vt::DATE, "
-                "['attribution_required'], 'synthetic', ? FROM _g_deals JOIN _g_uc USING (uc) JOIN _g_tc USING (tc)",
-                [now])
+    w.insert_query("deals", "SELECT deal_id, licensor AS licensor_party_id, 'synthetic' AS license, uses AS use_types, "
+                            "inc AS territories_included, exc AS territories_excluded, vf::DATE AS valid_from, "
+                            "vt::DATE AS valid_to, ['attribution_required'] AS conditions, 'synthetic' AS source, "
+                            "? AS imported_at FROM _g_deals JOIN _g_uc USING (uc) JOIN _g_tc USING (tc)", [now])
 
     # deal_recordings: 0, 1 or 2 deals per track
     k = rng.choice([0, 1, 2], size=n, p=[0.1, 0.7, 0.2])
@@ -124,7 +143,7 @@ def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, 
     dr_deal = rng.integers(0, n_deals, len(dr_track))
     links = pa.table({"deal_id": _ids("D", dr_deal, 8), "isrc": isrc[dr_track]})
     con.register("_g_dr", links)
-    con.execute("INSERT INTO deal_recordings SELECT DISTINCT deal_id, isrc FROM _g_dr")
+    w.insert_query("deal_recordings", "SELECT DISTINCT deal_id, isrc FROM _g_dr")
 
     # rights controllers per link: full single owner, 50/50, 60/30 (incomplete) or none
     m = len(dr_track)
@@ -140,8 +159,8 @@ def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, 
                                      "party_id": (p1 if j == 0 else p2)[sel],
                                      "share": np.full(int(sel.sum()), share)}))
     con.register("_g_rc", pa.concat_tables(rc_rows))
-    con.execute("INSERT INTO rights_controllers SELECT deal_id, isrc, party_id, sum(share) FROM "
-                "(SELECT DISTINCT deal_id, isrc, party_id, share FROM _g_rc) GROUP BY ALL")
+    w.insert_query("rights_controllers", "SELECT deal_id, isrc, party_id, sum(share) AS share FROM "
+                                         "(SELECT DISTINCT deal_id, isrc, party_id, share FROM _g_rc) GROUP BY ALL")
 
     # contributors: a main artist for 92% of tracks, some featured artists and songwriters
     parts = []
@@ -153,14 +172,14 @@ def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, 
                                "party_id": _ids("P", rng.integers(0, n_parties, int(sel.sum())), 7),
                                "role": np.full(int(sel.sum()), role), "source": np.full(int(sel.sum()), source)}))
     con.register("_g_c", pa.concat_tables(parts))
-    con.execute("INSERT INTO contributors SELECT DISTINCT track_id, party_id, party_id, role FROM _g_c "
-                "WHERE source = 'track'")
-    con.execute("INSERT INTO recording_contributors SELECT DISTINCT isrc, party_id, party_id, role FROM _g_c "
-                "WHERE source = 'recording'")
+    w.insert_query("contributors", "SELECT DISTINCT track_id, party_id, party_id AS name, role FROM _g_c "
+                                   "WHERE source = 'track'")
+    w.insert_query("recording_contributors", "SELECT DISTINCT isrc, party_id, party_id AS name, role FROM _g_c "
+                                             "WHERE source = 'recording'")
     contributors = sum(t.num_rows for t in parts)
 
     con.register("_g_p", pa.table({"party_id": _ids("P", np.arange(n_parties), 7)}))
-    con.execute("INSERT INTO parties SELECT party_id, party_id, NULL, NULL FROM _g_p")
+    w.insert_query("parties", "SELECT party_id, party_id AS name FROM _g_p")
 
     # consents: 0-2 per party; scopes all / recording / work; some revoked
     kc = rng.choice([0, 1, 2], size=n_parties, p=[0.15, 0.65, 0.2])
@@ -186,16 +205,19 @@ def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, 
         "revoked_at": pa.array(revoked, type=pa.timestamp("s", tz="UTC"), mask=revoked_mask),
     })
     con.register("_g_k", consents)
-    con.execute("INSERT INTO consents SELECT consent_id, party_id, scope, scope_ref, ai_training, "
-                "ai_generative_training, data_mining, ai_inference, 'synthetic://' || consent_id, repeat('0', 64), "
-                "granted_at, revoked_at, 'synthetic' FROM _g_k")
+    w.insert_query("consents", "SELECT consent_id, party_id, scope, scope_ref, ai_training, ai_generative_training, "
+                               "data_mining, ai_inference, 'synthetic://' || consent_id AS evidence_ref, "
+                               "repeat('0', 64) AS evidence_sha256, granted_at, revoked_at, 'synthetic' AS source "
+                               "FROM _g_k")
 
     # opt-out matches (some exactly at threshold) and duplicate clusters
     oo = rng.random(n) < 0.03
     scores = np.round(rng.choice([0.3, 0.59, 0.6, 0.75, 0.95], size=int(oo.sum())), 2)
     con.register("_g_oo", pa.table({"track_id": _ids("trk_", idx[oo], 16), "score": scores,
                                     "ref": _ids("OPT", idx[oo], 8)}))
-    con.execute("INSERT INTO audio_matches (track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, matched_at) SELECT track_id, 'optout', ref, score, 0.6, 0, 10, 0.1, ? FROM _g_oo", [now])
+    w.insert_query("audio_matches", "SELECT track_id, 'optout' AS kind, ref AS matched_ref, score, 0.6 AS threshold, "
+                                    "0 AS offset_s, 10 AS span_s, 0.1 AS bit_error_rate, ? AS matched_at FROM _g_oo",
+                   [now])
     members = idx[dup_mask]
     cluster = np.arange(len(members)) // 2
     other_isrc = rng.random(len(members)) < 0.7
@@ -203,21 +225,22 @@ def generate_catalog(con: duckdb.DuckDBPyConnection, *, tracks: int, seed: int, 
         "cluster_id": _ids("CL", cluster, 8), "track_id": _ids("trk_", members, 16),
         "isrc": np.where(other_isrc | (np.arange(len(members)) % 2 == 0), isrc[members], isrc[members - (members > 0)]),
         "resolved": rng.random(len(members)) < 0.3}))
-    con.execute("INSERT INTO duplicate_clusters SELECT cluster_id, track_id, isrc, resolved FROM _g_dc")
+    w.insert_query("duplicate_clusters", "SELECT cluster_id, track_id, isrc, resolved FROM _g_dc")
 
     # fingerprints: all but ~1% of tracks (files that failed to decode have none); one stand-in item each
     fp = idx[rng.random(n) >= 0.01]
     con.register("_g_fp", pa.table({"track_id": _ids("trk_", fp, 16),
                                     "item": rng.integers(0, 2**32, len(fp), dtype=np.uint64).astype(np.uint32)}))
-    con.execute("INSERT INTO fingerprints (track_id, algorithm, duration_s, seconds_used, items, fingerprint, "
-                "computed_at, delivery_id) SELECT track_id, 1, 0, 0, [item], 'synthetic', ?, ? FROM _g_fp",
-                [now, delivery_id])
+    w.insert_query("fingerprints", "SELECT track_id, 1 AS algorithm, 0 AS duration_s, 0 AS seconds_used, [item] AS "
+                                   "items, 'synthetic' AS fingerprint, ? AS computed_at, ? AS delivery_id FROM _g_fp",
+                   [now, delivery_id])
 
     # withdrawals: tracks a re-delivery no longer held, a third of them restored since
     wd = idx[rng.random(n) < 0.01]
     con.register("_g_wd", pa.table({"track_id": _ids("trk_", wd, 16), "restored": rng.random(len(wd)) < 0.3}))
-    con.execute("INSERT INTO track_withdrawals SELECT track_id, ?, ?, 'not in the re-delivery', "
-                "CASE WHEN restored THEN ? END FROM _g_wd", [delivery_id, now, now])
+    w.insert_query("track_withdrawals", "SELECT track_id, ? AS delivery_id, ? AS withdrawn_at, 'not in the "
+                                        "re-delivery' AS reason, CASE WHEN restored THEN ? END AS restored_at FROM _g_wd",
+                   [delivery_id, now, now])
     for name in ("_g_tracks", "_g_rec", "_g_deals", "_g_uc", "_g_tc", "_g_dr", "_g_rc", "_g_c", "_g_p", "_g_k",
                  "_g_oo", "_g_dc", "_g_fp", "_g_wd"):
         con.unregister(name)

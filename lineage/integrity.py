@@ -23,12 +23,14 @@ from pydantic import BaseModel, ConfigDict
 
 from lineage.snapshots import AUDIT_ACTION, audit_subject
 from shards.verify import manifest_location
-from store.audit import verify_chain
+from store.audit import Checkpoint, verify_against, verify_chain, verify_heads
 from store.objects import ObjectStore
 from store.paths import resolve
 from store.roles import data_root
+from store.sealing import verify_sealed
 
-FindingKind = Literal["audit_entry", "ledger_row", "manifest", "shard", "checkpoint", "audio", "snapshot"]
+FindingKind = Literal["audit_entry", "audit_head", "sealed_row", "ledger_row", "manifest", "shard", "checkpoint",
+                      "audio", "snapshot"]
 
 
 class Finding(BaseModel):
@@ -135,6 +137,21 @@ def _audited_snapshots(con: duckdb.DuckDBPyConnection) -> list[Finding]:
     return findings
 
 
+def _derived_rows(con: duckdb.DuckDBPyConnection) -> list[Finding]:
+    """``current_decisions`` is derived from ``decisions``: every row must point at a decision that says the same."""
+    rows = con.execute(
+        "SELECT c.track_id, c.purpose, c.territory, c.on_date, c.decision_id, c.allowed, d.allowed "
+        "FROM current_decisions c LEFT JOIN decisions d ON d.decision_id = c.decision_id AND d.track_id = c.track_id "
+        "AND d.purpose = c.purpose AND d.territory = c.territory AND d.on_date = c.on_date "
+        "AND d.policy_hash = c.policy_hash WHERE d.decision_id IS NULL OR d.allowed <> c.allowed "
+        "ORDER BY c.track_id LIMIT 20").fetchall()
+    return [Finding(kind="ledger_row", subject=f"current_decisions {t} {p}/{terr}/{on}",
+                    problem=("points at no recorded decision" if recorded is None else
+                             f"says {'allow' if allowed else 'deny'}, its decision {d} says "
+                             f"{'allow' if recorded else 'deny'}") + ": edited outside the write path")
+            for t, p, terr, on, d, allowed, recorded in rows]
+
+
 def _rehash(store: ObjectStore, uri: str) -> tuple[str | None, str | None]:
     """(sha256, problem) of an object; a missing or unreadable object is a problem, not an error."""
     try:
@@ -146,10 +163,12 @@ def _rehash(store: ObjectStore, uri: str) -> tuple[str | None, str | None]:
 
 
 def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None = None,
-                  audio: bool = False) -> IntegrityReport:
-    """Re-walk the audit chain and re-hash every manifest, shard and checkpoint the ledger references.
+                  audio: bool = False, against: Checkpoint | None = None) -> IntegrityReport:
+    """Re-walk the audit chain and its signed heads, re-hash every sealed row, and re-hash every manifest,
+    shard and checkpoint the ledger references.
 
-    With ``audio=True`` every catalog audio file is re-hashed too. Nothing is raised for a mismatch:
+    With ``audio=True`` every catalog audio file is re-hashed too; with ``against`` (a checkpoint kept
+    elsewhere) the log must still hold the exact prefix it signed. Nothing is raised for a mismatch:
     each one is a :class:`Finding`, the first being the first thing that does not match.
     """
     store = store or ObjectStore()
@@ -159,9 +178,18 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
     if not chain.ok:
         findings.append(Finding(kind="audit_entry", subject=f"audit_log seq {chain.first_bad_seq}",
                                 problem=chain.problem or "does not match"))
+    heads = verify_against(con, against) if against is not None else verify_heads(con)
+    findings.extend(Finding(kind="audit_head", subject=f"audit head #{h.seq}" if h.seq else "audit log",
+                            problem=h.problem) for h in heads)
+    sealed, rows_checked = verify_sealed(con)
+    findings.extend(Finding(kind="sealed_row", subject=f"{f.table} {f.subject}",
+                            problem=f.problem + (f" (audit entry #{f.audit_seq})" if f.audit_seq else ""),
+                            expected=f.expected, actual=f.actual) for f in sealed)
+    findings.extend(_derived_rows(con))
     findings.extend(_audited_rows(con))
     findings.extend(_audited_snapshots(con))
-    checked = {"manifests": 0, "shards": 0, "checkpoints": 0, "audio": 0, "snapshots": 0}
+    checked = {"sealed_rows": sum(rows_checked.values()), "manifests": 0, "shards": 0, "checkpoints": 0, "audio": 0,
+               "snapshots": 0}
 
     seen_manifests: dict[str, str | None] = {}
 

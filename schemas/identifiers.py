@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Annotated
 
+import pycountry
 from pydantic import AfterValidator
 
 _ISRC = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}[0-9]{2}[0-9]{5}$")
 _ISWC = re.compile(r"^T[0-9]{10}$")
 _ISNI = re.compile(r"^[0-9]{15}[0-9X]$")
 _IPI = re.compile(r"^[0-9]{9,11}$")
-_TERRITORY = re.compile(r"^([A-Z]{2}|Worldwide)$")
+# Codes people write that ISO 3166-1 does not assign (or reserves), with the code they mean.
+_NOT_ISO = {
+    "UK": "the United Kingdom is GB", "EL": "Greece is GR", "EU": "the European Union is not a territory: list its "
+    "member states", "XK": "Kosovo has no ISO 3166-1 code", "AN": "the Netherlands Antilles were dissolved: use CW, "
+    "SX or BQ", "YU": "Yugoslavia no longer exists", "CS": "Serbia and Montenegro are RS and ME",
+    "ZZ": "ZZ is reserved for unknown territories", "WW": "write Worldwide",
+}
 
 
 def normalize_isrc(value: str) -> str:
@@ -61,15 +69,24 @@ def normalize_ipi(value: str) -> str:
     return cleaned.zfill(11)
 
 
+@cache
+def iso_territories() -> frozenset[str]:
+    """The ISO 3166-1 alpha-2 codes assigned today (from pycountry's copy of the ISO standard)."""
+    return frozenset(c.alpha_2 for c in pycountry.countries)
+
+
 def normalize_territory(value: str) -> str:
-    """ISO 3166-1 alpha-2 upper-case, or DDEX's ``Worldwide``."""
+    """An ISO 3166-1 alpha-2 code (upper-cased) or DDEX's ``Worldwide``; ValueError naming the fix otherwise."""
     cleaned = value.strip()
     if cleaned.lower() == "worldwide":
         return "Worldwide"
-    cleaned = cleaned.upper()
-    if not _TERRITORY.match(cleaned):
-        raise ValueError(f"not an ISO 3166-1 alpha-2 territory code: {value!r}")
-    return cleaned
+    code = cleaned.upper()
+    if code in iso_territories():
+        return code
+    hint = _NOT_ISO.get(code)
+    if hint is None and len(code) == 2 and code.isalpha():
+        hint = "no country has this code"
+    raise ValueError(f"not an ISO 3166-1 alpha-2 territory code: {value!r}" + (f" ({hint})" if hint else ""))
 
 
 ISRC = Annotated[str, AfterValidator(normalize_isrc)]

@@ -96,7 +96,7 @@ class Writer:
         sql = (f'INSERT INTO "{t.name}" ({cols}, row_sha256, audit_seq) '
                f"SELECT {cols}, {t.hash_sql('c')}, {int(self.seq)} FROM "
                f"(SELECT {t.cast_select('q', present)} FROM ({query}) q) c")
-        count = self.con.execute(sql, params).fetchone()[0]  # type: ignore[index]
+        count = self.con.execute(sql, params).fetchall()[0][0]
         if count:
             self.written.add(t.name)
         return int(count)
@@ -127,7 +127,7 @@ class Writer:
         """Move the rows ``where`` selects to the table's history (replaced by this command); return how many."""
         t = self._table(table)
         moved = self.con.execute(f'INSERT INTO "{t.history}" BY NAME SELECT *, {int(self.seq)} AS {SUPERSEDED_COLUMN} '
-                                 f'FROM "{t.name}" WHERE {where}', params).fetchone()[0]  # type: ignore[index]
+                                 f'FROM "{t.name}" WHERE {where}', params).fetchall()[0][0]
         if moved:
             self.con.execute(f'DELETE FROM "{t.name}" WHERE {where}', params)
             self.replaced.add(t.name)
@@ -167,7 +167,7 @@ class Writer:
                              f"FROM (SELECT {t.cast_select('q', present)} FROM {staged} q) c")
         try:
             same = self.con.execute(f'SELECT count(*) FROM {cand} s WHERE EXISTS (SELECT 1 FROM "{t.name}" t '
-                                    f"WHERE {on} AND t.row_sha256 = s.row_sha256)").fetchone()[0]  # type: ignore[index]
+                                    f"WHERE {on} AND t.row_sha256 = s.row_sha256)").fetchall()[0][0]
             self.supersede(table, f"EXISTS (SELECT 1 FROM {cand} s WHERE {on_live} "
                                   f'AND s.row_sha256 IS DISTINCT FROM "{t.name}".row_sha256)')
             written = self.insert_query(table, f'SELECT * EXCLUDE (row_sha256) FROM {cand} s WHERE NOT EXISTS '
@@ -175,6 +175,16 @@ class Writer:
         finally:
             self.con.execute(f"DROP TABLE IF EXISTS {cand}")
         return written, int(same)
+
+    def unchanged(self, table: str, row: Mapping[str, Any], key: Sequence[str]) -> bool:
+        """Whether the live row with ``row``'s key already has exactly this content."""
+        t = self._table(table)
+        on = " AND ".join(f't."{check_identifier(k)}" IS NOT DISTINCT FROM s."{k}"' for k in key)
+        with self._staged(t, [row]) as staged:
+            present = self._columns_of(f"SELECT * FROM {staged}", None)
+            hit = self.con.execute(f'SELECT count(*) FROM (SELECT {t.cast_select("q", present)} FROM {staged} q) s '
+                                   f'JOIN "{t.name}" t ON {on} WHERE t.row_sha256 = {t.hash_sql("s")}').fetchall()
+        return bool(hit[0][0])
 
     def execute(self, sql: str, params: Any = None) -> duckdb.DuckDBPyConnection:
         """Raw SQL for derived and temporary tables only; a sealed table is written through the methods above."""
@@ -240,7 +250,12 @@ def authorize(con: duckdb.DuckDBPyConnection, actor: Principal | str, action: st
             code, message = "roles_unavailable", str(exc)
         else:
             held = set(book.roles_of(principal.name))
-            if principal.name not in book.users:
+            service = principal.via if principal.method == "service_for" else principal.name
+            if principal.method in ("service", "service_for") and not (
+                    service in book.users and book.users[service].service):
+                code = "unknown_service"
+                message = f"{service} is not a service account in {book.source or 'the roles given'} (service: true)"
+            elif principal.name not in book.users:
                 code = "unknown_user"
                 message = f"{principal.name} is not a user in {book.source or 'the roles given'}"
             elif "admin" not in held and not held & allowed:
@@ -256,8 +271,13 @@ def authorize(con: duckdb.DuckDBPyConnection, actor: Principal | str, action: st
 
 @contextlib.contextmanager
 def command(con: duckdb.DuckDBPyConnection, actor: Principal | str, action: str, subject: str, *,
-            roles: RoleBook | None = None, payload: dict[str, Any] | None = None) -> Iterator[Writer]:
-    """Check the role, then yield a :class:`Writer` inside one transaction; append and sign the audit entry."""
+            roles: RoleBook | None = None, payload: dict[str, Any] | None = None,
+            record_as: str | None = None) -> Iterator[Writer]:
+    """Check the role, then yield a :class:`Writer` inside one transaction; append and sign the audit entry.
+
+    ``action`` is the permission checked; the audit entry is recorded under ``record_as`` when given
+    (``rights.import.rejected``, say), else under ``action``.
+    """
     principal = as_principal(actor)
     book = authorize(con, principal, action, subject, roles=roles)
     with _entry(con) as (seq, prev):
@@ -273,8 +293,8 @@ def command(con: duckdb.DuckDBPyConnection, actor: Principal | str, action: str,
             body["seal"] = seal
         if gone:
             body["superseded"] = gone
-        entry = audit.append(con, seq=seq, prev=prev, actor=principal.name, action=action, subject=subject,
-                             payload=body)
+        entry = audit.append(con, seq=seq, prev=prev, actor=principal.name, action=record_as or action,
+                             subject=writer.subject, payload=body)
         writer.entry_hash = entry
         last = (seq, entry)
         for offset, (note_action, note_subject, note_payload) in enumerate(writer.notes, start=1):

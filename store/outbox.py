@@ -1,21 +1,26 @@
-"""Writes from other processes and machines: content-hashed batches applied by the one ledger writer.
+"""Writes from other processes and machines: content-hashed batches, each applied as one domain command.
 
 The DuckDB ledger has exactly one writer at a time. A worker that cannot (or should not) hold
 the ledger, a fingerprinting process on another machine for instance, writes its results as a
 *batch* to an outbox on the object store (a local directory or ``s3://`` prefix)::
 
-    <outbox>/data/<batch_id>/<table>-<sha256>.parquet   rows for one ledger table
-    <outbox>/batches/<batch_id>.json                    header: tables, hashes, intended audit entries
+    <outbox>/data/<batch_id>/<table>-<sha256>.parquet   rows, one file per table
+    <outbox>/batches/<batch_id>.json                    header: the command asked for, tables, hashes
 
 The header is written last and is the commit point: a batch without one is invisible. The batch
 id is the SHA-256 of the worker and its unit-of-work key (or of the content when there is no
 key), so a worker that retries writes the same batch again rather than a second one; data files
-are named by their own hash, so a rewrite never changes a file an older header points to. :func:`apply_outbox`, run by the single writer, applies pending batches
-in order (``created_at``, then id), each in one transaction that inserts the rows, appends the
-intended audit entries to the hash chain and records the batch id, so a batch is applied exactly
-once and the audit chain stays linear. A batch that fails validation (hash mismatch, unknown
-table or column, constraint violation) is recorded as rejected with a reason code and never
-half-applied.
+are named by their own hash, so a rewrite never changes a file an older header points to.
+
+A batch names the domain command it asks for (``fingerprint.store``, say). :func:`apply_outbox`,
+run by the single writer, applies pending batches in order (``created_at``, then id), each through
+the write path: the command is looked up in an explicit allow-list of handlers the caller passes,
+the applying account's role is checked for it, and the handler writes the rows through the
+command's :class:`~store.ledger.Writer` (sealed, audited, in one transaction, together with the
+batch id in ``outbox_batches``, so a batch is applied exactly once). A batch asking for a command
+not on the list (``release.approve``, say), or failing validation (hash mismatch, a handler's
+check), is recorded as rejected with a reason code and never half-applied. Workers never write
+audit entries or ledger tables themselves.
 
 Readers on other machines use :func:`publish_snapshot` / :func:`load_snapshot`: Parquet copies of
 chosen tables with a manifest, loaded into an in-memory DuckDB with the same table names.
@@ -25,8 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -37,29 +41,15 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.canonical import canonical_json, sha256_text
-from store import audit
-from store.database import transaction
+from store.ledger import Writer, authorize, command
 from store.objects import ObjectStore, join
+from store.roles import Principal, RoleBook, RoleRefused, as_principal
 
-WRITER_ACTOR = "linernotes-writer"
-# Tables the outbox must never write directly: the audit chain and its own bookkeeping.
-PROTECTED_TABLES = frozenset({"audit_log", "outbox_batches"})
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
-class AuditIntent(BaseModel):
-    """An audit entry the worker asks the writer to append when its batch is applied."""
-
-    model_config = _FROZEN
-
-    actor: str = Field(min_length=1)
-    action: str = Field(min_length=1)
-    subject: str
-    payload: dict[str, Any] = Field(default_factory=dict)
-
-
 class BatchTable(BaseModel):
-    """Rows for one ledger table: where they are, their hash and count, and the key they replace on."""
+    """Rows for one table of a batch: where they are, their hash and count."""
 
     model_config = _FROZEN
 
@@ -67,29 +57,32 @@ class BatchTable(BaseModel):
     name: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     rows: int = Field(ge=0)
-    replace_on: tuple[str, ...] = ()
 
 
 class BatchHeader(BaseModel):
-    """The commit record of one batch."""
+    """The commit record of one batch: the command it asks for and its tables."""
 
     model_config = _FROZEN
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     batch_id: str = Field(pattern=r"^[0-9a-f]{64}$")
     worker: str = Field(min_length=1)
+    command: str = Field(min_length=1, description="The domain command the batch asks the writer to run")
     key: str | None = None
     created_at: datetime
     tables: tuple[BatchTable, ...]
-    audit: tuple[AuditIntent, ...] = ()
+    detail: dict[str, Any] = Field(default_factory=dict)
 
     def content_id(self) -> str:
         """The id this header must carry: of (worker, key) when keyed, else of its content."""
-
         if self.key is not None:
             return sha256_text(canonical_json({"worker": self.worker, "key": self.key}))
         body = self.model_dump(mode="json", exclude={"batch_id", "created_at"})
         return sha256_text(canonical_json(body))
+
+
+# A handler writes one batch's rows through the command's writer; it raises BatchRejected to refuse it.
+BatchHandler = Callable[[Writer, Mapping[str, pa.Table], BatchHeader], dict[str, Any]]
 
 
 @dataclass
@@ -100,7 +93,6 @@ class ApplyReport:
     already_applied: int = 0
     rejected: list[tuple[str, str, str]] = field(default_factory=list)
     rows_by_table: dict[str, int] = field(default_factory=dict)
-    audit_entries: int = 0
 
 
 class BatchRejected(Exception):
@@ -115,32 +107,22 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def write_batch(
-    outbox_uri: str,
-    *,
-    worker: str,
-    tables: Mapping[str, pa.Table],
-    audit: Sequence[AuditIntent] = (),
-    replace_on: Mapping[str, Sequence[str]] | None = None,
-    key: str | None = None,
-    store: ObjectStore | None = None,
-) -> BatchHeader:
-    """Write rows for ledger tables plus their audit entries as one batch; return its header.
+def write_batch(outbox_uri: str, *, worker: str, command: str, tables: Mapping[str, pa.Table],
+                key: str | None = None, detail: Mapping[str, Any] | None = None,
+                store: ObjectStore | None = None) -> BatchHeader:
+    """Write rows for the domain command ``command`` as one batch; return its header.
 
-    ``replace_on`` names, per table, the key columns whose existing rows the batch replaces
-    (for results a worker may recompute); otherwise rows are appended. ``key`` names the unit
-    of work (e.g. ``"<run>/<delivery>"``): a retry with the same worker and key is the same
-    batch, applied at most once, even if its rows differ (timestamps, say). Without a key the
-    batch id is the hash of the content.
+    ``key`` names the unit of work (e.g. ``"<run>/<delivery>"``): a retry with the same worker and key
+    is the same batch, applied at most once, even if its rows differ (timestamps, say). Without a
+    key the batch id is the hash of the content.
     """
     store = store or ObjectStore()
-    replace_on = replace_on or {}
     blobs: dict[str, bytes] = {name: _parquet_bytes(table) for name, table in sorted(tables.items())}
     hashes = {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
-    entries = [BatchTable(table=name, name=f"{name}-{hashes[name][:16]}.parquet", sha256=hashes[name], rows=tables[name].num_rows,
-                          replace_on=tuple(replace_on.get(name, ()))) for name in blobs]
-    draft = BatchHeader(batch_id="0" * 64, worker=worker, key=key, created_at=datetime.now(UTC),
-                        tables=tuple(entries), audit=tuple(audit))
+    entries = [BatchTable(table=name, name=f"{name}-{hashes[name][:16]}.parquet", sha256=hashes[name],
+                          rows=tables[name].num_rows) for name in blobs]
+    draft = BatchHeader(batch_id="0" * 64, worker=worker, command=command, key=key, created_at=datetime.now(UTC),
+                        tables=tuple(entries), detail=dict(detail or {}))
     header = draft.model_copy(update={"batch_id": draft.content_id()})
     for entry in entries:
         store.put(join(outbox_uri, "data", header.batch_id, entry.name), blobs[entry.table])
@@ -165,12 +147,6 @@ def pending_headers(outbox_uri: str, store: ObjectStore | None = None) -> list[t
     return found
 
 
-def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    rows = con.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' "
-                       "AND table_name = ?", [table]).fetchall()
-    return {r[0] for r in rows}
-
-
 def _load_rows(store: ObjectStore, outbox_uri: str, header: BatchHeader, entry: BatchTable) -> pa.Table:
     uri = join(outbox_uri, "data", header.batch_id, entry.name)
     try:
@@ -186,66 +162,45 @@ def _load_rows(store: ObjectStore, outbox_uri: str, header: BatchHeader, entry: 
 
 
 def _apply_one(con: duckdb.DuckDBPyConnection, store: ObjectStore, outbox_uri: str, header: BatchHeader,
-               actor: str) -> dict[str, int]:
-
+               handler: BatchHandler, actor: Principal, roles: RoleBook | None) -> dict[str, int]:
     if header.content_id() != header.batch_id:
         raise BatchRejected("batch_id_mismatch", "the header's content does not hash to its batch id")
-    loaded: list[tuple[BatchTable, pa.Table]] = []
-    for entry in header.tables:
-        if entry.table in PROTECTED_TABLES:
-            raise BatchRejected("protected_table", f"{entry.table} cannot be written through the outbox")
-        columns = _table_columns(con, entry.table)
-        if not columns:
-            raise BatchRejected("unknown_table", f"the ledger has no table {entry.table!r}")
-        rows = _load_rows(store, outbox_uri, header, entry)
-        unknown = sorted(set(rows.column_names) - columns) + sorted(set(entry.replace_on) - set(rows.column_names))
-        if unknown:
-            raise BatchRejected("unknown_column", f"{entry.table}: unknown or missing columns {unknown}")
-        loaded.append((entry, rows))
-    counts: dict[str, int] = {}
-    views = [f"_outbox_rows_{index}" for index in range(len(loaded))]
-    for view, (_, rows) in zip(views, loaded):
-        con.register(view, rows)
+    tables = {entry.table: _load_rows(store, outbox_uri, header, entry) for entry in header.tables}
     try:
-        with transaction(con):
-            for view, (entry, rows) in zip(views, loaded):
-                if entry.replace_on:
-                    match = " AND ".join(f't."{c}" IS NOT DISTINCT FROM r."{c}"' for c in entry.replace_on)
-                    con.execute(f'DELETE FROM "{entry.table}" t WHERE EXISTS (SELECT 1 FROM {view} r WHERE {match})')
-                con.execute(f'INSERT INTO "{entry.table}" BY NAME SELECT * FROM {view}')
-                counts[entry.table] = counts.get(entry.table, 0) + rows.num_rows
-            for intent in header.audit:
-                audit.record(con, actor=intent.actor, action=intent.action, subject=intent.subject,
-                             payload={**intent.payload, "outbox_batch": header.batch_id})
-            audit.record(con, actor=actor, action="outbox.applied", subject=header.batch_id,
-                         payload={"worker": header.worker, "rows": counts, "audit_entries": len(header.audit)})
-            con.execute("INSERT INTO outbox_batches VALUES (?, ?, ?, ?, 'applied', NULL, NULL, ?, ?)",
-                        [header.batch_id, header.worker, header.created_at, datetime.now(UTC), json.dumps(counts),
-                         len(header.audit)])
-    except duckdb.ConstraintException as exc:
-        raise BatchRejected("constraint_violation", str(exc).splitlines()[0]) from exc
-    except duckdb.ConversionException as exc:
-        raise BatchRejected("type_mismatch", str(exc).splitlines()[0]) from exc
-    finally:
-        for view in views:
-            con.unregister(view)
+        with command(con, actor, header.command, f"outbox:{header.batch_id}", roles=roles) as w:
+            detail = handler(w, tables, header)
+            counts = {t: r.num_rows for t, r in tables.items()}
+            w.insert("outbox_batches", [{"batch_id": header.batch_id, "worker": header.worker,
+                                         "created_at": header.created_at, "applied_at": datetime.now(UTC),
+                                         "status": "applied", "reason_code": None, "message": None,
+                                         "rows_by_table": canonical_json(counts), "audit_entries": 1}])
+            w.payload.update({"outbox_batch": header.batch_id, "worker": header.worker, "key": header.key,
+                              "detail": header.detail,
+                              "rows": counts, **detail})
+    except RoleRefused as exc:
+        raise BatchRejected(exc.code, exc.message) from exc
+    except (duckdb.ConstraintException, duckdb.ConversionException, duckdb.BinderException) as exc:
+        raise BatchRejected("invalid_rows", str(exc).splitlines()[0]) from exc
     return counts
 
 
 def _reject(con: duckdb.DuckDBPyConnection, batch_id: str, worker: str, created_at: datetime | None,
-            code: str, message: str, actor: str) -> None:
+            code: str, message: str, actor: Principal, roles: RoleBook | None) -> None:
+    with command(con, actor, "outbox.apply", f"outbox:{batch_id}", roles=roles, record_as="outbox.rejected") as w:
+        w.insert("outbox_batches", [{"batch_id": batch_id, "worker": worker, "created_at": created_at,
+                                     "applied_at": datetime.now(UTC), "status": "rejected", "reason_code": code,
+                                     "message": message, "rows_by_table": None, "audit_entries": 0}])
+        w.payload.update({"rejected": True, "worker": worker, "reason_code": code, "message": message})
 
-    with transaction(con):
-        con.execute("INSERT INTO outbox_batches VALUES (?, ?, ?, ?, 'rejected', ?, ?, NULL, 0)",
-                    [batch_id, worker, created_at, datetime.now(UTC), code, message])
-        audit.record(con, actor=actor, action="outbox.rejected", subject=batch_id,
-                     payload={"worker": worker, "reason_code": code, "message": message})
 
-
-def apply_outbox(con: duckdb.DuckDBPyConnection, outbox_uri: str, *, store: ObjectStore | None = None,
-                 actor: str = WRITER_ACTOR, limit: int | None = None) -> ApplyReport:
-    """Apply every pending batch in order, each exactly once; record rejected ones with a reason code."""
+def apply_outbox(con: duckdb.DuckDBPyConnection, outbox_uri: str, *, handlers: Mapping[str, BatchHandler],
+                 actor: Principal | str, store: ObjectStore | None = None, roles: RoleBook | None = None,
+                 limit: int | None = None) -> ApplyReport:
+    """Apply every pending batch in order, each exactly once and each as its domain command; batches asking for a
+    command ``handlers`` does not list, or failing a check, are recorded as rejected with a reason code."""
     store = store or ObjectStore()
+    principal = as_principal(actor)
+    authorize(con, principal, "outbox.apply", outbox_uri, roles=roles)  # refused and audited before anything
     report = ApplyReport()
     done = {r[0] for r in con.execute("SELECT batch_id FROM outbox_batches").fetchall()}
     for uri, header, problem in pending_headers(outbox_uri, store):
@@ -255,24 +210,31 @@ def apply_outbox(con: duckdb.DuckDBPyConnection, outbox_uri: str, *, store: Obje
         if batch_id in done:
             report.already_applied += 1
             continue
-        if header is None:
-            _reject(con, batch_id, "unknown", None, "invalid_header", problem, actor)
-            report.rejected.append((batch_id, "invalid_header", problem))
-            done.add(batch_id)
-            continue
         try:
-            counts = _apply_one(con, store, outbox_uri, header, actor)
+            if header is None:
+                raise BatchRejected("invalid_header", problem)
+            handler = handlers.get(header.command)
+            if handler is None:
+                raise BatchRejected("command_not_allowed", f"the outbox accepts only {sorted(handlers)}; this batch "
+                                                           f"asks for {header.command!r}")
+            counts = _apply_one(con, store, outbox_uri, header, handler, principal, roles)
         except BatchRejected as exc:
-            _reject(con, batch_id, header.worker, header.created_at, exc.code, str(exc), actor)
+            _reject(con, batch_id, header.worker if header else "unknown", header.created_at if header else None,
+                    exc.code, str(exc), principal, roles)
             report.rejected.append((batch_id, exc.code, str(exc)))
             done.add(batch_id)
             continue
         done.add(batch_id)
         report.applied.append(batch_id)
-        report.audit_entries += len(header.audit) + 1
         for table, rows in counts.items():
             report.rows_by_table[table] = report.rows_by_table.get(table, 0) + rows
     return report
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    rows = con.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' "
+                       "AND table_name = ?", [table]).fetchall()
+    return {r[0] for r in rows}
 
 
 class SnapshotManifest(BaseModel):

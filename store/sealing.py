@@ -41,6 +41,7 @@ class SealedTable:
     columns: tuple[str, ...]
     types: tuple[str, ...]
     key: tuple[str, ...]
+    defaults: tuple[str | None, ...] = ()
 
     @property
     def history(self) -> str:
@@ -64,11 +65,12 @@ class SealedTable:
         return f"sha256('{self.name}|' || {self.content_sql(alias)})"
 
     def cast_select(self, alias: str, present: Iterable[str]) -> str:
-        """``CAST(alias.c AS type) AS c`` for each content column; columns not ``present`` are NULL."""
+        """``CAST(alias.c AS type) AS c`` for each content column; columns not ``present`` get their default."""
         have = set(present)
+        defaults = self.defaults or (None,) * len(self.columns)
         return ", ".join(
-            f'CAST({alias}."{c}" AS {t}) AS "{c}"' if c in have else f'CAST(NULL AS {t}) AS "{c}"'
-            for c, t in zip(self.columns, self.types))
+            f'CAST({alias}."{c}" AS {t}) AS "{c}"' if c in have else f'CAST({d or "NULL"} AS {t}) AS "{c}"'
+            for c, t, d in zip(self.columns, self.types, defaults))
 
     def describe(self, row: dict[str, Any]) -> str:
         return ", ".join(f"{k}={row.get(k)}" for k in self.key)
@@ -77,12 +79,12 @@ class SealedTable:
 def sealed_tables(con: duckdb.DuckDBPyConnection) -> dict[str, SealedTable]:
     """Every sealed table of the ledger, by name (discovered from the columns, not listed by hand)."""
     rows = con.execute(
-        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "SELECT table_name, column_name, data_type, column_default FROM duckdb_columns() "
         "WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal "
         "ORDER BY table_name, column_index").fetchall()
-    columns: dict[str, list[tuple[str, str]]] = {}
-    for table, column, type_ in rows:
-        columns.setdefault(table, []).append((column, type_))
+    columns: dict[str, list[tuple[str, str, str | None]]] = {}
+    for table, column, type_, default in rows:
+        columns.setdefault(table, []).append((column, type_, default))
     keys: dict[str, tuple[str, ...]] = {}
     for table, key in con.execute(
             "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
@@ -90,12 +92,13 @@ def sealed_tables(con: duckdb.DuckDBPyConnection) -> dict[str, SealedTable]:
         keys[table] = tuple(key)
     found: dict[str, SealedTable] = {}
     for table, cols in columns.items():
-        names = [c for c, _ in cols]
+        names = [c for c, _, _ in cols]
         if table.endswith(HISTORY_SUFFIX) or not all(s in names for s in SEAL_COLUMNS):
             continue
-        content = [(c, t) for c, t in cols if c not in SEAL_COLUMNS]
-        key = keys.get(table) or tuple(c for c, _ in content[:3])
-        found[table] = SealedTable(table, tuple(c for c, _ in content), tuple(t for _, t in content), key)
+        content = [(c, t, d) for c, t, d in cols if c not in SEAL_COLUMNS]
+        key = keys.get(table) or tuple(c for c, _, _ in content[:3])
+        found[table] = SealedTable(table, tuple(c for c, _, _ in content), tuple(t for _, t, _ in content), key,
+                                   tuple(d for _, _, d in content))
     return found
 
 

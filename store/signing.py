@@ -81,12 +81,19 @@ def load_key(root: Path | None) -> SigningKey:
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
-        os.replace(tmp, path)
-        (path.with_suffix(".pub")).write_text(SigningKey(key, str(path)).public_b64 + "\n", encoding="ascii")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)  # exclusive: when two processes create the key at once, the first one wins
+            (path.with_suffix(".pub")).write_text(SigningKey(key, str(path)).public_b64 + "\n", encoding="ascii")
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     try:
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError) as exc:

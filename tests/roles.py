@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from store.roles import RoleBook
+from store.roles import RoleBook, os_user
 
 TEST_USERS: dict[str, list[str]] = {
     # people
@@ -20,12 +21,26 @@ TEST_USERS: dict[str, list[str]] = {
     "pipeline": ["pipeline"], "linernotes-pipeline": ["pipeline"], "sensor": ["pipeline"],
     "rights_change_sensor": ["pipeline"], "linernotes.fingerprinting": ["pipeline"], "linernotes-writer": ["pipeline"],
 }
+SERVICES = {"pipeline", "linernotes-pipeline", "sensor", "rights_change_sensor", "linernotes.fingerprinting",
+            "linernotes-writer"}
+OS_ADMIN = "ops"  # the operating-system account running the tests acts as this admin on the command line
 NO_ROLE = "nobody"
 
 
+def users(extra: dict[str, list[str]] | None = None) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for name, roles in {**TEST_USERS, **(extra or {})}.items():
+        entry: dict[str, object] = {"roles": roles}
+        if name in SERVICES:
+            entry["service"] = True
+        if name == OS_ADMIN:
+            entry["os_users"] = [os_user()]
+        out[name] = entry
+    return out
+
+
 def roles_yaml(extra: dict[str, list[str]] | None = None) -> str:
-    users = {**TEST_USERS, **(extra or {})}
-    return "users:\n" + "".join(f"  {name!r}: {roles}\n".replace("'", '"') for name, roles in sorted(users.items()))
+    return json.dumps({"users": users(extra)}, indent=2, sort_keys=True) + "\n"  # JSON is YAML
 
 
 def write_test_roles(directory: Path, extra: dict[str, list[str]] | None = None) -> Path:
@@ -37,4 +52,4 @@ def write_test_roles(directory: Path, extra: dict[str, list[str]] | None = None)
 
 
 def test_book() -> RoleBook:
-    return RoleBook(users={name: tuple(roles) for name, roles in TEST_USERS.items()}, source="tests/roles.py")
+    return RoleBook(users=users(), source="tests/roles.py")

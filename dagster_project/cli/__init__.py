@@ -13,7 +13,8 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="linernotes: train only on music you have the right to use, and prove it.")
 
-COMMAND_MODULES = ("demo", "fingerprint", "rights", "shards", "train", "trace", "audit", "prove", "export")
+COMMAND_MODULES = ("demo", "fingerprint", "rights", "shards", "train", "trace", "audit", "prove", "export",
+                   "outbox")
 
 for _name in COMMAND_MODULES:
     try:

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
+from store.database import connect
 from store.home import Home
+from store.ledger import authorize, record_refusal
+from store.roles import (
+    ROLES_ENV,
+    ROLES_FILE,
+    Principal,
+    RoleRefused,
+    RolesError,
+    load_roles,
+    os_user,
+    principal_for_os_user,
+)
 
 console = Console()
 err_console = Console(stderr=True)
 
 HomeOption = typer.Option(None, "--home", help="Data directory (default: $LINERNOTES_HOME or .linernotes/).")
-ActorOption = typer.Option(None, "--actor", help="Who performs this action (default: $LINERNOTES_ACTOR).")
+ActorOption = typer.Option(None, "--actor", help="Act as this user (admins only; default: the user roles.yaml maps your operating-system account to).")
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
@@ -23,12 +36,27 @@ def home_from(option: str | None) -> Home:
     return Home.from_env(option).ensure()
 
 
-def actor_from(option: str | None) -> str:
-    actor = option or os.environ.get("LINERNOTES_ACTOR")
-    if not actor:
-        err_console.print("[red]error:[/red] this command changes records: name yourself with --actor or LINERNOTES_ACTOR")
-        raise typer.Exit(2)
-    return actor
+def actor_from(option: str | None, home: Home | None = None) -> Principal:
+    """Who is acting: the user ``roles.yaml`` maps this operating-system account to.
+
+    ``--actor`` (or ``LINERNOTES_ACTOR``) may name someone else only when that user is an admin; it is
+    recorded as such. An account the roles file does not map, an unreadable roles file or a refused
+    ``--actor`` stops the command (exit 3), and the refusal is audited.
+    """
+    home = home or Home.from_env(None).ensure()
+    requested = option or os.environ.get("LINERNOTES_ACTOR") or None
+    account = os_user()
+    path = Path(os.environ.get(ROLES_ENV) or home.root / ROLES_FILE)
+    try:
+        return principal_for_os_user(load_roles(path), account, requested)
+    except (RolesError, RoleRefused) as exc:
+        code = exc.code if isinstance(exc, RoleRefused) else "roles_unavailable"
+        message = exc.message if isinstance(exc, RoleRefused) else str(exc)
+        with connect(home.db_path) as con:
+            record_refusal(con, Principal(name=requested or account, method="os_user", via=f"os:{account}"),
+                           "identity", "command line", code=code, message=message)
+        fail(f"refused ({code}): {message}", code=3)
+        raise
 
 
 def print_json(value: Any) -> None:
@@ -40,11 +68,9 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def authorize_or_fail(con: Any, *, actor: str, action: str, subject: str) -> None:
-    """Refuse (exit 3, audited) when ``actor``'s roles do not allow ``action``; see licensing.roles.PERMISSIONS."""
-    from store.roles import RoleRefused, authorize
-
+def authorize_or_fail(con: Any, *, actor: Principal | str, action: str, subject: str) -> None:
+    """Refuse (exit 3, audited) when ``actor``'s roles do not allow ``action``; see store.roles.PERMISSIONS."""
     try:
-        authorize(con, actor=actor, action=action, subject=subject)
+        authorize(con, actor, action, subject)
     except RoleRefused as exc:
         fail(f"refused ({exc.code}): {exc.message}", code=3)

@@ -11,8 +11,17 @@ from pathlib import Path
 
 import typer
 
-from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, authorize_or_fail, console,
-                                        fail, home_from, print_json)
+from dagster_project.cli.common import (
+    ActorOption,
+    HomeOption,
+    JsonOption,
+    actor_from,
+    authorize_or_fail,
+    console,
+    fail,
+    home_from,
+    print_json,
+)
 
 ProviderOption = typer.Option(None, "--provider", help="Provider named in the summary (default: "
                                                         "$LINERNOTES_PROVIDER).")
@@ -36,7 +45,7 @@ def register(app: typer.Typer) -> None:
         from lineage.trace import TraceNotFound
         from store.database import connect
 
-        who = actor_from(actor)
+        who = actor_from(actor, home_from(home))
         with connect(home_from(home).db_path) as con:
             authorize_or_fail(con, actor=who, action="audit.export", subject=run_id)
             try:
@@ -62,7 +71,7 @@ def register(app: typer.Typer) -> None:
         from lineage.trace import TraceNotFound
         from store.database import connect
 
-        who = actor_from(actor)
+        who = actor_from(actor, home_from(home))
         with connect(home_from(home).db_path) as con:
             authorize_or_fail(con, actor=who, action="audit.export", subject=run_id)
             try:
@@ -89,7 +98,7 @@ def register(app: typer.Typer) -> None:
 
         if out is None and url is None:
             fail("give --out DIR and/or --url URL", code=2)
-        who = actor_from(actor)
+        who = actor_from(actor, home_from(home))
         data_home = home_from(home)
         with connect(data_home.db_path) as con:
             authorize_or_fail(con, actor=who, action="audit.export", subject=run_id or "ledger")

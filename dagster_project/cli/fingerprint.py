@@ -54,9 +54,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOption,
     ) -> None:
         """Print the catalog tracks and opt-outs whose audio best matches FILE."""
-        from fingerprinting.chromaprint import FingerprintError, fingerprint_file
+        from fingerprinting.chromaprint import ITEM_SECONDS, FingerprintError, fingerprint_file
         from fingerprinting.index import FingerprintIndex
-        from fingerprinting.chromaprint import ITEM_SECONDS
         from fingerprinting.ledger import MATCH_THRESHOLD, OPTOUT_PREFIX, TRACK_PREFIX, is_match
 
         data = home_from(home)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
-from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, authorize_or_fail, console,
-                                        fail, home_from, print_json)
+from dagster_project.cli.common import (
+    ActorOption,
+    HomeOption,
+    JsonOption,
+    actor_from,
+    console,
+    fail,
+    home_from,
+    print_json,
+)
 
 PURPOSE_HELP = "DDEX use type: UseForTrainingGenerativeAI, UseForTrainingNonGenerativeAI or UseForDataMining."
 PolicyOption = typer.Option(None, "--policy", help="Policy YAML (default: the packaged licensing policy).")
-RolesOption = typer.Option(None, "--roles", help="Roles YAML (default: $LINERNOTES_ROLES or <home>/roles.yaml).")
+ROLE_CODES = ("role_missing", "unknown_user", "roles_unavailable", "unknown_action")
 
 
 def _policy(path: Optional[Path]):  # type: ignore[no-untyped-def]
@@ -23,17 +32,6 @@ def _policy(path: Optional[Path]):  # type: ignore[no-untyped-def]
     try:
         return load_policy(path)
     except PolicyError as exc:
-        fail(str(exc))
-
-
-def _roles(path: Optional[Path]):  # type: ignore[no-untyped-def]
-    if path is None:
-        return None
-    from store.roles import RolesError, load_roles
-
-    try:
-        return load_roles(path)
-    except RolesError as exc:
         fail(str(exc))
 
 
@@ -56,7 +54,7 @@ def _print_report(report, as_json: bool) -> None:  # type: ignore[no-untyped-def
     console.print(f"{report.path}: {status} parties={report.parties} recordings={report.recordings} "
                   f"deals={report.deals} consents={report.consents} errors={len(report.errors)}")
     for err in report.errors:
-        console.print(f"  [yellow]{err.reason_code}[/yellow] {err.source_ref}: {err.message}")
+        console.print(f"  [yellow]{err.reason_code}[/yellow] {escape(err.source_ref)}: {escape(err.message)}")
 
 
 def _print_impact(report: Any) -> None:
@@ -88,8 +86,8 @@ def _print_impact(report: Any) -> None:
 def _record_change(home: Optional[str], change):  # type: ignore[no-untyped-def]
     """Run a revocation or deal-end on the ledger; a role refusal exits 3, any other refusal exits 1."""
     from licensing.revocation import RevocationError
-    from store.roles import RoleRefused
     from store.database import connect
+    from store.roles import RoleRefused
 
     with connect(home_from(home).db_path) as con:
         try:
@@ -122,7 +120,7 @@ def register(app: typer.Typer) -> None:
         """Record a consent withdrawal (rights team): revoked_at is set, nothing is deleted, all audited."""
         from licensing.revocation import revoke_consent
 
-        who = actor_from(actor)
+        who = actor_from(actor, home_from(home))
         result = _record_change(home, lambda con: revoke_consent(
             con, party_id=party, consent_id=consent_id, scope=scope, isrc=isrc, evidence_ref=evidence_ref,
             evidence_sha256=evidence_sha256, reason=reason, actor=who))
@@ -155,20 +153,34 @@ def register(app: typer.Typer) -> None:
         _print_impact(report)
 
     def _import(files: list[Path], home: Optional[str], actor: Optional[str], as_json: bool,
-                read: Callable[[Any, Path, str], Any]) -> None:
-        """Import each file in turn (each all-or-nothing as its importer defines); exit 1 if any was rejected."""
+                supersede: list[str], evidence_ref: Optional[str], read: Callable[..., Any]) -> None:
+        """Import each file in turn (each in one command); exit 1 if any was rejected or met a conflict."""
+        from licensing.records import Supersession
         from store.database import connect
+        from store.roles import RoleRefused
 
-        who = actor_from(actor)
-        rejected = 0
-        with connect(home_from(home).db_path) as con:
-            authorize_or_fail(con, actor=who, action="rights.import", subject=", ".join(str(f) for f in files))
+        if supersede and not (evidence_ref and evidence_ref.strip()):
+            fail("--supersede needs --evidence-ref: where the document that overrides the earlier event is kept",
+                 code=2)
+        data_home = home_from(home)
+        who = actor_from(actor, data_home)
+        override = Supersession(frozenset(supersede), evidence_ref or "") if supersede else None
+        failed = 0
+        with connect(data_home.db_path) as con:
             for f in files:
-                report = read(con, f, who)
-                rejected += report.rejected
+                try:
+                    report = read(con, f, who, override)
+                except RoleRefused as exc:
+                    fail(f"refused ({exc.code}): {exc.message}", code=3)
+                failed += report.rejected or any(e.reason_code == "rights_conflict" for e in report.errors)
                 _print_report(report, as_json)
-        if rejected:
+        if failed:
             raise typer.Exit(1)
+
+    SupersedeOption = typer.Option([], "--supersede", metavar="EVENT_ID",
+                                   help="Let these records loosen what this rights event restricted (repeatable; "
+                                        "needs --evidence-ref; audited).")
+    EvidenceOption = typer.Option(None, "--evidence-ref", help="Where the document behind --supersede is kept.")
 
     @rights.command("import-ddex")
     def import_ddex_cmd(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
@@ -177,22 +189,54 @@ def register(app: typer.Typer) -> None:
                         xsd_dir: Optional[Path] = typer.Option(None, "--xsd-dir",
                                                                help="Folder holding ernv43/, ernv383/ (and ernv38/ ...)."),
                         strict: bool = typer.Option(False, "--strict", help="Reject a message if any item is invalid."),
+                        supersede: list[str] = SupersedeOption, evidence_ref: Optional[str] = EvidenceOption,
                         home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
                         as_json: bool = JsonOption) -> None:
-        """Import DDEX ERN 4.3 / 3.8.x NewReleaseMessages, each message all-or-nothing (rights team)."""
+        """Import DDEX ERN 4.3 / 3.8.x NewReleaseMessages, each message in one command (rights team)."""
         from licensing.importers.ddex import import_ddex
 
-        _import(files, home, actor, as_json, lambda con, f, who: import_ddex(
-            con, f, actor=who, validate_xsd=validate_xsd, xsd_dir=xsd_dir, strict=strict))
+        _import(files, home, actor, as_json, supersede, evidence_ref, lambda con, f, who, over: import_ddex(
+            con, f, actor=who, validate_xsd=validate_xsd, xsd_dir=xsd_dir, strict=strict, supersede=over))
 
     @rights.command("import")
     def import_cmd(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
+                   supersede: list[str] = SupersedeOption, evidence_ref: Optional[str] = EvidenceOption,
                    home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
                    as_json: bool = JsonOption) -> None:
-        """Import CSV/JSON licenses, consents and parties; bad records are quarantined, the rest imported (rights team)."""
+        """Import CSV/JSON licenses, consents and parties; bad records are quarantined, the rest imported (rights team).
+
+        A record that would loosen what a later event restricted (an early deal end, a revoked or refused
+        consent, an excluded territory) is refused as rights_conflict, naming that event.
+        """
         from licensing.importers.tabular import import_rights_file
 
-        _import(files, home, actor, as_json, lambda con, f, who: import_rights_file(con, f, actor=who))
+        _import(files, home, actor, as_json, supersede, evidence_ref,
+                lambda con, f, who, over: import_rights_file(con, f, actor=who, supersede=over))
+
+    @rights.command("history")
+    def history_cmd(ref: str = typer.Argument(..., help="An ISRC, a deal id, a consent id or a party id."),
+                    home: Optional[str] = HomeOption, as_json: bool = JsonOption) -> None:
+        """Every recorded change to a recording, deal, consent or party, oldest first, with who, why and evidence."""
+        from rich.table import Table
+
+        from licensing.records import history
+        from store.database import connect
+
+        with connect(home_from(home).db_path, read_only=True) as con:
+            events = history(con, ref.strip())
+        if as_json:
+            print_json(events)
+            return
+        if not events:
+            fail(f"no rights event concerns {ref!r}")
+        table = Table("event", "when", "who", "what", "subject", "tightened", "loosened", "evidence / source",
+                      title=f"rights history of {ref}")
+        for e in events:
+            what = e["kind"] + (f" (supersedes {', '.join(e['supersedes'])})" if e["supersedes"] else "")
+            table.add_row(e["event_id"], f"{e['recorded_at']:%Y-%m-%d %H:%M}", e["actor"], what,
+                          f"{e['subject_kind']} {e['subject_id']}", ", ".join(e["tightened"]) or "-",
+                          ", ".join(e["loosened"]) or "-", e["evidence_ref"] or e["source"])
+        console.print(table)
 
     @rights.command("expire-deal")
     def expire_deal_cmd(deal_id: str = typer.Argument(..., help="The deal that ends early."),
@@ -204,7 +248,7 @@ def register(app: typer.Typer) -> None:
         """End a deal early (rights team); the rights_change_sensor re-decides and reports the impact."""
         from licensing.revocation import expire_deal
 
-        who = actor_from(actor)
+        who = actor_from(actor, home_from(home))
         end = _date(valid_to, "--valid-to")
         result = _record_change(home, lambda con: expire_deal(con, deal_id, valid_to=end, actor=who,
                                                               evidence_ref=evidence_ref, reason=reason))
@@ -222,20 +266,24 @@ def register(app: typer.Typer) -> None:
                     policy: Optional[Path] = PolicyOption, home: Optional[str] = HomeOption,
                     as_json: bool = JsonOption) -> None:
         """Print the decision for one recording and every reason behind it."""
+        from licensing.evaluate import UnknownPurpose, require_purpose
         from licensing.explain import explain_all
         from schemas.decisions import REASON_TEXT
+        from schemas.identifiers import normalize_territory
         from store.database import connect
 
-        try:
-            on_date = date.fromisoformat(on) if on else date.today()
-        except ValueError:
-            fail(f"--on must be YYYY-MM-DD, got {on!r}")
+        on_date = _date(on, "--on") if on else date.today()
         pol = _policy(policy)
-        with connect(home_from(home).db_path) as con:
+        try:
+            require_purpose(pol, purpose)
+            territory = normalize_territory(territory)
+        except (UnknownPurpose, ValueError) as exc:
+            fail(str(exc), code=2)
+        with connect(home_from(home).db_path, read_only=True) as con:
             try:
                 decisions = explain_all(con, isrc, purpose=purpose, territory=territory, on_date=on_date, policy=pol)
             except ValueError as exc:
-                fail(str(exc))
+                fail(str(exc), code=2)
         if as_json:
             print_json([d.model_dump(mode="json") for d in decisions])
             return
@@ -247,7 +295,10 @@ def register(app: typer.Typer) -> None:
                 console.print(f"  [yellow]{code.value}[/yellow]: {REASON_TEXT[code]}")
             if d.allowed:
                 console.print(f"  deal {d.deal_id}; consents {', '.join(d.consent_ids) or 'none required'}")
-            console.print(f"  evidence: {d.evidence}")
+            for key, value in sorted(d.evidence.items()):
+                if value not in (None, [], {}):
+                    shown = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+                    console.print(f"  {key.replace('_', ' ')}: {escape(shown)}")
             console.print(f"  policy {d.policy_hash[:12]}  inputs {d.inputs_hash[:12]}  decision {d.decision_id}")
 
     @release.command("propose")
@@ -255,23 +306,29 @@ def register(app: typer.Typer) -> None:
                     territory: str = typer.Option(..., "--territory"),
                     on: Optional[str] = typer.Option(None, "--on", help="Date of use, YYYY-MM-DD (default: today)."),
                     release_id: Optional[str] = typer.Option(None, "--id", help="Release id (default: generated)."),
-                    policy: Optional[Path] = PolicyOption, roles: Optional[Path] = RolesOption,
+                    policy: Optional[Path] = PolicyOption,
                     home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
                     as_json: bool = JsonOption) -> None:
         """Freeze the currently allowed tracks for one purpose into a proposed release (ML engineers)."""
+        from licensing.evaluate import UnknownPurpose, require_purpose
         from licensing.releases import ReleaseError, propose_release
+        from schemas.identifiers import normalize_territory
         from store.database import connect
 
-        who = actor_from(actor)
+        who = actor_from(actor, home_from(home))
         pol = _policy(policy)
-        book = _roles(roles)
+        try:
+            require_purpose(pol, purpose)
+            territory = normalize_territory(territory)
+        except (UnknownPurpose, ValueError) as exc:
+            fail(str(exc), code=2)
         with connect(home_from(home).db_path) as con:
             try:
                 rel = propose_release(con, purpose=purpose, territory=territory,
                                       on_date=date.fromisoformat(on) if on else date.today(), actor=who, policy=pol,
-                                      release_id=release_id, roles=book)
+                                      release_id=release_id)
             except ReleaseError as exc:
-                fail(f"{exc.code}: {exc.message}")
+                fail(f"{exc.code}: {exc.message}", code=3 if exc.code in ROLE_CODES else 1)
         if as_json:
             print_json(rel.model_dump(mode="json", exclude={"tracks"}))
         else:
@@ -279,19 +336,18 @@ def register(app: typer.Typer) -> None:
                           f"in {rel.territory} on {rel.on_date} (policy {rel.policy_hash[:12]}, "
                           f"content {rel.content_sha256[:12]})")
 
-    def _decide(action: str, release_id: str, comment: str, roles: Optional[Path], home: Optional[str],
-                actor: Optional[str], as_json: bool) -> None:
+    def _decide(action: str, release_id: str, comment: str, home: Optional[str], actor: Optional[str],
+                as_json: bool) -> None:
         from licensing import releases as rl
         from store.database import connect
 
-        who = actor_from(actor)
-        book = _roles(roles)
+        who = actor_from(actor, home_from(home))
         fn = {"approve": rl.approve_release, "reject": rl.reject_release, "revoke": rl.revoke_release}[action]
         with connect(home_from(home).db_path) as con:
             try:
-                rel = fn(con, release_id, actor=who, comment=comment, roles=book)
+                rel = fn(con, release_id, actor=who, comment=comment)
             except rl.ReleaseError as exc:
-                fail(f"{exc.code}: {exc.message}")
+                fail(f"{exc.code}: {exc.message}", code=3 if exc.code in ROLE_CODES else 1)
         if as_json:
             print_json(rel.model_dump(mode="json", exclude={"tracks"}))
         else:
@@ -299,24 +355,24 @@ def register(app: typer.Typer) -> None:
 
     @release.command("approve")
     def approve_cmd(release_id: str, comment: str = typer.Option(..., "--comment", "-m"),
-                    roles: Optional[Path] = RolesOption, home: Optional[str] = HomeOption,
+                    home: Optional[str] = HomeOption,
                     actor: Optional[str] = ActorOption, as_json: bool = JsonOption) -> None:
         """Approve a proposed release (rights team; not the proposer)."""
-        _decide("approve", release_id, comment, roles, home, actor, as_json)
+        _decide("approve", release_id, comment, home, actor, as_json)
 
     @release.command("reject")
     def reject_cmd(release_id: str, comment: str = typer.Option(..., "--comment", "-m"),
-                   roles: Optional[Path] = RolesOption, home: Optional[str] = HomeOption,
+                   home: Optional[str] = HomeOption,
                    actor: Optional[str] = ActorOption, as_json: bool = JsonOption) -> None:
         """Reject a proposed release with the reason (rights team; not the proposer)."""
-        _decide("reject", release_id, comment, roles, home, actor, as_json)
+        _decide("reject", release_id, comment, home, actor, as_json)
 
     @release.command("revoke")
     def revoke_release_cmd(release_id: str, comment: str = typer.Option(..., "--comment", "-m"),
-                           roles: Optional[Path] = RolesOption, home: Optional[str] = HomeOption,
+                           home: Optional[str] = HomeOption,
                            actor: Optional[str] = ActorOption, as_json: bool = JsonOption) -> None:
         """Withdraw an approved release: no further shards or training from it (rights team)."""
-        _decide("revoke", release_id, comment, roles, home, actor, as_json)
+        _decide("revoke", release_id, comment, home, actor, as_json)
 
     @release.command("show")
     def show_cmd(release_id: str, home: Optional[str] = HomeOption, as_json: bool = JsonOption,
@@ -350,15 +406,21 @@ def register(app: typer.Typer) -> None:
     @release.command("list")
     def list_cmd(status: Optional[str] = typer.Option(None, "--status"), home: Optional[str] = HomeOption,
                  as_json: bool = JsonOption) -> None:
-        """List releases."""
+        """List releases, newest last."""
+        from rich.table import Table
+
         from licensing.releases import list_releases
         from store.database import connect
 
-        with connect(home_from(home).db_path) as con:
+        with connect(home_from(home).db_path, read_only=True) as con:
             rels = list_releases(con, status=status)
         if as_json:
             print_json([r.model_dump(mode="json", exclude={"tracks", "approvals"}) for r in rels])
             return
+        table = Table()
+        for name in ("release", "status", "tracks", "purpose", "territory", "date", "proposed by", "proposed at"):
+            table.add_column(name, no_wrap=name in ("release", "status", "tracks"))
         for r in rels:
-            console.print(f"{r.release_id}  {r.status:9}  {r.track_count:>7}  {r.purpose}  {r.territory}  {r.on_date}  "
-                          f"by {r.proposed_by}")
+            table.add_row(r.release_id, r.status, f"{r.track_count:,}", r.purpose, r.territory, str(r.on_date),
+                          r.proposed_by, f"{r.proposed_at:%Y-%m-%d %H:%M}")
+        console.print(table)

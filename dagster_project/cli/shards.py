@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         from shards.writer import build_shards
         from store.database import connect
 
-        who = actor_from(actor)
+        who = actor_from(actor, home_from(home))
         h = home_from(home)
         if not output and not _SAFE_ID.match(release_id):
             fail(f"release id {release_id!r} cannot name a directory under {h.objects / 'shards'}; "

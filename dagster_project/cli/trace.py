@@ -10,8 +10,17 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, authorize_or_fail, console,
-                                        fail, home_from, print_json)
+from dagster_project.cli.common import (
+    ActorOption,
+    HomeOption,
+    JsonOption,
+    actor_from,
+    authorize_or_fail,
+    console,
+    fail,
+    home_from,
+    print_json,
+)
 
 
 def _when(value: Any) -> str:
@@ -157,7 +166,7 @@ def register(app: typer.Typer) -> None:
         from lineage.trace import TraceNotFound, ensure_snapshots
         from store.database import connect
 
-        who = actor_from(actor)
+        who = actor_from(actor, home_from(home))
         with connect(home_from(home).db_path) as con:
             authorize_or_fail(con, actor=who, action="trace.snapshot", subject=run_id or "ledger")
             try:

@@ -9,8 +9,18 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from dagster_project.cli.common import (ActorOption, HomeOption, JsonOption, actor_from, authorize_or_fail, console,
-                                        err_console, fail, home_from, print_json)
+from dagster_project.cli.common import (
+    ActorOption,
+    HomeOption,
+    JsonOption,
+    actor_from,
+    authorize_or_fail,
+    console,
+    err_console,
+    fail,
+    home_from,
+    print_json,
+)
 from store.home import Home
 
 if TYPE_CHECKING:
@@ -47,7 +57,7 @@ def train(
     from store.database import connect
     from training.launcher import TrainingFailed, TrainingRefused, launch_run
 
-    who = actor_from(actor)
+    who = actor_from(actor, home_from(home))
     data_home = home_from(home)
     # The launcher opens the ledger itself: check the role on a connection closed before it starts.
     with connect(data_home.db_path) as con:

@@ -27,7 +27,9 @@ from lxml import etree
 from pydantic import ValidationError
 
 from licensing import records
+from licensing.evaluate import redecide
 from licensing.importers import ImportReport, RecordError
+from licensing.records import Supersession
 from schemas.identifiers import (
     normalize_ipi,
     normalize_isni,
@@ -36,8 +38,10 @@ from schemas.identifiers import (
     normalize_territory,
 )
 from schemas.rights import Deal, Party, Recording, RecordingContributor
-from store import audit
-from store.database import transaction
+from store.ledger import authorize, command
+from store.paths import ledger_ref
+from store.quarantine import Rejection, quarantine
+from store.roles import Principal, RoleBook
 
 MAX_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 48
@@ -441,19 +445,27 @@ def read_ddex(data: bytes, *, source: str, validate_xsd: bool = False, xsd_dir: 
     return _Reader(root, source).read()
 
 
-def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: str, validate_xsd: bool = False,
-                xsd_dir: str | Path | None = None, strict: bool = False) -> ImportReport:
-    """Import one DDEX ERN NewReleaseMessage in a single transaction, or reject it with a reason."""
+def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Principal | str, validate_xsd: bool = False,
+                xsd_dir: str | Path | None = None, strict: bool = False, roles: RoleBook | None = None,
+                supersede: Supersession | None = None) -> ImportReport:
+    """Import one DDEX ERN NewReleaseMessage in one ``rights.import`` command, or reject it with a reason.
+
+    Parties, recordings and deals are written as rights events; a record that would loosen a
+    restriction recorded since is refused as ``rights_conflict`` (see :mod:`licensing.records`).
+    """
     path = Path(path)
+    subject = ledger_ref(con, path)
+    if supersede is not None:
+        authorize(con, actor, "rights.supersede", subject, roles=roles)
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise DdexRejected("xml_too_large", f"message is {size} bytes; the limit is {MAX_BYTES}")
         data = path.read_bytes()
     except OSError as exc:
-        return _reject(con, path, None, "unreadable_file", str(exc), actor)
+        return _reject(con, path, None, "unreadable_file", str(exc), actor, roles)
     except DdexRejected as exc:
-        return _reject(con, path, None, exc.reason_code, exc.message, actor)
+        return _reject(con, path, None, exc.reason_code, exc.message, actor, roles)
     file_sha = hashlib.sha256(data).hexdigest()
     if con.execute("SELECT 1 FROM rights_imports WHERE file_sha256 = ? AND kind = 'ddex'", [file_sha]).fetchone():
         return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, already_imported=True)
@@ -465,32 +477,54 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: str,
             raise DdexRejected("ddex_strict_item_errors",
                                f"{len(extract.errors)} item(s) invalid, first: {first.source_ref}: {first.message}")
     except DdexRejected as exc:
-        return _reject(con, path, file_sha, exc.reason_code, exc.message, actor)
+        return _reject(con, path, file_sha, exc.reason_code, exc.message, actor, roles)
 
     source = f"ddex:{path.name}:{extract.message_id}"
-    with transaction(con):
-        for party in extract.parties.values():
-            records.upsert_party(con, party)
+    errors = list(extract.errors)
+    with command(con, actor, "rights.import", subject, roles=roles) as w:
+        events = records.upsert_parties(w, list(extract.parties.values()), source=source).events
+        affected: set[str] = set()
+        recordings, deals = [], []
         for recording in extract.recordings:
-            records.upsert_recording(con, recording, source=source)
-        records.upsert_deals(con, extract.deals, source=source)
-        for err in extract.errors:
-            records.quarantine(con, source_ref=err.source_ref, reason_code=err.reason_code, message=err.message)
+            try:
+                event = records.apply_recording(w, recording, source=source, supersede=supersede)
+            except records.RightsConflict as exc:
+                errors.append(RecordError(source_ref=f"recording {recording.isrc}", reason_code="rights_conflict",
+                                          message=exc.message))
+                continue
+            recordings.append(recording.isrc)
+            if event:
+                events.append(event)
+                affected.add(recording.isrc)
+        for deal in extract.deals:
+            try:
+                event = records.apply_deal(w, deal, source=source, supersede=supersede)
+            except records.RightsConflict as exc:
+                errors.append(RecordError(source_ref=f"deal {deal.deal_id}", reason_code="rights_conflict",
+                                          message=exc.message))
+                continue
+            deals.append(deal.deal_id)
+            if event:
+                events.append(event)
+                affected |= records.event_isrcs(w.con, event)
+        quarantine(w, [Rejection(e.source_ref, e.reason_code, e.message) for e in errors], stage="rights_import")
         summary = {"ern": extract.version, "message_id": extract.message_id, "file_sha256": file_sha,
-                   "parties": len(extract.parties), "recordings": [r.isrc for r in extract.recordings],
-                   "deals": [d.deal_id for d in extract.deals], "errors": len(extract.errors)}
-        con.execute("INSERT INTO rights_imports VALUES (?, 'ddex', ?, ?, ?, ?)",
-                    [file_sha, str(path), actor, datetime.now(UTC), json.dumps(summary)])
-        audit.record(con, actor=actor, action="rights.import_ddex", subject=str(path), payload=summary)
+                   "parties": len(extract.parties), "recordings": recordings, "deals": deals, "errors": len(errors),
+                   "conflicts": sum(e.reason_code == "rights_conflict" for e in errors), "events": events}
+        w.insert("rights_imports", [{"file_sha256": file_sha, "kind": "ddex", "path": subject, "imported_by": w.actor,
+                                     "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}])
+        summary["redecided"] = redecide(w, affected)
+        w.payload.update(summary)
     return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, parties=len(extract.parties),
-                        recordings=len(extract.recordings), deals=len(extract.deals), errors=tuple(extract.errors))
+                        recordings=len(recordings), deals=len(deals), errors=tuple(errors))
 
 
 def _reject(con: duckdb.DuckDBPyConnection, path: Path, file_sha: str | None, reason_code: str, message: str,
-            actor: str) -> ImportReport:
+            actor: Principal | str, roles: RoleBook | None) -> ImportReport:
     err = RecordError(source_ref=str(path), reason_code=reason_code, message=message)
-    with transaction(con):
-        records.quarantine(con, source_ref=str(path), reason_code=reason_code, message=message)
-        audit.record(con, actor=actor, action="rights.import_ddex.rejected", subject=str(path),
-                     payload={"reason_code": reason_code, "message": message, "file_sha256": file_sha})
+    with command(con, actor, "rights.import", ledger_ref(con, path), roles=roles,
+                 record_as="rights.import.rejected") as w:
+        quarantine(w, [Rejection(str(path), reason_code, message)], stage="rights_import")
+        w.payload.update({"rejected": True, "format": "ddex", "reason_code": reason_code, "message": message,
+                          "file_sha256": file_sha})
     return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, rejected=True, errors=(err,))

@@ -32,10 +32,14 @@ import duckdb
 from pydantic import BaseModel, ValidationError
 
 from licensing import records
+from licensing.evaluate import redecide
 from licensing.importers import ImportReport, RecordError
+from licensing.records import Supersession
 from schemas.rights import Consent, Deal, Party
-from store import audit
-from store.database import transaction
+from store.ledger import authorize, command
+from store.paths import ledger_ref
+from store.quarantine import Rejection, quarantine
+from store.roles import Principal, RoleBook
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 
@@ -240,10 +244,20 @@ def _validate(items: list[tuple[str, dict[str, Any]]], model: type[BaseModel],
     return good
 
 
-def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: str) -> ImportReport:
-    """Import one JSON or CSV rights file; bad records are quarantined, the good rest imported."""
+def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Principal | str,
+                       roles: RoleBook | None = None, supersede: Supersession | None = None) -> ImportReport:
+    """Import one JSON or CSV rights file in one ``rights.import`` command; bad records are quarantined.
+
+    Each record is written as a rights event (:mod:`licensing.records`); a record that would loosen
+    a restriction recorded since (an early deal end, a revoked or refused consent, an excluded
+    territory) is refused as ``rights_conflict`` naming that event, unless ``supersede`` names it.
+    The catalog tracks the file changes are re-decided in the same command.
+    """
     path = Path(path)
     kind = "csv" if path.suffix.lower() == ".csv" else "json"
+    subject = ledger_ref(con, path)
+    if supersede is not None:
+        authorize(con, actor, "rights.supersede", subject, roles=roles)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise _FileRejected("file_too_large", f"larger than {MAX_FILE_BYTES} bytes")
@@ -251,60 +265,77 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
         file_sha = hashlib.sha256(raw).hexdigest()
         text = raw.decode("utf-8-sig")
     except OSError as exc:
-        return _reject(con, path, kind, None, "unreadable_file", str(exc), actor)
+        return _reject(con, path, kind, None, "unreadable_file", str(exc), actor, roles)
     except UnicodeDecodeError as exc:
-        return _reject(con, path, kind, None, "not_utf8", f"not UTF-8 text: {exc}", actor)
+        return _reject(con, path, kind, None, "not_utf8", f"not UTF-8 text: {exc}", actor, roles)
     except _FileRejected as exc:
-        return _reject(con, path, kind, None, exc.reason_code, exc.message, actor)
+        return _reject(con, path, kind, None, exc.reason_code, exc.message, actor, roles)
 
     if con.execute("SELECT 1 FROM rights_imports WHERE file_sha256 = ? AND kind = ?", [file_sha, kind]).fetchone():
         return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, already_imported=True)
     try:
         parsed = _parse_csv(path, text) if kind == "csv" else _parse_json(path, text)
     except _FileRejected as exc:
-        return _reject(con, path, kind, file_sha, exc.reason_code, exc.message, actor)
+        return _reject(con, path, kind, file_sha, exc.reason_code, exc.message, actor, roles)
 
     errors = list(parsed.errors)
     parties = _validate(parsed.parties, Party, errors)
     deals = _validate(parsed.deals, Deal, errors)
     consents = _validate(parsed.consents, Consent, errors)
+    source = f"{kind}:{path.name}"
 
-    with transaction(con):
+    with command(con, actor, "rights.import", subject, roles=roles) as w:
         known = records.known_party_ids(con) | {p.party_id for _, p in parties}
-        for _, party in parties:
-            records.upsert_party(con, party)
-        written_deals, written_consents = [], []
+        events = records.upsert_parties(w, [p for _, p in parties], source=source).events
+        written_deals, written_consents, affected = [], [], set()
         for ref, deal in deals:
             missing = sorted({deal.licensor, *(rc.party_id for rc in deal.rights_controllers)} - known)
             if missing:
                 errors.append(RecordError(source_ref=ref, reason_code="unknown_party",
                                           message=f"deal {deal.deal_id} names unknown parties {missing}: list them under parties"))
                 continue
-            written_deals.append(deal)
-        records.upsert_deals(con, written_deals, source=f"{kind}:{path.name}")
+            try:
+                event = records.apply_deal(w, deal, source=source, supersede=supersede)
+            except records.RightsConflict as exc:
+                errors.append(RecordError(source_ref=ref, reason_code="rights_conflict", message=exc.message))
+                continue
+            if event:
+                events.append(event)
+                written_deals.append(deal.deal_id)
+                affected |= records.event_isrcs(w.con, event)
         for ref, consent in consents:
             if consent.party_id not in known:
                 errors.append(RecordError(source_ref=ref, reason_code="unknown_party",
                                           message=f"consent {consent.consent_id} names unknown party {consent.party_id}"))
                 continue
-            records.upsert_consent(con, consent, source=f"{kind}:{path.name}")
-            written_consents.append(consent.consent_id)
-        for err in errors:
-            records.quarantine(con, source_ref=err.source_ref, reason_code=err.reason_code, message=err.message)
-        summary = {"parties": len(parties), "deals": [d.deal_id for d in written_deals], "consents": written_consents,
-                   "errors": len(errors), "file_sha256": file_sha}
-        con.execute("INSERT INTO rights_imports VALUES (?, ?, ?, ?, ?, ?)",
-                    [file_sha, kind, str(path), actor, datetime.now(UTC), json.dumps(summary)])
-        audit.record(con, actor=actor, action="rights.import", subject=str(path), payload=summary)
+            try:
+                event = records.apply_consent(w, consent, source=source, supersede=supersede)
+            except records.RightsConflict as exc:
+                errors.append(RecordError(source_ref=ref, reason_code="rights_conflict", message=exc.message))
+                continue
+            if event:
+                events.append(event)
+                written_consents.append(consent.consent_id)
+                affected |= records.event_isrcs(w.con, event)
+        quarantine(w, [Rejection(e.source_ref, e.reason_code, e.message) for e in errors], stage="rights_import")
+        summary = {"parties": len(parties), "deals": written_deals, "consents": written_consents,
+                   "errors": len(errors), "conflicts": sum(e.reason_code == "rights_conflict" for e in errors),
+                   "file_sha256": file_sha, "events": events}
+        if supersede is not None:
+            summary["supersede"] = {"events": sorted(supersede.event_ids), "evidence_ref": supersede.evidence_ref}
+        w.insert("rights_imports", [{"file_sha256": file_sha, "kind": kind, "path": subject, "imported_by": w.actor,
+                                     "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}])
+        summary["redecided"] = redecide(w, affected)
+        w.payload.update(summary)
     return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, parties=len(parties),
                         deals=len(written_deals), consents=len(written_consents), errors=tuple(errors))
 
 
 def _reject(con: duckdb.DuckDBPyConnection, path: Path, kind: str, file_sha: str | None,
-            reason_code: str, message: str, actor: str) -> ImportReport:
+            reason_code: str, message: str, actor: Principal | str, roles: RoleBook | None) -> ImportReport:
     err = RecordError(source_ref=str(path), reason_code=reason_code, message=message)
-    with transaction(con):
-        records.quarantine(con, source_ref=err.source_ref, reason_code=reason_code, message=message)
-        audit.record(con, actor=actor, action="rights.import.rejected", subject=str(path),
-                     payload={"reason_code": reason_code, "message": message, "file_sha256": file_sha})
+    with command(con, actor, "rights.import", ledger_ref(con, path), roles=roles,
+                 record_as="rights.import.rejected") as w:
+        quarantine(w, [Rejection(err.source_ref, reason_code, message)], stage="rights_import")
+        w.payload.update({"rejected": True, "reason_code": reason_code, "message": message, "file_sha256": file_sha})
     return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, rejected=True, errors=(err,))

@@ -10,6 +10,8 @@ from typing import Any
 
 import duckdb
 
+from store.ledger import command
+
 EVIDENCE = hashlib.sha256(b"signed consent form").hexdigest()
 AI_USES = ["UseForTrainingGenerativeAI", "UseForTrainingNonGenerativeAI", "UseForDataMining"]
 
@@ -46,15 +48,18 @@ def write_rights(path: Path, parties: list[str], deals: list[dict[str, Any]],
 
 def add_track(con: duckdb.DuckDBPyConnection, n: int, isrc: str, contributors: list[tuple[str, str]],
               *, ai: bool = False, fingerprinted: bool = True) -> str:
-    """A catalog track; unless ``fingerprinted`` is False its audio also has a (stand-in) fingerprint row."""
+    """A catalog track (written through the write path); unless ``fingerprinted`` is False its audio also has a
+    (stand-in) fingerprint row."""
     track_id = f"trk_{n:016x}"
-    con.execute("INSERT INTO tracks (track_id, delivery_id, isrc, ai_generated, source_path, audio_sha256, ingested_at) "
-                "VALUES (?, 'd-test', ?, ?, ?, ?, ?)",
-                [track_id, isrc, ai, f"/audio/{n}.flac", hashlib.sha256(str(n).encode()).hexdigest(), datetime.now(UTC)])
-    if fingerprinted:
-        con.execute("INSERT INTO fingerprints (track_id, algorithm, duration_s, seconds_used, items, fingerprint, "
-                    "computed_at, delivery_id) VALUES (?, 1, 30, 30, [?], 'stand-in', ?, 'd-test')",
-                    [track_id, n, datetime.now(UTC)])
-    for pid, role in contributors:
-        con.execute("INSERT INTO contributors VALUES (?, ?, ?, ?)", [track_id, pid, pid, role])
+    now = datetime.now(UTC)
+    with command(con, "ops", "catalog.ingest", f"track:{track_id}") as w:
+        w.insert("tracks", [{"track_id": track_id, "delivery_id": "d-test", "isrc": isrc, "ai_generated": ai,
+                             "source_path": f"/audio/{n}.flac", "audio_sha256": hashlib.sha256(str(n).encode()).hexdigest(),
+                             "ingested_at": now}])
+        if fingerprinted:
+            w.insert("fingerprints", [{"track_id": track_id, "algorithm": 1, "duration_s": 30, "seconds_used": 30,
+                                       "items": [n], "fingerprint": "stand-in", "computed_at": now,
+                                       "delivery_id": "d-test"}])
+        w.insert("contributors", [{"track_id": track_id, "party_id": pid, "name": pid, "role": role}
+                                  for pid, role in contributors])
     return track_id

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from dagster_project.cli import app
 from store.database import connect
 from store.home import Home
+from store.roles import os_user
 from tests.licensing.conftest import DDEX
 from tests.licensing.helpers import add_track, consent, deal, write_rights
 
@@ -26,7 +27,8 @@ def test_import_explain_propose_approve(tmp_path: Path) -> None:
     rights = write_rights(tmp_path / "rights.json", ["P-label", "P-a"], [deal("D1", ["QZXXX2600001"])],
                           [consent("C1", "P-a")])
     home.mkdir()
-    (home / "roles.yaml").write_text("users:\n  mina: [ml_engineer]\n  ravi: [rights_team]\n  ops: [rights_team]\n")
+    (home / "roles.yaml").write_text(f"users:\n  mina: [ml_engineer]\n  ravi: [rights_team]\n  ops: [rights_team]\n"
+                                     f"  admin:\n    roles: [admin]\n    os_users: [{os_user()}]\n")
     r = _run(home, "rights", "import", str(rights), actor="mina")
     assert r.exit_code == 3 and "role_missing" in r.output
     r = _run(home, "rights", "import", str(rights), actor="ops")
@@ -46,7 +48,7 @@ def test_import_explain_propose_approve(tmp_path: Path) -> None:
              "--on", "2026-03-01", "--id", "rel-1", actor="mina")
     assert r.exit_code == 0 and "1 tracks" in r.output
     r = _run(home, "release", "approve", "rel-1", "-m", "ok", actor="mina")
-    assert r.exit_code == 1 and "role_missing" in r.output
+    assert r.exit_code == 3 and "role_missing" in r.output
     r = _run(home, "release", "approve", "rel-1", "-m", "checked contract-1", actor="ravi")
     assert r.exit_code == 0 and "approved" in r.output
     r = _run(home, "release", "show", "rel-1", "--json")
@@ -60,6 +62,23 @@ def test_rejected_file_exits_nonzero(tmp_path: Path) -> None:
     bad = tmp_path / "evil.xml"
     bad.write_bytes(b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>')
     (tmp_path / "home").mkdir()
-    (tmp_path / "home" / "roles.yaml").write_text("users:\n  ops: [rights_team]\n")
+    (tmp_path / "home" / "roles.yaml").write_text(f"users:\n  ops:\n    roles: [rights_team]\n    os_users: [{os_user()}]\n")
     r = _run(tmp_path / "home", "rights", "import-ddex", str(bad), actor="ops")
     assert r.exit_code == 1 and "xml_dtd_forbidden" in r.output
+
+
+def test_unknown_purpose_and_non_iso_territory_are_errors_not_denials(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "roles.yaml").write_text(f"users:\n  mina:\n    roles: [ml_engineer]\n    os_users: [{os_user()}]\n")
+    r = _run(home, "rights", "explain", "QZXXX2600001", "--purpose", "UseForKaraoke", "--territory", "GB")
+    assert r.exit_code == 2 and "unknown purpose 'UseForKaraoke'" in r.output
+    r = _run(home, "rights", "explain", "QZXXX2600001", "--purpose", "UseForTrainingGenerativeAI", "--territory", "UK")
+    assert r.exit_code == 2 and "GB" in r.output
+    for territory in ("UK", "XX", "EU"):
+        r = _run(home, "release", "propose", "--purpose", "UseForTrainingGenerativeAI", "--territory", territory)
+        assert r.exit_code == 2 and "ISO 3166-1" in r.output, r.output
+    r = _run(home, "release", "propose", "--purpose", "Karaoke", "--territory", "GB")
+    assert r.exit_code == 2 and "unknown purpose" in r.output
+    with connect(Home.from_env(home).db_path) as con:
+        assert con.execute("SELECT count(*) FROM releases").fetchone() == (0,)

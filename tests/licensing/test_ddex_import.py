@@ -113,7 +113,7 @@ def test_hostile_or_malformed_xml_is_rejected_and_nothing_imported(con, tmp_path
     assert report.rejected and report.errors[0].reason_code == code
     assert _counts(con) == before
     assert con.execute("SELECT reason_code FROM quarantine").fetchall() == [(code,)]
-    assert con.execute("SELECT action FROM audit_log").fetchall() == [("rights.import_ddex.rejected",)]
+    assert con.execute("SELECT action FROM audit_log").fetchall() == [("rights.import.rejected",)]
 
 
 def test_oversized_message_is_rejected_before_reading(con, tmp_path: Path, monkeypatch) -> None:

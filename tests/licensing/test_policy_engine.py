@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from licensing.evaluate import evaluate_catalog
+from licensing.evaluate import UnknownPurpose, evaluate_catalog
 from licensing.explain import explain
 from licensing.importers.tabular import import_rights_file
 from licensing.policy import PolicyError, load_policy
+from store.ledger import command
 from tests.licensing.helpers import add_track, consent, deal, write_rights
 
 ON = date(2026, 3, 1)
@@ -67,8 +68,6 @@ CASES = [
      ARTIST + [("P-writer", "Composer")], NONGEN, "DE", ON, []),
     ("featured artist must consent too", [deal("D1", [ISRC])], [consent("C1", "P-artist")],
      ARTIST + [("P-feat", "FeaturedArtist")], NONGEN, "DE", ON, ["consent_missing"]),
-    ("unknown purpose", [deal("D1", [ISRC])], [consent("C1", "P-artist")], ARTIST, "Stream", "DE", ON,
-     ["purpose_unknown"]),
 ]
 
 
@@ -94,23 +93,39 @@ def test_rule(con, tmp_path: Path, case, deals, consents, contributors, purpose,
     assert decision.explanation == row[4]
 
 
+def test_an_unknown_purpose_is_an_input_error_for_commands_and_a_denial_for_the_reference(con, tmp_path: Path) -> None:
+    import_rights_file(con, write_rights(tmp_path / "r.json", ["P-label", "P-artist"], [deal("D1", [ISRC])],
+                                         [consent("C1", "P-artist")]), actor="ops")
+    add_track(con, 1, ISRC, ARTIST)
+    before = con.execute("SELECT count(*) FROM audit_log").fetchone()
+    with pytest.raises(UnknownPurpose, match="unknown purpose 'Stream'"):
+        evaluate_catalog(con, load_policy(), purpose="Stream", territory="DE", on_date=ON, actor="ops")
+    assert con.execute("SELECT count(*) FROM decisions").fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM audit_log").fetchone() == before
+    decision = explain(con, ISRC, purpose="Stream", territory="DE", on_date=ON, policy=load_policy())
+    assert not decision.allowed and [c.value for c in decision.reason_codes] == ["purpose_unknown"]
+
+
 def test_opt_out_match_and_duplicate_conflict_deny_with_evidence(con, tmp_path: Path) -> None:
     isrcs = ["QZXXX2600001", "QZXXX2600002", "QZXXX2600003"]
     import_rights_file(con, write_rights(tmp_path / "r.json", ["P-label", "P-artist"],
                                          [deal("D1", isrcs)], [consent("C1", "P-artist")]), actor="ops")
     t1, t2, t3 = (add_track(con, i + 1, isrc, ARTIST) for i, isrc in enumerate(isrcs))
     now = datetime.now(UTC)
-    con.execute("INSERT INTO audio_matches (track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, matched_at) VALUES (?, 'optout', 'OPT-1', 0.82, 0.6, 3.0, 20.0, 0.1, ?)", [t1, now])
-    con.execute("INSERT INTO audio_matches (track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, matched_at) VALUES (?, 'optout', 'OPT-2', 0.41, 0.6, 3.0, 20.0, 0.3, ?)", [t3, now])
-    con.execute("INSERT INTO duplicate_clusters VALUES ('CL1', ?, ?, FALSE), ('CL1', ?, ?, FALSE)",
-                [t2, isrcs[1], t3, isrcs[2]])
+    match = {"kind": "optout", "threshold": 0.6, "offset_s": 3.0, "span_s": 20.0, "matched_at": now}
+    with command(con, "ops", "fingerprint.match", "catalog") as w:
+        w.insert("audio_matches", [{**match, "track_id": t1, "matched_ref": "OPT-1", "score": 0.82, "bit_error_rate": 0.1},
+                                   {**match, "track_id": t3, "matched_ref": "OPT-2", "score": 0.41, "bit_error_rate": 0.3}])
+        w.insert("duplicate_clusters", [{"cluster_id": "CL1", "track_id": t2, "isrc": isrcs[1], "resolved": False},
+                                        {"cluster_id": "CL1", "track_id": t3, "isrc": isrcs[2], "resolved": False}])
     evaluate_catalog(con, load_policy(), purpose=GEN, territory="FR", on_date=ON, actor="ops")
     rows = {r[0]: (list(r[1]), r[2]) for r in con.execute(
         "SELECT track_id, reason_codes, evidence::JSON->>'$.optout[0].score' FROM decisions").fetchall()}
     assert rows[t1] == (["optout_match"], "0.82")
     assert rows[t2][0] == ["duplicate_conflict"]
     assert rows[t3][0] == ["duplicate_conflict"]  # below-threshold match is not an opt-out
-    con.execute("UPDATE duplicate_clusters SET resolved = TRUE")
+    with command(con, "ops", "fingerprint.match", "catalog") as w:
+        w.update("duplicate_clusters", "cluster_id = ?", ["CL1"], {"resolved": True})
     evaluate_catalog(con, load_policy(), purpose=GEN, territory="FR", on_date=ON, actor="ops")
     allowed = con.execute("SELECT track_id FROM current_decisions WHERE allowed ORDER BY track_id").fetchall()
     assert allowed == [(t2,), (t3,)]
@@ -148,11 +163,13 @@ def test_a_track_whose_audio_was_never_fingerprinted_is_denied_and_explained(con
     assert rows[checked].startswith("allowed")
     assert "never checked against the opt-out registry" in rows[unchecked]
     # Once the audio is fingerprinted (and matches nothing), the same track is allowed.
-    con.execute("INSERT INTO fingerprints (track_id, algorithm, duration_s, seconds_used, items, fingerprint, "
-                "computed_at) VALUES (?, 1, 30, 30, [7], 'x', now())", [unchecked])
+    with command(con, "ops", "fingerprint.store", unchecked) as w:
+        w.insert("fingerprints", [{"track_id": unchecked, "algorithm": 1, "duration_s": 30, "seconds_used": 30,
+                                   "items": [7], "fingerprint": "x", "computed_at": datetime.now(UTC)}])
     assert evaluate_catalog(con, policy, purpose=NONGEN, territory="DE", on_date=ON, actor="ops").allowed == 2
     # A policy may waive the check explicitly; the waiver changes the policy hash.
-    con.execute("DELETE FROM fingerprints WHERE track_id = ?", [unchecked])
+    with command(con, "ops", "fingerprint.store", unchecked) as w:
+        w.supersede("fingerprints", "track_id = ?", [unchecked])
     text = (Path(__file__).resolve().parents[2] / "licensing/policies/default.yaml").read_text()
     waived_path = tmp_path / "waived.yaml"
     waived_path.write_text(text.replace("require_fingerprint: true", "require_fingerprint: false"))

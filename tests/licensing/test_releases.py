@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,11 @@ from licensing.releases import (
     get_release,
     list_releases,
     propose_release,
-    reevaluate_after_change,
     reject_release,
     release_gate,
     tracks_without_allow,
 )
+from licensing.watch import WatchCursor, changes_since, handle_changes
 from store.audit import verify_chain
 from store.roles import load_roles
 from tests.licensing.helpers import add_track, consent, deal, write_rights
@@ -88,6 +87,7 @@ def test_proposing_needs_the_ml_engineer_role_and_a_roles_file(con, catalog, rol
     with pytest.raises(ApprovalRefused) as exc:
         propose_release(con, purpose=GEN, territory="DE", on_date=ON, actor="ravi", policy=load_policy(), roles=roles)
     assert exc.value.code == "role_missing"
+    (tmp_path / "roles.yaml").unlink()
     with pytest.raises(ApprovalRefused) as missing:  # no roles.yaml beside the ledger: deny
         propose_release(con, purpose=GEN, territory="DE", on_date=ON, actor="mina", policy=load_policy())
     assert missing.value.code == "roles_unavailable"
@@ -120,16 +120,20 @@ def test_revocation_after_approval_closes_the_gate_and_is_reported(con, catalog,
     assert [(d.track_id, d.reason_codes) for d in denied] == [(catalog[0], ("consent_revoked",))]
     gate = release_gate(con, rel.release_id, on_date=later)
     assert not gate.ok and gate.reasons == ("tracks_now_denied",)
-    report = reevaluate_after_change(con, policy, actor="sensor", on_date=later)
-    assert [(t.track_id, t.reason_codes) for t in report.became_denied] == [(catalog[0], ("consent_revoked",))]
-    assert report.affected_releases == {rel.release_id: (catalog[0],)}
-    assert report.alerts_written == 1
-    assert reevaluate_after_change(con, policy, actor="sensor", on_date=later).alerts_written == 0
+    # what the rights_change_sensor does: re-decide what time changed, alert the releases holding it
+    changes = changes_since(con, WatchCursor(), now=datetime(2026, 3, 10, tzinfo=UTC))
+    report = handle_changes(con, changes, reports_dir=tmp_path / "reports", actor="sensor", on_date=later)
+    assert report["redecided"]["became_denied"] == [[catalog[0], GEN, "DE"]]
+    assert report["affected_releases"] == {rel.release_id: [catalog[0]]}
+    assert report["alerts_written"] == 1
+    assert handle_changes(con, changes, reports_dir=tmp_path / "reports", actor="sensor",
+                          on_date=later)["alerts_written"] == 0
     # the deal of the second track expires at the end of June
-    summer = reevaluate_after_change(con, policy, actor="sensor", on_date=date(2026, 7, 1))
-    assert [(t.track_id, t.reason_codes) for t in summer.became_denied] == [(catalog[1], ("deal_expired",))]
-    assert json.loads(con.execute("SELECT payload FROM audit_log WHERE action = 'rights.reevaluate' "
-                                  "ORDER BY seq DESC LIMIT 1").fetchone()[0])["checked_on"] == "2026-07-01"
+    summer = changes_since(con, changes.cursor, now=datetime(2026, 7, 1, tzinfo=UTC))
+    assert summer.deals_ended == ("D1",)
+    report = handle_changes(con, summer, reports_dir=tmp_path / "reports", actor="sensor", on_date=date(2026, 7, 1))
+    assert report["redecided"]["became_denied"] == [[catalog[1], GEN, "DE"]]
+    assert report["checked_on"] == "2026-07-01" and report["alerts_written"] == 1
 
 
 def test_approval_refused_when_a_track_is_denied_by_then(con, catalog, roles, tmp_path: Path) -> None:

@@ -15,16 +15,20 @@ from licensing.evaluate import catalog_decisions, evaluate_catalog_frame
 from licensing.impact import impact_report
 from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
-from licensing.releases import approve_release, propose_release, reevaluate_after_change
+from licensing.records import Supersession
+from licensing.releases import approve_release, propose_release
 from licensing.revocation import RevocationError, expire_deal, revoke_consent
+from licensing.watch import WatchCursor, changes_since, handle_changes
 from schemas.shards import ShardConfig
 from shards.writer import build_shards
 from store.audit import verify_chain
 from store.database import connect
 from store.digest import sha256_file
 from store.home import Home
+from store.ledger import command
 from store.roles import RoleBook, RoleRefused
 from tests.licensing.helpers import add_track, consent, deal, write_rights
+from tests.roles import roles_yaml
 from tests.shards.ledger import write_audio
 
 GEN = "UseForTrainingGenerativeAI"
@@ -89,13 +93,33 @@ def test_withdrawal_for_one_recording_leaves_the_rest_of_the_catalog(con, tmp_pa
     assert con.execute("SELECT revoked_at FROM consents WHERE consent_id = 'C-a'").fetchone() == (None,)
 
 
-def test_reimporting_a_consent_never_undoes_its_revocation(con, tmp_path: Path) -> None:
+def test_reimporting_a_consent_is_a_conflict_and_never_undoes_its_revocation(con, tmp_path: Path) -> None:
     _catalog(con, tmp_path)
     revoke_consent(con, party_id="P-b", scope="all", evidence_ref="letter", actor="ravi", roles=ROLES)
+    revoked_event = con.execute("SELECT event_id FROM rights_events WHERE kind = 'consent.revoked'").fetchone()[0]
     again = write_rights(tmp_path / "again.json", ["P-b", "P-c"], [], [consent("C-b", "P-b")])
-    assert not import_rights_file(con, again, actor="ops").rejected
+    report = import_rights_file(con, again, actor="ops")
+    assert not report.rejected
+    [conflict] = report.errors
+    assert conflict.reason_code == "rights_conflict" and revoked_event in conflict.message
     assert con.execute("SELECT revoked_at IS NOT NULL FROM consents WHERE consent_id = 'C-b'").fetchone() == (True,)
     assert _now(con)[ISRCS[1]] == (False, ["consent_revoked"])
+    assert con.execute("SELECT count(*) FROM quarantine WHERE reason_code = 'rights_conflict'").fetchone() == (1,)
+    # with the new consent's evidence, the rights team may supersede the revocation on the record
+    overridden = import_rights_file(con, again, actor="ravi", roles=RoleBook(users={"ravi": ("rights_team",)}),
+                                    supersede=Supersession(frozenset({revoked_event}), "s3://evidence/re-grant.pdf"))
+    assert overridden.already_imported  # the same file content was imported already: nothing changes
+    regrant = write_rights(tmp_path / "regrant.json", ["P-b"], [], [consent("C-b", "P-b", granted="2026-01-16T00:00:00Z")])
+    with pytest.raises(RoleRefused):  # superseding a restriction needs the rights team
+        import_rights_file(con, regrant, actor="mina", roles=ROLES,
+                           supersede=Supersession(frozenset({revoked_event}), "s3://evidence/re-grant.pdf"))
+    done = import_rights_file(con, regrant, actor="ravi", roles=ROLES,
+                              supersede=Supersession(frozenset({revoked_event}), "s3://evidence/re-grant.pdf"))
+    assert done.errors == () and done.consents == 1
+    assert _now(con)[ISRCS[1]] == (True, [])
+    kind, supersedes, evidence = con.execute("SELECT kind, supersedes, evidence_ref FROM rights_events "
+                                             "ORDER BY audit_seq DESC LIMIT 1").fetchone()
+    assert (kind, supersedes, evidence) == ("consent.superseded", [revoked_event], "s3://evidence/re-grant.pdf")
 
 
 def test_a_deal_ending_early_denies_from_the_next_day(con, tmp_path: Path) -> None:
@@ -117,10 +141,11 @@ def test_a_deal_ending_early_denies_from_the_next_day(con, tmp_path: Path) -> No
 
 def test_impact_names_release_shards_runs_and_the_decision_now(con, tmp_path: Path) -> None:
     tracks = _catalog(con, tmp_path)
-    for i, track_id in enumerate(tracks):
-        audio = write_audio(tmp_path / f"t{i}.flac", 6.0, freq=220.0 * (i + 1))
-        con.execute("UPDATE tracks SET source_path = ?, audio_sha256 = ? WHERE track_id = ?",
-                    [str(audio), sha256_file(audio), track_id])
+    with command(con, "ops", "catalog.ingest", "test audio") as w:
+        for i, track_id in enumerate(tracks):
+            audio = write_audio(tmp_path / f"t{i}.flac", 6.0, freq=220.0 * (i + 1))
+            w.update("tracks", "track_id = ?", [track_id], {"source_path": str(audio),
+                                                            "audio_sha256": sha256_file(audio)})
     policy = load_policy()
     rel = propose_release(con, purpose=GEN, territory="DE", on_date=TODAY, actor="mina", policy=policy, roles=ROLES)
     approve_release(con, rel.release_id, actor="ravi", comment="contract checked", roles=ROLES)
@@ -128,16 +153,19 @@ def test_impact_names_release_shards_runs_and_the_decision_now(con, tmp_path: Pa
     manifest = build_shards(con, rel.release_id, output_uri=str(tmp_path / "shards"), config=config, actor="mina")
     build_id = con.execute("SELECT build_id FROM shard_builds").fetchone()[0]
     # a finished run, as the training launcher records it, that consumed 3 samples of track 1
-    con.execute("INSERT INTO training_runs (run_id, release_id, status, actor, model, config, manifest_uri, "
-                "manifest_sha256, policy_hash, code_commit, torch_version, world_size, started_at, ended_at, "
-                "checkpoint_uri, record) SELECT 'run-1', ?, 'completed', 'mina', 'tiny-cnn', '{}', manifest_uri, "
-                "manifest_sha256, policy_hash, 'abc', '2.13', 1, now(), now(), 'file:///ckpt/run-1.pt', '{}' "
-                "FROM shard_builds", [rel.release_id])
-    con.execute("INSERT INTO training_exposure VALUES ('run-1', ?, ?, 3, 0.375)", [tracks[0], ISRCS[0]])
+    with command(con, "ops", "train.start", "run-1") as w:
+        w.insert_query("training_runs", "SELECT 'run-1' AS run_id, ? AS release_id, 'completed' AS status, 'mina' AS actor, "
+                                        "'tiny-cnn' AS model, '{}' AS config, manifest_uri, manifest_sha256, policy_hash, "
+                                        "'abc' AS code_commit, '2.13' AS torch_version, 1 AS world_size, now() AS started_at, "
+                                        "now() AS ended_at, 'runs/run-1/model.pt' AS checkpoint_uri, '{}' AS record "
+                                        "FROM shard_builds", [rel.release_id])
+        w.insert("training_exposure", [{"run_id": "run-1", "track_id": tracks[0], "isrc": ISRCS[0], "samples": 3,
+                                        "fraction": 0.375}])
 
+    cursor = WatchCursor.at_head(con)
     revoke_consent(con, party_id="P-a", consent_id="C-a", evidence_ref="withdrawal.pdf", actor="ravi", roles=ROLES)
-    change = reevaluate_after_change(con, policy, actor="ravi", on_date=TODAY)
-    assert change.affected_releases == {rel.release_id: (tracks[0], tracks[2])}
+    change = handle_changes(con, changes_since(con, cursor), reports_dir=tmp_path / "reports", actor="sensor")
+    assert change["affected_releases"] == {rel.release_id: [tracks[0], tracks[2]]}
 
     report = impact_report(con, ISRCS[0])
     assert report.track_ids == (tracks[0],) and report.denied_now
@@ -161,7 +189,7 @@ def test_impact_names_release_shards_runs_and_the_decision_now(con, tmp_path: Pa
 def test_consent_revoke_and_impact_through_the_cli(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    (home / "roles.yaml").write_text("users:\n  ravi: [rights_team]\n  mina: [ml_engineer]\n")
+    (home / "roles.yaml").write_text(roles_yaml())
     with connect(Home.from_env(str(home)).db_path) as con:
         _catalog(con, tmp_path)
     runner = CliRunner()

@@ -13,16 +13,17 @@ def wait_for(start_at: float) -> None:
 
 
 def audit_writer(db_path: str, worker: str, count: int, start_at: float) -> int:
-    """Open the ledger afresh for every entry, as a CLI command or a Dagster step does."""
-    from store import audit
+    """Open the ledger afresh for every command, as a CLI command or a Dagster step does."""
     from store.database import connect
+    from store.ledger import command
+    from store.quarantine import Rejection, quarantine
 
     wait_for(start_at)
     for i in range(count):
-        with connect(Path(db_path)) as con:
-            con.execute("BEGIN")
-            audit.record(con, actor=worker, action="test.concurrent", subject=f"{worker}:{i}", payload={"i": i})
-            con.execute("COMMIT")
+        with connect(Path(db_path)) as con, command(con, "ops", "catalog.ingest", f"{worker}:{i}",
+                                                   payload={"i": i}) as w:
+            quarantine(w, [Rejection(f"{worker}:{i}", "test_concurrent", "written by a concurrent worker")],
+                       stage="test")
     return count
 
 
@@ -46,16 +47,15 @@ def outbox_worker(outbox_uri: str, worker: str, batches: int, per_batch: int, st
                   settings_json: str | None) -> list[str]:
     """Write ``batches`` batches of fingerprint rows, each with one intended audit entry."""
     from store.objects import ObjectStore, ObjectStoreSettings
-    from store.outbox import AuditIntent, write_batch
+    from store.outbox import write_batch
 
     store = ObjectStore(ObjectStoreSettings.model_validate_json(settings_json) if settings_json else None)
     wait_for(start_at)
     ids = []
     for b in range(batches):
         header = write_batch(
-            outbox_uri, worker=worker, store=store, tables={"fingerprints": fingerprint_rows(worker, b, per_batch)},
-            replace_on={"fingerprints": ["track_id"]}, key=f"{worker}/b{b}",
-            audit=[AuditIntent(actor=worker, action="fingerprint.stored", subject=f"{worker}/b{b}",
-                               payload={"tracks": per_batch})])
+            outbox_uri, worker=worker, command="fingerprint.store", store=store,
+            tables={"fingerprints": fingerprint_rows(worker, b, per_batch)}, key=f"{worker}/b{b}",
+            detail={"unit": f"{worker}/b{b}"})
         ids.append(header.batch_id)
     return ids
