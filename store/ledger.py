@@ -109,6 +109,7 @@ class Writer:
                 {k: (canonical_json(v) if k in json_cols and v is not None and not isinstance(v, str) else v)
                  for k, v in row.items()} for row in rows])
         name = f"_ln_stage_{next(_stage_ids)}"
+        self.con.execute("SELECT 1").fetchall()  # a caller's unfinished result would block register()
         self.con.register(name, rows)
         try:
             yield name
