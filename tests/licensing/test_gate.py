@@ -10,19 +10,30 @@ import pytest
 from pydantic import ValidationError
 
 from licensing.gate import decide, denied_tracks
+from licensing.revocation import expire_deal, revoke_consent
 from schemas.gate import Acknowledged, Acknowledgement, GateDecision, GateReason
 from store.database import connect
 from store.ledger import command
-from tests.ledger_seed import POLICY, refuse_recording, withdraw_refusal
-from tests.shards.ledger import T0, Release, isrc_for, make_release
+from tests.ledger_seed import POLICY
+from tests.shards.ledger import ARTIST, ON, Release, isrc_for, make_release
 
 NOW = datetime.now(UTC)
 R = GateReason
 
 
+def _withdraw(con: duckdb.DuckDBPyConnection, isrc: str) -> None:
+    revoke_consent(con, party_id=ARTIST, isrc=isrc, actor="rita.rights", evidence_ref="test://withdrawal")
+
+
 def _expire_deal(con: duckdb.DuckDBPyConnection, r: Release) -> None:
-    with command(con, "rita.rights", "deal.expire", "deal:deal_1") as w:
-        w.update("deals", "deal_id = ?", ["deal_1"], {"valid_to": NOW.date() - timedelta(days=1)})
+    expire_deal(con, "deal_1", valid_to=NOW.date() - timedelta(days=1), actor="rita.rights",
+                evidence_ref="test://deal-ended")
+
+
+def _withdraw_track(con: duckdb.DuckDBPyConnection, r: Release) -> None:
+    with command(con, "pipeline", "catalog.ingest", "delivery:dlv_1") as w:
+        w.insert("track_withdrawals", [{"track_id": r.track_ids[0], "delivery_id": "dlv_1", "withdrawn_at": NOW,
+                                        "reason": "not in the re-delivery", "restored_at": None}])
 
 
 def _forget_track(con: duckdb.DuckDBPyConnection, r: Release) -> None:
@@ -35,10 +46,6 @@ def _foreign_policy(con: duckdb.DuckDBPyConnection, r: Release) -> None:
         w.update("releases", "release_id = ?", [r.release_id], {"policy_hash": "f" * 64})
 
 
-def _refuse_then_withdraw(con: duckdb.DuckDBPyConnection, r: Release) -> None:
-    withdraw_refusal(con, refuse_recording(con, "pty_artist", isrc_for(0), at=NOW))
-
-
 # change made after the release was frozen -> reasons (use "show"), and the tracks denied now
 CASES: dict[str, tuple[str, Callable[[duckdb.DuckDBPyConnection, Release], object], tuple[R, ...], int]] = {
     "approved": ("approved", lambda con, r: None, (), 0),
@@ -46,12 +53,11 @@ CASES: dict[str, tuple[str, Callable[[duckdb.DuckDBPyConnection, Release], objec
     "rejected": ("rejected", lambda con, r: None, (R.RELEASE_NOT_APPROVED, R.APPROVAL_MISSING), 0),
     "revoked after approval": ("revoked", lambda con, r: None, (R.RELEASE_REVOKED,), 0),
     "consent withdrawn for a recording": (
-        "approved", lambda con, r: refuse_recording(con, "pty_artist", isrc_for(0), at=NOW),
-        (R.DENIED_SINCE_APPROVAL,), 1),
-    "withdrawal entered in error, taken back": ("approved", _refuse_then_withdraw, (), 0),
+        "approved", lambda con, r: _withdraw(con, isrc_for(0)), (R.DENIED_SINCE_APPROVAL,), 1),
     "consent withdrawn for a recording outside the release": (
-        "approved", lambda con, r: refuse_recording(con, "pty_artist", "GBAYE2599999", at=NOW), (), 0),
+        "approved", lambda con, r: _withdraw(con, "GBAYE2599999"), (), 0),
     "deal ended": ("approved", _expire_deal, (R.DENIED_SINCE_APPROVAL,), 2),
+    "track withdrawn from its delivery": ("approved", _withdraw_track, (R.DENIED_SINCE_APPROVAL,), 1),
     "track gone from the catalog": ("approved", _forget_track, (R.DENIED_SINCE_APPROVAL,), 1),
     "policy not stored": ("approved", _foreign_policy, (R.POLICY_UNKNOWN,), 0),
 }
@@ -73,15 +79,15 @@ def test_release_standing(tmp_path, case) -> None:
 def test_a_denial_names_the_recording_and_the_policy_reason(tmp_path) -> None:
     release = make_release(tmp_path, seconds=[1.0, 1.0])
     with connect(release.db_path) as con:
-        refuse_recording(con, "pty_artist", isrc_for(1), at=NOW)
+        _withdraw(con, isrc_for(1))
         decision = decide(con, release.release_id)
         [denied] = decision.denied_tracks
         assert (denied.track_id, denied.isrc) == (release.track_ids[1], isrc_for(1))
         assert denied.reason_codes == ("consent_not_allowed",) and denied.decision_id
         assert release.track_ids[1] in decision.message and "consent_not_allowed" in decision.message
         assert denied_tracks(con, release.release_id) == decision.denied_tracks
-        # On the release date the refusal was not yet given: re-decided then, nothing is denied.
-        assert decide(con, release.release_id, on_date=T0.date()).allowed
+        # Re-decided for a date before the withdrawal took effect, nothing is denied.
+        assert decide(con, release.release_id, on_date=ON).allowed
         assert decision.policy_hash == POLICY.content_hash and decision.approval is not None
 
 
@@ -98,7 +104,7 @@ def test_unknown_and_changed_release(tmp_path) -> None:
 def test_shards_are_judged_by_the_tracks_they_hold_and_a_build_leaves_denied_ones_out(tmp_path) -> None:
     release = make_release(tmp_path, seconds=[1.0, 1.0])
     with connect(release.db_path) as con:
-        refuse_recording(con, "pty_artist", isrc_for(0), at=NOW)
+        _withdraw(con, isrc_for(0))
         held_denied = decide(con, release.release_id, use="load", contained_track_ids=set(release.track_ids))
         held_clean = decide(con, release.release_id, use="load", contained_track_ids={release.track_ids[1]})
         build = decide(con, release.release_id, use="build")
@@ -112,7 +118,7 @@ def test_only_revocation_and_later_denials_can_be_acknowledged(tmp_path) -> None
     release = make_release(tmp_path, seconds=[1.0, 1.0], status="revoked")
     ack = Acknowledgement(actor="mira.ml", reason="audit replay")
     with connect(release.db_path) as con:
-        refuse_recording(con, "pty_artist", isrc_for(0), at=NOW)
+        _withdraw(con, isrc_for(0))
         refused = decide(con, release.release_id, use="load")
         assert refused.reason_codes == (R.RELEASE_REVOKED, R.DENIED_SINCE_APPROVAL) and not refused.allowed
         went_past = decide(con, release.release_id, use="load", acknowledge=ack)

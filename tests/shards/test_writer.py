@@ -15,8 +15,20 @@ from shards.writer import build_shards
 from store.database import connect
 from store.roles import RoleRefused
 from store.sealing import verify_sealed
-from tests.ledger_seed import POLICY, decide_release, propose_release
-from tests.shards.ledger import ON, PURPOSE, TERRITORY, deny_since, isrc_for, make_release, set_status
+from licensing.releases import approve_release, propose_release
+from tests.ledger_seed import POLICY
+from tests.shards.ledger import (
+    ARTIST,
+    CONSENT,
+    LABEL,
+    ON,
+    PURPOSE,
+    TERRITORY,
+    deny_since,
+    isrc_for,
+    make_release,
+    set_status,
+)
 
 CONFIG = ShardConfig(rows_per_shard=4, rows_per_row_group=2, crops_per_track=3, seed=7)
 
@@ -45,9 +57,9 @@ def test_builds_attributed_rows_and_excludes_bad_audio_with_reasons(release, tmp
     first = table.slice(0, 1).to_pylist()[0]
     assert first["sample_id"] == f"{release.track_ids[0]}:0000"
     assert first["isrc"] == isrc_for(0) and first["release_id"] == release.release_id
-    assert first["rights_holders"] == [{"party_id": "pty_artist", "name": "Ada Fixture", "share": 25.0},
-                                       {"party_id": "pty_label", "name": "Fixture Records", "share": 75.0}]
-    assert first["consent_ids"] == ["cns_1"] and first["deal_id"] == "deal_1"
+    assert first["rights_holders"] == [{"party_id": ARTIST, "name": "Ada Fixture", "share": 25.0},
+                                       {"party_id": LABEL, "name": "Fixture Records", "share": 75.0}]
+    assert first["consent_ids"] == [CONSENT] and first["deal_id"] == "deal_1"
     assert first["license"] == "contract:FX-1" and first["policy_hash"] == POLICY.content_hash
     assert first["decision_id"] == release.decision_ids[release.track_ids[0]]
     assert first["source_audio_sha256"] == hashlib.sha256(release.audio[release.track_ids[0]].read_bytes()).hexdigest()
@@ -203,8 +215,9 @@ def test_output_holding_another_release_is_refused(tmp_path) -> None:
     release = make_release(tmp_path, seconds=[5.0])
     _build(release, tmp_path / "out")
     with connect(release.db_path) as con:
-        propose_release(con, "rel_other", purpose=PURPOSE, territory=TERRITORY, on_date=ON)
-        decide_release(con, "rel_other", "approve")
+        propose_release(con, purpose=PURPOSE, territory=TERRITORY, on_date=ON, actor="mira", policy=POLICY,
+                        release_id="rel_other")
+        approve_release(con, "rel_other", actor="rita", comment="the same tracks, again")
         with pytest.raises(FileExistsError):
             build_shards(con, "rel_other", output_uri=str(tmp_path / "out"), config=CONFIG, actor="ml@x")
         assert con.execute("SELECT DISTINCT release_id FROM shard_builds").fetchall() == [(release.release_id,)]
