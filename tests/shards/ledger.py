@@ -4,16 +4,16 @@ all written through the write path (see :mod:`tests.ledger_seed`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import av
 import numpy as np
 
-from store.database import connect
-from store.digest import sha256_file
 from licensing.releases import approve_release, propose_release, reject_release, revoke_release
 from licensing.revocation import revoke_consent
+from store.database import connect
+from store.digest import sha256_file
 from tests.ledger_seed import POLICY, catalog, consent, deal, import_rights, party
 from tests.roles import write_test_roles
 

@@ -1,9 +1,9 @@
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-
-import json
 
 from licensing.gate import ReleaseRefused
 from schemas.shards import Acknowledgement, ShardConfig

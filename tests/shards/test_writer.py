@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from licensing.gate import ReleaseRefused, decide
+from licensing.releases import approve_release, propose_release
 from schemas.shards import Acknowledgement, ShardConfig, ShardManifest
 from shards.audio import crop_offsets, decode_pcm
 from shards.loader import ShardDataset
@@ -15,7 +16,6 @@ from shards.writer import build_shards
 from store.database import connect
 from store.roles import RoleRefused
 from store.sealing import verify_sealed
-from licensing.releases import approve_release, propose_release
 from tests.ledger_seed import POLICY
 from tests.shards.ledger import (
     ARTIST,
