@@ -135,13 +135,16 @@ def _ds(namespace: str, name: str, output: bool = False, **facets: Any) -> Any:
 
 
 def _summaries(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-    """Rights decision summaries per evaluation key, from the audited decision batches."""
+    """Rights decision summaries per evaluation key, from the audited decision batches: every command that
+    decided the whole catalog for a key (``rights.evaluate``, ``release.propose``) lists it under ``evaluations``."""
     out: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for payload, at in con.execute("SELECT payload, recorded_at FROM audit_log WHERE action = 'rights.evaluate' "
-                                   "ORDER BY seq").fetchall():
-        p = json.loads(payload)
-        p["recorded_at"] = at
-        out[(p["purpose"], p["territory"], str(p["on_date"]), p["policy_hash"])] = p
+    for evaluations, at in con.execute(
+            "SELECT json_extract(payload, '$.evaluations'), recorded_at FROM audit_log "
+            "WHERE json_type(payload, '$.evaluations') = 'ARRAY' ORDER BY seq").fetchall():
+        for p in json.loads(evaluations):
+            if p.get("subset"):
+                continue  # a re-decision of a few tracks says nothing about the key's batch
+            out[(p["purpose"], p["territory"], str(p["on_date"]), p["policy_hash"])] = {**p, "recorded_at": at}
     return out
 
 
