@@ -134,12 +134,12 @@ def build_pipeline(root: Path) -> Pipeline:
     from licensing.importers.tabular import import_rights_file
     from licensing.policy import load_policy
     from licensing.releases import approve_release, propose_release, reject_release
+    from lineage.trace import ensure_snapshots
     from schemas.runs import TrainConfig
     from schemas.shards import ShardConfig
     from shards.writer import build_shards
     from store.database import connect
     from store.home import Home
-    from lineage.trace import ensure_snapshots
     from store.paths import ledger_path
     from tests.roles import write_test_roles
     from training.launcher import TrainingRefused, launch_run
