@@ -351,11 +351,11 @@ def load_manifest(uri: str, store: ObjectStore | None = None) -> ShardManifest:
 
 
 def _acknowledgement(principal: Principal, acknowledge: Acknowledgement | str | None) -> Acknowledgement | None:
-    if acknowledge is None or isinstance(acknowledge, Acknowledgement) and not acknowledge.reason.strip():
-        return None
+    """The builder's own acknowledgement: a reason, or an :class:`Acknowledgement` that names the builder."""
     if isinstance(acknowledge, str):
-        return Acknowledgement(actor=principal.name, reason=acknowledge.strip()) if acknowledge.strip() else None
-    if acknowledge.actor != principal.name:
+        reason = acknowledge.strip()
+        return Acknowledgement(actor=principal.name, reason=reason) if reason else None
+    if acknowledge is not None and acknowledge.actor != principal.name:
         raise ValueError(f"{principal.name} builds the shards, so only {principal.name} can acknowledge; "
                          f"the acknowledgement names {acknowledge.actor}")
     return acknowledge

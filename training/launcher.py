@@ -8,7 +8,6 @@ gate, and to record an acknowledgement the loader accepted.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import signal
@@ -222,7 +221,8 @@ def launch_run(
             seq = record_refusal(con, principal, ACTION, run_id, code=refusal_code(decision), message=decision.message,
                                  details={"release_id": config.release_id,
                                           "reason_codes": [str(r) for r in decision.reason_codes],
-                                          "decision": decision.model_dump(mode="json")})
+                                          "denied_track_ids": list(decision.denied_track_ids),
+                                          "decision": decision.model_dump(mode="json", exclude={"denied_tracks"})})
             raise TrainingRefused(decision, f"refusal-{seq}")
         labels = [r[0] for r in con.execute(
             "SELECT track_id FROM release_tracks WHERE release_id = ? ORDER BY track_id", [config.release_id]
