@@ -43,6 +43,7 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         source, work = Path(tmp) / "catalog.duckdb", Path(tmp) / "work.duckdb"
+        (Path(tmp) / "roles.yaml").write_text("users:\n  bench: [admin]\n", encoding="utf-8")
         with connect(source) as con:
             con.execute(f"SET threads = {args.threads}")
             t0 = time.perf_counter()

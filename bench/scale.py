@@ -2,8 +2,8 @@
 
 Per size, in a fresh process and a fresh ledger: a generated delivery (tracks, recordings,
 deals, rights controllers, contributors, parties, consents, opt-out matches, duplicates; the
-same generator as bench/policy_eval.py) is bulk-loaded through the outbox (worker writes Parquet
-batches, the ledger writer applies them), then timed: policy evaluation of the whole catalog,
+same generator as bench/policy_eval.py) is bulk-loaded through the write path (one command, every
+row sealed and bound to its audit entry), then timed: policy evaluation of the whole catalog,
 release creation (which re-evaluates and freezes the allowed tracks), lineage trace of single
 recordings, and queries of a fingerprint index holding one synthetic fingerprint per track
 (audio would take days at 1M). Peak RSS is the process's own. The growth exponent between two
@@ -43,36 +43,8 @@ FP_QUERY_ITEMS = 48
 TRACE_QUERIES = 20
 INDEX_QUERIES = 200
 STAGES = ("ingest", "policy", "release", "trace", "index_query")
-LABELS = {"ingest": "ingest (bulk load)", "policy": "policy evaluation", "release": "release creation",
+LABELS = {"ingest": "ingest (generate + sealed bulk load)", "policy": "policy evaluation", "release": "release creation",
           "trace": "lineage trace (1 ISRC, median)", "index_query": "index query (median)"}
-
-
-def _generate_delivery(n: int, threads: int) -> dict[str, Any]:
-    """The generated delivery's metadata as Arrow tables, one per ledger table."""
-    import duckdb
-
-    from licensing.synthetic import generate_catalog
-    from store.database import schema_sql
-
-    con = duckdb.connect(":memory:")
-    con.execute(f"SET threads = {threads}")
-    con.execute(schema_sql())
-    generate_catalog(con, tracks=n, seed=2026, on_date=ON, delivery_id=f"synthetic-{n}")
-    # The generator's ISRCs have 10 characters; deliveries carry well-formed 12-character ones.
-    for table, column in con.execute("SELECT table_name, column_name FROM information_schema.columns "
-                                     "WHERE column_name IN ('isrc', 'scope_ref')").fetchall():
-        guard = " AND scope = 'recording'" if column == "scope_ref" else ""
-        con.execute(f"UPDATE {table} SET {column} = 'QZSYN' || substr({column}, 4) "
-                    f"WHERE length({column}) = 10{guard}")
-    tables = {}
-    for (table,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall():
-        if table == "audit_log":
-            continue
-        rows = con.sql(f'SELECT * FROM "{table}"').to_arrow_table()
-        if rows.num_rows:
-            tables[table] = rows
-    con.close()
-    return tables
 
 
 def _synthetic_fingerprints(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -85,30 +57,24 @@ def run_one(n: int, workdir: Path, threads: int) -> dict[str, Any]:
     from licensing.policy import load_policy
     from licensing.releases import propose_release
     from lineage.trace import trace_isrc
+    from licensing.synthetic import generate_catalog
     from store.database import connect
-    from store.outbox import AuditIntent, apply_outbox, write_batch
 
     workdir.mkdir(parents=True, exist_ok=True)
     ledger = workdir / "linernotes.duckdb"
-    (workdir / "roles.yaml").write_text(f"users:\n  {ML}: [ml_engineer]\n", encoding="utf-8")
+    (workdir / "roles.yaml").write_text(f"users:\n  {ML}: [ml_engineer]\n  bench: [admin]\n", encoding="utf-8")
     out: dict[str, Any] = {"n": n}
 
     t0 = time.perf_counter()
-    tables = _generate_delivery(n, threads)
-    out["generate_s"] = time.perf_counter() - t0
-    out["rows"] = {t: r.num_rows for t, r in tables.items()}
-
-    t0 = time.perf_counter()
-    write_batch(str(workdir / "outbox"), worker="delivery-loader", key=f"synthetic-{n}", tables=tables,
-                audit=[AuditIntent(actor="delivery-loader", action="ingest", subject=f"delivery:synthetic-{n}",
-                                   payload={"tracks": n})])
-    del tables
     with connect(ledger) as con:
         con.execute(f"SET threads = {threads}")
-        report = apply_outbox(con, str(workdir / "outbox"))
-    out["ingest"] = time.perf_counter() - t0
-    if len(report.applied) != 1 or report.rows_by_table.get("tracks") != n:
-        raise RuntimeError(f"bulk load incomplete: {report}")
+        generate_catalog(con, tracks=n, seed=2026, on_date=ON, delivery_id=f"synthetic-{n}")
+        out["rows"] = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for (t,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT table_name LIKE '%\\_\\_history' ESCAPE '\\'"
+        ).fetchall()}
+    out["ingest"] = out["generate_s"] = time.perf_counter() - t0
+    if out["rows"].get("tracks") != n:
+        raise RuntimeError(f"bulk load incomplete: {out['rows']}")
 
     policy = load_policy()
     with connect(ledger) as con:

@@ -200,25 +200,25 @@ def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant:
     entry = OptOut(optout_id=optout_id, claimant=claimant, isrc=normalize_isrc(isrc) if isrc else None, title=title,
                    note=note, audio_sha256=sha256_file(path), duration_s=fp.duration_s, item_count=len(fp.items))
     with command(con, actor, "optout.register", f"optout:{optout_id}", roles=roles) as w:
-        _register(w, entry, fp.items.tolist(), path)
+        w.payload.update(_register(w, entry, fp.items.tolist(), path))
     return entry
 
 
-def _register(w: Writer, entry: OptOut, items: list[int], path: Path) -> None:
+def _register(w: Writer, entry: OptOut, items: list[int], path: Path) -> dict[str, Any]:
     """Enter (or replace) one registry entry; the same claim registered again changes nothing."""
     same = w.con.execute("SELECT count(*) FROM optout_registry WHERE optout_id = ? AND audio_sha256 = ? AND "
                          "claimant = ? AND isrc IS NOT DISTINCT FROM ? AND title IS NOT DISTINCT FROM ? AND "
                          "note IS NOT DISTINCT FROM ?", [entry.optout_id, entry.audio_sha256, entry.claimant,
                                                          entry.isrc, entry.title, entry.note]).fetchall()[0][0]
+    detail = {**entry.model_dump(), "audio_path": ledger_ref(w.con, path)}
     if same:
-        return
+        return {**detail, "unchanged": True}
     existed = w.supersede("optout_registry", "optout_id = ?", [entry.optout_id])
     w.insert("optout_registry", [{"optout_id": entry.optout_id, "claimant": entry.claimant, "isrc": entry.isrc,
                                   "title": entry.title, "note": entry.note, "audio_sha256": entry.audio_sha256,
                                   "items": items, "registered_at": _now(), "registered_by": w.actor,
                                   "duration_s": entry.duration_s}])
-    w.note("optout.replace" if existed else "optout.register", f"optout:{entry.optout_id}",
-           {**entry.model_dump(), "audio_path": ledger_ref(w.con, path)})
+    return {**detail, "replaced": bool(existed)}
 
 
 class RegistryReport(_Frozen):
@@ -279,12 +279,11 @@ def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.Pa
             problems.append((ref, "invalid_identifier", f"{ref}: {exc}"))
     by_reason = dict(sorted(Counter(code for _, code, _ in problems).items()))
     with command(con, actor, "optout.register", ledger_ref(con, registry), roles=roles) as w:
-        for optout, items, audio in accepted:
-            _register(w, optout, items, audio)
+        entries = [_register(w, optout, items, audio) for optout, items, audio in accepted]
         resolve_stage(w, stage="optout", prefix=str(registry))
         quarantine(w, [Rejection(ref, code, message) for ref, code, message in problems], stage="optout")
-        w.payload.update({"registered": [o.optout_id for o, _, _ in accepted], "quarantined": len(problems),
-                          "by_reason": by_reason})
+        w.payload.update({"registered": [o.optout_id for o, _, _ in accepted], "entries": entries,
+                          "quarantined": len(problems), "by_reason": by_reason})
     return RegistryReport(registry=str(registry), registered=tuple(o.optout_id for o, _, _ in accepted),
                           quarantined=len(problems), by_reason=by_reason)
 

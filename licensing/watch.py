@@ -82,13 +82,15 @@ def changes_since(con: duckdb.DuckDBPyConnection, cursor: WatchCursor, *, now: d
     for (party,) in con.execute("SELECT DISTINCT unnest(party_ids) FROM rights_events WHERE audit_seq > ? "
                                 "AND subject_kind = 'consent'", [cursor.audit_seq]).fetchall():
         evented |= party_isrcs(con, party)
+    # Only what was recorded before the last look can come into force with time: a change recorded
+    # since was re-decided by the command that recorded it.
     consents = con.execute(
         "SELECT consent_id, party_id, scope, scope_ref FROM consents WHERE revoked_at > ? AND revoked_at <= ? "
-        "ORDER BY consent_id", [cursor.as_of, now]).fetchall()
+        "AND audit_seq <= ? ORDER BY consent_id", [cursor.as_of, now, cursor.audit_seq]).fetchall()
     # Valid through valid_to: a deal stops licensing on the day after it.
     deals = [r[0] for r in con.execute(
-        "SELECT deal_id FROM deals WHERE valid_to >= ? AND valid_to < ? ORDER BY deal_id",
-        [cursor.as_of.astimezone(UTC).date(), now.astimezone(UTC).date()]).fetchall()]
+        "SELECT deal_id FROM deals WHERE valid_to >= ? AND valid_to < ? AND audit_seq <= ? ORDER BY deal_id",
+        [cursor.as_of.astimezone(UTC).date(), now.astimezone(UTC).date(), cursor.audit_seq]).fetchall()]
     timed: set[str] = set()
     for _, party, scope, ref in consents:
         timed |= {ref} if scope == "recording" and ref else party_isrcs(con, party)

@@ -107,7 +107,7 @@ def _audited_rows(con: duckdb.DuckDBPyConnection) -> list[Finding]:
             findings.append(Finding(kind="ledger_row", subject=f"training_runs {run_id}",
                                     problem="checkpoint hash differs from the audited one",
                                     expected=completed.get(run_id), actual=checkpoint_sha))
-    ingests = {s.removeprefix("delivery:"): p.get("manifest_sha256") for s, p in _payloads(con, "ingest")}
+    ingests = {s.removeprefix("delivery:"): p.get("manifest_sha256") for s, p in _payloads(con, "catalog.ingest")}
     for delivery_id, sha in con.execute("SELECT delivery_id, manifest_sha256 FROM deliveries "
                                         "ORDER BY received_at").fetchall():
         if delivery_id in ingests and ingests[delivery_id] != sha:

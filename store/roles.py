@@ -145,7 +145,6 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "trace.snapshot": frozenset({"pipeline", "auditor", "rights_team", "ml_engineer"}),
     "audit.export": frozenset({"auditor", "rights_team"}),
     "outbox.apply": frozenset({"pipeline"}),
-    "users.set_password": frozenset(),
 }
 
 

@@ -29,6 +29,7 @@ class ImportReport(BaseModel):
     recordings: int = 0
     deals: int = 0
     consents: int = 0
+    unchanged: int = 0
     errors: tuple[RecordError, ...] = ()
 
     @property

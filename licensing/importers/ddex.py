@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from licensing import records
 from licensing.evaluate import redecide
 from licensing.importers import ImportReport, RecordError
+from licensing.importers.tabular import _imported_cleanly
 from licensing.records import Supersession
 from schemas.identifiers import (
     normalize_ipi,
@@ -467,7 +468,7 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
     except DdexRejected as exc:
         return _reject(con, path, None, exc.reason_code, exc.message, actor, roles)
     file_sha = hashlib.sha256(data).hexdigest()
-    if con.execute("SELECT 1 FROM rights_imports WHERE file_sha256 = ? AND kind = 'ddex'", [file_sha]).fetchone():
+    if _imported_cleanly(con, file_sha, "ddex"):
         return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, already_imported=True)
     try:
         extract = read_ddex(data, source=path.name, validate_xsd=validate_xsd,
@@ -484,7 +485,7 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
     with command(con, actor, "rights.import", subject, roles=roles) as w:
         events = records.upsert_parties(w, list(extract.parties.values()), source=source).events
         affected: set[str] = set()
-        recordings, deals = [], []
+        recordings, deals, unchanged = [], [], 0
         for recording in extract.recordings:
             try:
                 event = records.apply_recording(w, recording, source=source, supersede=supersede)
@@ -496,6 +497,8 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
             if event:
                 events.append(event)
                 affected.add(recording.isrc)
+            else:
+                unchanged += 1
         for deal in extract.deals:
             try:
                 event = records.apply_deal(w, deal, source=source, supersede=supersede)
@@ -507,16 +510,19 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
             if event:
                 events.append(event)
                 affected |= records.event_isrcs(w.con, event)
+            else:
+                unchanged += 1
         quarantine(w, [Rejection(e.source_ref, e.reason_code, e.message) for e in errors], stage="rights_import")
         summary = {"ern": extract.version, "message_id": extract.message_id, "file_sha256": file_sha,
                    "parties": len(extract.parties), "recordings": recordings, "deals": deals, "errors": len(errors),
                    "conflicts": sum(e.reason_code == "rights_conflict" for e in errors), "events": events}
-        w.insert("rights_imports", [{"file_sha256": file_sha, "kind": "ddex", "path": subject, "imported_by": w.actor,
-                                     "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}])
+        w.upsert("rights_imports", [{"file_sha256": file_sha, "kind": "ddex", "path": subject, "imported_by": w.actor,
+                                     "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}],
+                 key=["file_sha256", "kind"])
         summary["redecided"] = redecide(w, affected)
         w.payload.update(summary)
     return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, parties=len(extract.parties),
-                        recordings=len(recordings), deals=len(deals), errors=tuple(errors))
+                        recordings=len(recordings), deals=len(deals), unchanged=unchanged, errors=tuple(errors))
 
 
 def _reject(con: duckdb.DuckDBPyConnection, path: Path, file_sha: str | None, reason_code: str, message: str,

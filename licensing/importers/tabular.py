@@ -271,7 +271,7 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
     except _FileRejected as exc:
         return _reject(con, path, kind, None, exc.reason_code, exc.message, actor, roles)
 
-    if con.execute("SELECT 1 FROM rights_imports WHERE file_sha256 = ? AND kind = ?", [file_sha, kind]).fetchone():
+    if _imported_cleanly(con, file_sha, kind):
         return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, already_imported=True)
     try:
         parsed = _parse_csv(path, text) if kind == "csv" else _parse_json(path, text)
@@ -287,7 +287,7 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
     with command(con, actor, "rights.import", subject, roles=roles) as w:
         known = records.known_party_ids(con) | {p.party_id for _, p in parties}
         events = records.upsert_parties(w, [p for _, p in parties], source=source).events
-        written_deals, written_consents, affected = [], [], set()
+        written_deals, written_consents, affected, unchanged = [], [], set(), 0
         for ref, deal in deals:
             missing = sorted({deal.licensor, *(rc.party_id for rc in deal.rights_controllers)} - known)
             if missing:
@@ -303,6 +303,8 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
                 events.append(event)
                 written_deals.append(deal.deal_id)
                 affected |= records.event_isrcs(w.con, event)
+            else:
+                unchanged += 1
         for ref, consent in consents:
             if consent.party_id not in known:
                 errors.append(RecordError(source_ref=ref, reason_code="unknown_party",
@@ -317,18 +319,31 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
                 events.append(event)
                 written_consents.append(consent.consent_id)
                 affected |= records.event_isrcs(w.con, event)
+            else:
+                unchanged += 1
         quarantine(w, [Rejection(e.source_ref, e.reason_code, e.message) for e in errors], stage="rights_import")
         summary = {"parties": len(parties), "deals": written_deals, "consents": written_consents,
-                   "errors": len(errors), "conflicts": sum(e.reason_code == "rights_conflict" for e in errors),
-                   "file_sha256": file_sha, "events": events}
+                   "unchanged": unchanged, "errors": len(errors),
+                   "conflicts": sum(e.reason_code == "rights_conflict" for e in errors), "file_sha256": file_sha,
+                   "events": events}
         if supersede is not None:
             summary["supersede"] = {"events": sorted(supersede.event_ids), "evidence_ref": supersede.evidence_ref}
-        w.insert("rights_imports", [{"file_sha256": file_sha, "kind": kind, "path": subject, "imported_by": w.actor,
-                                     "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}])
+        w.upsert("rights_imports", [{"file_sha256": file_sha, "kind": kind, "path": subject, "imported_by": w.actor,
+                                     "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}],
+                 key=["file_sha256", "kind"])
         summary["redecided"] = redecide(w, affected)
         w.payload.update(summary)
     return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, parties=len(parties),
-                        deals=len(written_deals), consents=len(written_consents), errors=tuple(errors))
+                        deals=len(written_deals), consents=len(written_consents), unchanged=unchanged,
+                        errors=tuple(errors))
+
+
+def _imported_cleanly(con: duckdb.DuckDBPyConnection, file_sha: str, kind: str) -> bool:
+    """Whether this very file was imported before without a conflict (a file that met one may come again,
+    with ``--supersede``)."""
+    row = con.execute("SELECT json_extract(summary, '$.conflicts')::INTEGER FROM rights_imports "
+                      "WHERE file_sha256 = ? AND kind = ?", [file_sha, kind]).fetchone()
+    return row is not None and not row[0]
 
 
 def _reject(con: duckdb.DuckDBPyConnection, path: Path, kind: str, file_sha: str | None,

@@ -75,7 +75,7 @@ def test_reingest_converges_and_is_audited(delivery: Path, tmp_path: Path) -> No
         first = ingest_delivery(con, delivery, delivery_id="d1", actor="tester")
         second = ingest_delivery(con, delivery, delivery_id="d1", actor="tester")
         counts = con.execute("SELECT (SELECT count(*) FROM tracks), (SELECT count(*) FROM quarantine), "
-                             "(SELECT count(*) FROM audit_log WHERE action = 'ingest')").fetchone()
+                             "(SELECT count(*) FROM audit_log WHERE action = 'catalog.ingest')").fetchone()
         chain = verify_chain(con)
     assert (first.ingested, first.quarantined) == (second.ingested, second.quarantined)
     assert counts == (first.ingested, first.quarantined, 2)
@@ -106,7 +106,7 @@ def test_a_track_gone_from_a_redelivery_is_withdrawn_not_deleted(delivery: Path,
         open_rows = con.execute("SELECT track_id, delivery_id, reason FROM track_withdrawals "
                                 "WHERE restored_at IS NULL").fetchall()
         assert [r[:2] for r in open_rows] == [(one, "d1")] and "one.flac" in open_rows[0][2]
-        payload = con.execute("SELECT payload FROM audit_log WHERE action = 'ingest' ORDER BY seq DESC LIMIT 1")
+        payload = con.execute("SELECT payload FROM audit_log WHERE action = 'catalog.ingest' ORDER BY seq DESC LIMIT 1")
         assert one in json.loads(payload.fetchone()[0])["withdrawn"]
         ingest_delivery(con, delivery, delivery_id="d1", actor="tester")  # still gone: no second entry
         assert con.execute("SELECT count(*) FROM track_withdrawals").fetchone() == (1,)

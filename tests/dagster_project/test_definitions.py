@@ -3,7 +3,6 @@
 import dagster as dg
 
 import assets
-
 from dagster_project.definitions import defs
 
 EXPECTED_PARENTS = {

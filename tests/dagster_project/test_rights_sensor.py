@@ -17,8 +17,10 @@ from licensing.revocation import expire_deal, revoke_consent
 from store.audit import verify_chain
 from store.database import connect
 from store.home import Home
+from store.roles import RoleRefused
 from tests.licensing.helpers import add_track, consent, deal, write_rights
 from tests.licensing.test_revocation import GEN, ISRCS, ROLES, TODAY, _catalog
+from tests.roles import write_test_roles
 
 
 def _tick(instance: dg.DagsterInstance, ledger: LedgerResource, cursor: str | None) -> dg.SensorResult:
@@ -26,8 +28,16 @@ def _tick(instance: dg.DagsterInstance, ledger: LedgerResource, cursor: str | No
     return rights_change_sensor(context)
 
 
-def test_revocation_after_approval_is_reported_once(tmp_path: Path) -> None:
+def _decided_now(con, isrc: str) -> list[bool]:  # type: ignore[no-untyped-def]
+    """What the ledger records for today for this recording (every purpose and territory in use)."""
+    return [r[0] for r in con.execute(
+        "SELECT c.allowed FROM current_decisions c JOIN tracks t USING (track_id) WHERE t.isrc = ? AND c.on_date = ?",
+        [isrc, TODAY]).fetchall()]
+
+
+def test_revocation_after_approval_is_effective_at_once_and_reported_once(tmp_path: Path) -> None:
     home = Home.from_env(tmp_path / "home").ensure()
+    write_test_roles(home.root)
     ledger = LedgerResource(home=str(home.root))
     with connect(home.db_path) as con:
         _catalog(con, tmp_path)
@@ -35,24 +45,30 @@ def test_revocation_after_approval_is_reported_once(tmp_path: Path) -> None:
                                   policy=load_policy(), roles=ROLES)
         approve_release(con, release.release_id, actor="ravi", comment="ok", roles=ROLES)
     with dg.DagsterInstance.ephemeral() as instance:
-        first = _tick(instance, ledger, None)  # the imports so far are changes too: nothing became denied
+        first = _tick(instance, ledger, None)  # starts at the log's head: earlier commands decided already
+        assert first.skip_reason and "watching from audit entry" in first.skip_reason.skip_message
         quiet = _tick(instance, ledger, first.cursor)
         assert quiet.skip_reason and "no rights change" in quiet.skip_reason.skip_message
         with connect(home.db_path) as con:
             revoke_consent(con, party_id="P-a", consent_id="C-a", evidence_ref="s3://evidence/a.pdf",
                            actor="ravi", roles=ROLES)
+            # effective at once: before any sensor tick, the ledger shows no allow for the revoked recordings
+            assert _decided_now(con, ISRCS[0]) == [False] and _decided_now(con, ISRCS[2]) == [False]
+            decisions_before = con.execute("SELECT count(*) FROM decisions").fetchone()
         after = _tick(instance, ledger, quiet.cursor)
         again = _tick(instance, ledger, after.cursor)
     assert again.skip_reason and "no rights change" in again.skip_reason.skip_message
     reports = sorted((home.root / "reports").glob("rights-change-*.json"))
-    assert reports, "no impact report written"
+    assert len(reports) == 1, "one change, one impact report"
     report = json.loads(reports[-1].read_text(encoding="utf-8"))
-    assert {t["isrc"] for t in report["became_denied"]} == {ISRCS[0], ISRCS[2]}
     with connect(home.db_path, read_only=True) as con:
         revoked_tracks = sorted(r[0] for r in con.execute(
             "SELECT track_id FROM tracks WHERE isrc IN (?, ?)", [ISRCS[0], ISRCS[2]]).fetchall())
+        # the sensor fanned out without deciding anything again
+        assert con.execute("SELECT count(*) FROM decisions").fetchone() == decisions_before
+        assert report["redecided"] is None
     assert report["affected_releases"] == {release.release_id: revoked_tracks}
-    assert report["trigger"]["consents_revoked"] == ["C-a"]
+    assert set(report["trigger"]["isrcs"]) == {ISRCS[0], ISRCS[2]}
     with connect(home.db_path, read_only=True) as con:
         alerts = con.execute("SELECT count(*) FROM release_alerts WHERE release_id = ?",
                              [release.release_id]).fetchone()[0]
@@ -66,19 +82,22 @@ def _reports(home: Path) -> list[Path]:
 def test_import_revocation_and_deal_end_are_each_reported_once(tmp_path: Path) -> None:
     home = tmp_path / "home"
     db = Home.from_env(str(home)).ensure().db_path
+    write_test_roles(home)
     today = TODAY
-    with connect(db) as con:
-        rights = write_rights(tmp_path / "rights.json", ["P-label", "P-a", "P-b"], [deal("D1", ISRCS)],
-                              [consent("C-a", "P-a"), consent("C-b", "P-b")])
-        import_rights_file(con, rights, actor="ravi")
-        tracks = [add_track(con, 1, ISRCS[0], [("P-a", "MainArtist")]), add_track(con, 2, ISRCS[1], [("P-b", "MainArtist")])]
-        rel = propose_release(con, purpose=GEN, territory="DE", on_date=today, actor="mina", policy=load_policy(),
-                              roles=ROLES)
-        approve_release(con, rel.release_id, actor="ravi", comment="checked", roles=ROLES)
-
     with dg.DagsterInstance.ephemeral() as instance:
-        # first look: the import is news, but nothing that was allowed became denied
-        first = _tick(instance, LedgerResource(home=str(home)), None)
+        start = _tick(instance, LedgerResource(home=str(home)), None)
+        with connect(db) as con:
+            rights = write_rights(tmp_path / "rights.json", ["P-label", "P-a", "P-b"], [deal("D1", ISRCS)],
+                                  [consent("C-a", "P-a"), consent("C-b", "P-b")])
+            import_rights_file(con, rights, actor="ravi")
+            tracks = [add_track(con, 1, ISRCS[0], [("P-a", "MainArtist")]),
+                      add_track(con, 2, ISRCS[1], [("P-b", "MainArtist")])]
+            rel = propose_release(con, purpose=GEN, territory="DE", on_date=today, actor="mina", policy=load_policy(),
+                                  roles=ROLES)
+            approve_release(con, rel.release_id, actor="ravi", comment="checked", roles=ROLES)
+
+        # first look: the import is news, but nothing held by a release is denied
+        first = _tick(instance, LedgerResource(home=str(home)), start.cursor)
         [baseline] = _reports(home)
         assert json.loads(baseline.read_text())["affected_releases"] == {}
 
@@ -89,16 +108,16 @@ def test_import_revocation_and_deal_end_are_each_reported_once(tmp_path: Path) -
         [report_path] = [p for p in _reports(home) if p != baseline]
         report = json.loads(report_path.read_text())
         assert report["affected_releases"] == {rel.release_id: [tracks[0]]}
-        assert [(t["track_id"], t["reason_codes"]) for t in report["became_denied"]] == [
-            (tracks[0], ["consent_revoked"])]
-        [impact] = report["impact"]
-        assert impact["isrc"] == ISRCS[0] and impact["releases"][0]["release_id"] == rel.release_id
+        [impact] = [i for i in report["impact"] if i["isrc"] == ISRCS[0]]
+        assert impact["releases"][0]["release_id"] == rel.release_id
         assert impact["releases"][0]["alert_reason_codes"] == ["consent_revoked"]
         assert report["trigger"]["audit_entries"][0]["action"] == "consent.revoke"
         with connect(db, read_only=True) as con:
             assert con.execute("SELECT release_id, track_id, reason_codes FROM release_alerts").fetchall() == [
                 (rel.release_id, tracks[0], ["consent_revoked"])]
-            assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'rights.change_report'").fetchone() == (2,)
+            assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'release.alert'").fetchone() == (2,)
+            assert con.execute("SELECT DISTINCT actor FROM audit_log WHERE action = 'release.alert'").fetchall() == [
+                ("linernotes-pipeline",)]
 
         # nothing changed since: no new report, no new alert
         third = _tick(instance, LedgerResource(home=str(home)), second.cursor)
@@ -109,8 +128,30 @@ def test_import_revocation_and_deal_end_are_each_reported_once(tmp_path: Path) -
         with connect(db) as con:
             expire_deal(con, "D1", valid_to=today - timedelta(days=1),
                         evidence_ref="termination.pdf", actor="ravi", roles=ROLES)
+            assert _decided_now(con, ISRCS[1]) == [False]  # the command re-decided the deal's recordings
         _tick(instance, LedgerResource(home=str(home)), third.cursor)
         latest = json.loads(_reports(home)[-1].read_text())
         assert latest["trigger"]["audit_entries"][0]["action"] == "deal.expire"
-        assert {t["track_id"] for t in latest["became_denied"]} == {tracks[1]}
         assert latest["affected_releases"] == {rel.release_id: sorted(tracks)}
+        assert latest["alerts_written"] == 1  # track 1 was alerted already
+
+
+def test_a_sensor_whose_service_account_is_not_in_the_roles_file_is_refused(tmp_path: Path) -> None:
+    home = Home.from_env(tmp_path / "home").ensure()
+    write_test_roles(home.root)
+    with connect(home.db_path) as con:
+        _catalog(con, tmp_path)
+    ledger = LedgerResource(home=str(home.root), service_account="svc-unknown")
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = _tick(instance, ledger, None)
+        with connect(home.db_path) as con:
+            revoke_consent(con, party_id="P-a", consent_id="C-a", evidence_ref="w.pdf", actor="ravi", roles=ROLES)
+        try:
+            _tick(instance, ledger, first.cursor)
+        except RoleRefused as exc:
+            assert exc.code == "unknown_service"
+        else:
+            raise AssertionError("a sensor acting as an unknown service account was not refused")
+    with connect(home.db_path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'release.alert.refused'").fetchone() == (1,)
+        assert con.execute("SELECT count(*) FROM release_alerts").fetchone() == (0,)

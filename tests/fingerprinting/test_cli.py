@@ -11,6 +11,7 @@ from fingerprinting.ledger import match_catalog, store_fingerprints
 from store.database import connect
 from store.home import Home
 from tests.fingerprinting.conftest import RATE, TESTDATA, encode, music
+from tests.roles import write_test_roles
 
 runner = CliRunner()
 
@@ -35,6 +36,7 @@ def test_fingerprint_reports_bad_files_and_keeps_going(tmp_path: Path) -> None:
 
 def test_match_finds_an_excerpt(tmp_path: Path) -> None:
     home = Home.from_env(tmp_path / "home").ensure()
+    write_test_roles(home.root)
     piece = music(31, 40.0)
     full = encode(tmp_path / "full.flac", piece)
     other = encode(tmp_path / "other.flac", music(32, 40.0))

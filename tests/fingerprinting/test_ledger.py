@@ -19,6 +19,7 @@ from fingerprinting.ledger import (
 )
 from store.audit import verify_chain
 from store.database import connect
+from store.ledger import command
 from tests.fingerprinting.conftest import RATE, encode, music
 
 
@@ -39,9 +40,10 @@ def delivery(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _seed(con, delivery: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
     delivery["T5"].write_bytes(b"")
     now = datetime.now(UTC)
-    for i, tid in enumerate(["T1", "T2", "T3", "T4", "T5"]):
-        con.execute("INSERT INTO tracks (track_id, delivery_id, isrc, title, source_path, audio_sha256, ingested_at) "
-                    "VALUES (?, 'D1', ?, ?, ?, 'x', ?)", [tid, f"GBAYE250000{i}", f"title {tid}", str(delivery[tid]), now])
+    with command(con, "ops", "catalog.ingest", "delivery:D1") as w:
+        w.insert("tracks", [{"track_id": tid, "delivery_id": "D1", "isrc": f"GBAYE250000{i}", "title": f"title {tid}",
+                             "source_path": str(delivery[tid]), "audio_sha256": "x", "ingested_at": now}
+                            for i, tid in enumerate(["T1", "T2", "T3", "T4", "T5"])])
 
 
 def test_fingerprints_optouts_and_duplicates(tmp_path: Path, delivery: dict[str, Path]) -> None:
@@ -88,12 +90,14 @@ def test_fingerprints_optouts_and_duplicates(tmp_path: Path, delivery: dict[str,
         assert second.index_added == 0 and second.index_removed == 0
         assert con.execute("SELECT * FROM audio_matches ORDER BY ALL").fetchall() == rows_before
 
-        con.execute("DELETE FROM optout_registry WHERE optout_id = 'OPT-1'")
+        with command(con, "ops", "optout.register", "optout:OPT-1") as w:  # the claim is withdrawn
+            w.supersede("optout_registry", "optout_id = ?", ["OPT-1"])
         third = match_catalog(con, index_dir, actor="test")
         assert third.index_removed == 1 and optout_matches(con, "T4") == []
         assert verify_chain(con).ok
         actions = [r[0] for r in con.execute("SELECT action FROM audit_log ORDER BY seq").fetchall()]
-        assert actions == ["fingerprint.store", "optout.register", *["fingerprint.match_catalog"] * 3]
+        assert actions == ["catalog.ingest", "fingerprint.store", "optout.register", "fingerprint.match",
+                           "fingerprint.match", "optout.register", "fingerprint.match"]
 
 
 def test_refingerprinting_a_failed_track_drops_its_old_fingerprint(tmp_path: Path, delivery: dict[str, Path]) -> None:

@@ -121,7 +121,9 @@ def test_revocation_after_approval_closes_the_gate_and_is_reported(con, catalog,
     gate = release_gate(con, rel.release_id, on_date=later)
     assert not gate.ok and gate.reasons == ("tracks_now_denied",)
     # what the rights_change_sensor does: re-decide what time changed, alert the releases holding it
-    changes = changes_since(con, WatchCursor(), now=datetime(2026, 3, 10, tzinfo=UTC))
+    # the watcher last looked on the release date; time passes to the 10th
+    watched = WatchCursor.at_head(con, now=datetime(2026, 3, 1, tzinfo=UTC))
+    changes = changes_since(con, watched, now=datetime(2026, 3, 10, tzinfo=UTC))
     report = handle_changes(con, changes, reports_dir=tmp_path / "reports", actor="sensor", on_date=later)
     assert report["redecided"]["became_denied"] == [[catalog[0], GEN, "DE"]]
     assert report["affected_releases"] == {rel.release_id: [catalog[0]]}

@@ -106,20 +106,16 @@ def test_reimporting_a_consent_is_a_conflict_and_never_undoes_its_revocation(con
     assert _now(con)[ISRCS[1]] == (False, ["consent_revoked"])
     assert con.execute("SELECT count(*) FROM quarantine WHERE reason_code = 'rights_conflict'").fetchone() == (1,)
     # with the new consent's evidence, the rights team may supersede the revocation on the record
-    overridden = import_rights_file(con, again, actor="ravi", roles=RoleBook(users={"ravi": ("rights_team",)}),
-                                    supersede=Supersession(frozenset({revoked_event}), "s3://evidence/re-grant.pdf"))
-    assert overridden.already_imported  # the same file content was imported already: nothing changes
-    regrant = write_rights(tmp_path / "regrant.json", ["P-b"], [], [consent("C-b", "P-b", granted="2026-01-16T00:00:00Z")])
+    override = Supersession(frozenset({revoked_event}), "s3://evidence/re-grant.pdf")
     with pytest.raises(RoleRefused):  # superseding a restriction needs the rights team
-        import_rights_file(con, regrant, actor="mina", roles=ROLES,
-                           supersede=Supersession(frozenset({revoked_event}), "s3://evidence/re-grant.pdf"))
-    done = import_rights_file(con, regrant, actor="ravi", roles=ROLES,
-                              supersede=Supersession(frozenset({revoked_event}), "s3://evidence/re-grant.pdf"))
+        import_rights_file(con, again, actor="mina", roles=ROLES, supersede=override)
+    done = import_rights_file(con, again, actor="ravi", roles=ROLES, supersede=override)
     assert done.errors == () and done.consents == 1
     assert _now(con)[ISRCS[1]] == (True, [])
     kind, supersedes, evidence = con.execute("SELECT kind, supersedes, evidence_ref FROM rights_events "
-                                             "ORDER BY audit_seq DESC LIMIT 1").fetchone()
+                                             "ORDER BY audit_seq DESC, event_id DESC LIMIT 1").fetchone()
     assert (kind, supersedes, evidence) == ("consent.superseded", [revoked_event], "s3://evidence/re-grant.pdf")
+    assert import_rights_file(con, again, actor="ravi", roles=ROLES).already_imported  # now imported cleanly
 
 
 def test_a_deal_ending_early_denies_from_the_next_day(con, tmp_path: Path) -> None:

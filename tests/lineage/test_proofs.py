@@ -9,8 +9,16 @@ import pytest
 from typer.testing import CliRunner
 
 from dagster_project.cli import app
-from lineage.proofs import (AbsenceProof, InclusionClaim, ProofError, check_proof, load_proof, prove,
-                            prove_range_absent, verify_range_absent)
+from lineage.proofs import (
+    AbsenceProof,
+    InclusionClaim,
+    ProofError,
+    check_proof,
+    load_proof,
+    prove,
+    prove_range_absent,
+    verify_range_absent,
+)
 from shards.merkle import merkle_root
 from store.database import connect
 from tests.lineage.pipeline import ABSENT, NEVER_DELIVERED, Pipeline

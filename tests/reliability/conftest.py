@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from store.database import connect
+from store.paths import ledger_path
 from tests.audio_fixtures import music_like, write_audio
 
 
@@ -47,7 +48,7 @@ def ingest_and_fingerprint(con: duckdb.DuckDBPyConnection, delivery_dir: Path, d
     report = ingest_delivery(con, delivery_dir, delivery_id=delivery_id, actor="tester", **ingest_options)  # type: ignore[arg-type]
     rows = con.execute("SELECT track_id, source_path FROM tracks WHERE delivery_id = ? ORDER BY track_id",
                        [delivery_id]).fetchall()
-    by_path = {Path(p): t for t, p in rows}
+    by_path = {Path(ledger_path(con, p)): t for t, p in rows}  # the ledger keeps paths relative to its home
     outcomes = list(fingerprint_many(list(by_path), max_seconds=120.0, workers=2))
     summary = store_fingerprints(con, [(by_path[Path(o.path)], o) for o in outcomes], delivery_id, actor="tester")
     return {"ingest": report, "fingerprint": summary}

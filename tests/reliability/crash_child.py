@@ -20,31 +20,32 @@ def hold(point: str) -> None:
 
 
 def fingerprint_step(pause: str, db: str, delivery: str) -> None:
-    import catalog.ingest
-    import fingerprinting.ledger
+    import store.audit
     from catalog.ingest import ingest_delivery
     from fingerprinting.batch import fingerprint_many
     from fingerprinting.ledger import store_fingerprints
     from store.database import connect
+    from store.paths import ledger_path
 
-    def pausing(module: Any, point: str) -> None:
-        real = module.record
+    def pausing(action: str, point: str) -> None:
+        real = store.audit.append
 
-        def record(*args: Any, **kwargs: Any) -> str:
+        def append(*args: Any, **kwargs: Any) -> str:
             entry = real(*args, **kwargs)
-            hold(point)  # the transaction is open: its rows are written but not committed
-            return str(entry)
+            if kwargs.get("action") == action:
+                hold(point)  # the command's transaction is open: its rows are written but not committed
+            return entry
 
-        module.record = record
+        store.audit.append = append  # type: ignore[assignment]
 
     if pause == "ingest_transaction":
-        pausing(catalog.ingest, pause)
+        pausing("catalog.ingest", pause)
     if pause == "store_transaction":
-        pausing(fingerprinting.ledger, pause)
+        pausing("fingerprint.store", pause)
     with connect(Path(db)) as con:
         ingest_delivery(con, Path(delivery), delivery_id="d1", actor="tester")
         rows = con.execute("SELECT track_id, source_path FROM tracks ORDER BY track_id").fetchall()
-    by_path = {Path(p): t for t, p in rows}
+        by_path = {Path(ledger_path(con, p)): t for t, p in rows}
     outcomes = []
     for i, outcome in enumerate(fingerprint_many(list(by_path), workers=2)):
         outcomes.append(outcome)

@@ -12,6 +12,7 @@ from store.audit import verify_chain
 from store.database import connect
 from tests.audio_fixtures import music_like, write_audio
 from tests.reliability.conftest import run_child
+from tests.roles import write_test_roles
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,9 @@ def _state(db: Path) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def uninterrupted(crash_delivery: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    db = tmp_path_factory.mktemp("clean") / "ledger.duckdb"
+    clean = tmp_path_factory.mktemp("clean")
+    write_test_roles(clean)
+    db = clean / "ledger.duckdb"
     run_child("fingerprint", "none", str(db), str(crash_delivery))
     state = _state(db)
     assert len(state["fingerprints"]) == 5 and len(state["quarantine"]) == 2  # type: ignore[arg-type]

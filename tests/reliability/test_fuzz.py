@@ -8,7 +8,6 @@ import string
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -74,7 +73,7 @@ def test_fuzzed_json_rights_files(doc: dict, con, tmp_path: Path) -> None:  # ty
         return
     assert not report.rejected
     records = len(doc["parties"]) + len(doc["deals"]) + len(doc["consents"])
-    assert report.parties + report.deals + report.consents + len(report.errors) == records
+    assert report.parties + report.deals + report.consents + report.unchanged + len(report.errors) == records
     assert _quarantine_count(con) - before == len(report.errors)
     assert all(e.reason_code and e.source_ref.startswith(str(path)) for e in report.errors)
     # Records the fuzzer left untouched are imported (deals and consents need their party known).
@@ -121,7 +120,7 @@ def test_fuzzed_csv_rights_files(kind: str, rows: list[list[str]], quote: bool, 
     if report.rejected:
         assert len(report.errors) == 1
     elif kind != "licenses":  # license rows group into deals; the others are one record a row
-        assert report.parties + report.consents + len(report.errors) == len([r for r in rows if r])  # blank lines are no rows
+        assert report.parties + report.consents + report.unchanged + len(report.errors) == len([r for r in rows if r])  # blank lines are no rows
 
 
 # --- delivery metadata ---------------------------------------------------------------------------------------

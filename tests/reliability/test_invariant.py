@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from hypothesis.errors import InvalidArgument
 from licensing.evaluate import evaluate_track, load_facts
 from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
-from licensing.releases import ReleaseError, approve_release, propose_release, reevaluate_after_change
+from licensing.releases import ReleaseError, approve_release, propose_release
 from licensing.synthetic import generate_catalog
 from schemas.shards import Acknowledgement, ShardConfig
 from shards.exposure import ExposureRecorder, read_exposure
@@ -33,6 +33,7 @@ from shards.loader import ShardDataset
 from shards.writer import build_shards
 from store.database import connect
 from store.digest import sha256_file
+from store.ledger import command
 from store.roles import RoleBook
 from tests.licensing.helpers import consent
 from tests.shards.ledger import write_audio
@@ -51,6 +52,14 @@ def audio_pool(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]
         path = write_audio(root / f"p{i}.flac", 1.5, freq=200.0 + 90 * i, rate=16000, channels=1, noise_seed=i)
         out.append((str(path), sha256_file(path)))
     return out
+
+
+def _point_at_audio(con, audio_pool: list[tuple[str, str]]) -> None:  # type: ignore[no-untyped-def]
+    """The generated tracks get real audio, through the write path."""
+    with command(con, "ops", "catalog.ingest", "test audio") as w:
+        for i, (track_id,) in enumerate(con.execute("SELECT track_id FROM tracks ORDER BY track_id").fetchall()):
+            path, sha = audio_pool[i % len(audio_pool)]
+            w.update("tracks", "track_id = ?", [track_id], {"source_path": path, "audio_sha256": sha})
 
 
 def _allowed_now(con, policy, purpose: str, territory: str) -> set[str]:  # type: ignore[no-untyped-def]
@@ -92,12 +101,12 @@ def _withdraw(con, tmp: Path, track_id: str, how: str) -> None:  # type: ignore[
        territory=st.sampled_from(["DE", "US", "Worldwide"]), withdraw=st.sampled_from(["none", "revoke", "refuse"]))
 def test_no_sample_of_a_track_not_allowed_reaches_a_shard_or_a_training_step(
         audio_pool: list[tuple[str, str]], seed: int, tracks: int, purpose: str, territory: str, withdraw: str) -> None:
-    """Withdrawals are followed by ``reevaluate_after_change``, the re-decision the rights team runs."""
-    _check_invariant(audio_pool, seed, tracks, purpose, territory, withdraw, reevaluate=True)
+    """Withdrawals come through the rights importer, which re-decides the tracks they touch at once."""
+    _check_invariant(audio_pool, seed, tracks, purpose, territory, withdraw)
 
 
-def test_withdrawal_without_re_evaluation_still_keeps_the_track_out(audio_pool: list[tuple[str, str]]) -> None:
-    _check_invariant(audio_pool, 10, 10, "UseForTrainingGenerativeAI", "DE", "revoke", reevaluate=False)
+def test_a_withdrawal_is_effective_at_once_in_the_recorded_decisions(audio_pool: list[tuple[str, str]]) -> None:
+    _check_invariant(audio_pool, 10, 10, "UseForTrainingGenerativeAI", "DE", "revoke")
 
 
 def event(text: str) -> None:
@@ -109,16 +118,14 @@ def event(text: str) -> None:
 
 
 def _check_invariant(audio_pool: list[tuple[str, str]], seed: int, tracks: int, purpose: str, territory: str,
-                     withdraw: str, *, reevaluate: bool) -> None:
+                     withdraw: str) -> None:
     policy = load_policy()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         db = tmp / "ledger.duckdb"
         with connect(db) as con:
             generate_catalog(con, tracks=tracks, seed=seed, on_date=ON)
-            for i, (track_id,) in enumerate(con.execute("SELECT track_id FROM tracks ORDER BY track_id").fetchall()):
-                path, sha = audio_pool[i % len(audio_pool)]
-                con.execute("UPDATE tracks SET source_path = ?, audio_sha256 = ? WHERE track_id = ?", [path, sha, track_id])
+            _point_at_audio(con, audio_pool)
             try:
                 release = propose_release(con, purpose=purpose, territory=territory, on_date=ON, actor="mira",
                                           policy=policy, roles=ROLES)
@@ -131,9 +138,12 @@ def _check_invariant(audio_pool: list[tuple[str, str]], seed: int, tracks: int, 
             approve_release(con, release.release_id, actor="rita", comment="checked", roles=ROLES, on_date=ON)
             if withdraw != "none":
                 _withdraw(con, tmp, sorted(frozen)[seed % len(frozen)], withdraw)
-                if reevaluate:
-                    reevaluate_after_change(con, policy, actor="rita", on_date=ON)
             allowed = frozen & _allowed_now(con, policy, purpose, territory)
+            # the ledger never shows an allow the current rights deny: the import re-decided at once
+            recorded = {t for (t,) in con.execute(
+                "SELECT track_id FROM current_decisions WHERE purpose = ? AND on_date = ? AND allowed",
+                [purpose, ON]).fetchall()}
+            assert recorded & frozen == allowed
 
             out = str(tmp / "shards")
             try:
@@ -173,9 +183,7 @@ def test_revocation_after_the_shards_were_built_stops_the_loader(audio_pool: lis
             if len(_allowed_now(con, policy, PURPOSES[1], "DE")) >= 2:
                 break
     with connect(db) as con:
-        for i, (track_id,) in enumerate(con.execute("SELECT track_id FROM tracks ORDER BY track_id").fetchall()):
-            path, sha = audio_pool[i % len(audio_pool)]
-            con.execute("UPDATE tracks SET source_path = ?, audio_sha256 = ? WHERE track_id = ?", [path, sha, track_id])
+        _point_at_audio(con, audio_pool)
         release = propose_release(con, purpose=PURPOSES[1], territory="DE", on_date=ON, actor="mira", policy=policy,
                                   roles=ROLES)
         approve_release(con, release.release_id, actor="rita", comment="checked", roles=ROLES, on_date=ON)
@@ -183,7 +191,6 @@ def test_revocation_after_the_shards_were_built_stops_the_loader(audio_pool: lis
                                 actor="mira")
         victim = sorted(t for e in manifest.shards for t in e.track_ids)[0]
         _withdraw(con, tmp_path, victim, "refuse")
-        reevaluate_after_change(con, policy, actor="rita", on_date=ON)
     with pytest.raises(ReleaseRefused, match="denied_since_approval"):
         ShardDataset(str(tmp_path / "shards"), ledger_path=db)
     served = {s["track_id"] for s in ShardDataset(str(tmp_path / "shards"), ledger_path=db,

@@ -21,6 +21,7 @@ from shards.loader import ShardDataset
 from shards.writer import build_shards
 from store.audit import verify_chain
 from store.database import connect
+from store.paths import ledger_path
 from store.roles import RoleBook
 from tests.audio_fixtures import music_like, write_audio
 from tests.licensing.helpers import consent, deal
@@ -75,7 +76,7 @@ def test_unicode_round_trips_from_delivery_to_trace(tmp_path: Path) -> None:
         traced = trace_isrc(con, ISRC)
         track = traced["tracks"][0]
         assert (track["title"], track["artists"], track["album"]) == (TITLE, ARTISTS, ALBUM)
-        assert track["source_path"] == str(audio) and track["delivery_id"] == "délivery-1"
+        assert ledger_path(con, track["source_path"]) == str(audio) and track["delivery_id"] == "délivery-1"
         assert traced["releases"][0]["approved_by"] == RIGHTS
         assert traced["decisions"][0]["allowed"] and traced["shards"][0]["manifest_uri"].endswith(
             "shärds ☃/manifest.json")
