@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +44,7 @@ from store.home import Home
 from store.ledger import command
 from store.objects import ObjectStore
 from store.paths import ledger_ref
+from store.roles import RoleBook
 
 STATE_VERSION = 1
 _COLUMNS = ["sample_id", "track_id", "isrc", "audio"]
@@ -81,8 +82,8 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
 
     def __init__(self, manifest_uri: str, *, seed: int = 0, epoch: int = 0, rank: int | None = None,
                  world_size: int | None = None, ledger_path: str | os.PathLike[str] | None = None,
-                 acknowledge: Acknowledgement | None = None, shuffle: bool = True, shuffle_window: int = 16,
-                 store: ObjectStore | None = None) -> None:
+                 acknowledge: Acknowledgement | Mapping[str, str] | None = None, shuffle: bool = True,
+                 shuffle_window: int = 16, store: ObjectStore | None = None, roles: RoleBook | None = None) -> None:
         super().__init__()
         self.store = store or ObjectStore()
         self.manifest_uri = manifest_location(manifest_uri)
@@ -101,7 +102,9 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
         self.rank, self.world_size = rank, world_size
-        self.acknowledgement = self._admit(ledger_path, acknowledge)
+        if acknowledge is not None and not isinstance(acknowledge, Acknowledgement):
+            acknowledge = Acknowledgement.model_validate(acknowledge)
+        self.acknowledgement = self._admit(ledger_path, acknowledge, roles)
         self.skip_track_ids = frozenset(self.acknowledgement.skipped_track_ids if self.acknowledgement else ())
         self._verify_hashes()
         self._uris = [shard_location(self.manifest_uri, e) for e in self.manifest.shards]
@@ -115,8 +118,8 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
 
     # -- admission -----------------------------------------------------------------------------
 
-    def _admit(self, ledger_path: str | os.PathLike[str] | None,
-               acknowledge: Acknowledgement | None) -> AcknowledgementRecord | None:
+    def _admit(self, ledger_path: str | os.PathLike[str] | None, acknowledge: Acknowledgement | None,
+               roles: RoleBook | None) -> AcknowledgementRecord | None:
         """Ask the release gate about the tracks these shards hold; record an accepted acknowledgement."""
         release_id = self.manifest.release_id
         path = Path(ledger_path) if ledger_path is not None else Home.from_env().db_path
@@ -134,7 +137,7 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
         ack = acknowledgements.as_record(decision, "load")
         if ack is not None:
             # Whoever loads shards past a refusal is training on them: it takes the role to start training.
-            with connect(path) as con, command(con, ack.actor, "train.start", release_id) as w:
+            with connect(path) as con, command(con, ack.actor, "train.start", release_id, roles=roles) as w:
                 acknowledgements.record(w, ack, release_id=release_id, subject=ledger_ref(con, self.manifest_uri))
                 w.payload["manifest_uri"] = ledger_ref(con, self.manifest_uri)
         return ack
