@@ -7,7 +7,7 @@ from pydantic import Field
 from assets.release import training_release
 from dagster_project.partitions import releases
 from dagster_project.resources import LedgerResource
-from shards.gate import ReleaseRefused
+from licensing.gate import ReleaseRefused
 from shards.verify import (
     audit_decisions,
     latest_build,

@@ -19,6 +19,10 @@ import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from lineage.trace import TraceNotFound
+from store.digest import sha256_file
+from store.ledger import command
+from store.paths import ledger_ref
+from store.roles import Principal, RoleBook
 
 TEMPLATE = "AI Office template for the public summary of training content for general-purpose AI models (July 2025)"
 
@@ -213,3 +217,15 @@ def write_summary(summary: AiActSummary, directory: Path) -> dict[str, Path]:
     paths["json"].write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
     paths["markdown"].write_text(render_markdown(summary), encoding="utf-8")
     return paths
+
+
+def export_summary(con: duckdb.DuckDBPyConnection, run_id: str, directory: Path, *, actor: Principal | str,
+                   provider: str, contact: str | None = None, model_name: str | None = None,
+                   roles: RoleBook | None = None) -> tuple[AiActSummary, dict[str, Path]]:
+    """Build and write the summary as the audited ``audit.export`` command (the files' hashes in its entry)."""
+    with command(con, actor, "audit.export", run_id, roles=roles) as w:
+        summary = build_summary(con, run_id, provider=provider, contact=contact, model_name=model_name)
+        paths = write_summary(summary, directory)
+        w.payload.update({"export": "ai_act_summary",
+                          "files": {k: {"path": ledger_ref(con, p), "sha256": sha256_file(p)} for k, p in paths.items()}})
+    return summary, paths

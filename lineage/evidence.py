@@ -37,7 +37,10 @@ from lineage import ai_act, proofs
 from lineage.trace import TraceNotFound
 from schemas.shards import ShardManifest
 from shards.verify import manifest_location, shard_location
+from store.ledger import command
 from store.objects import ObjectStore
+from store.paths import ledger_path, ledger_ref
+from store.roles import Principal, RoleBook
 
 CHECKER = Path(__file__).with_name("verify_evidence.py")
 PACK_FORMAT = "linernotes-evidence/1"
@@ -112,7 +115,7 @@ def build_pack(con: duckdb.DuckDBPyConnection, run_id: str, out_dir: Path, *, pr
         raise FileExistsError(f"{out_dir} is not empty")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    manifest_uri = manifest_location(record["manifest_uri"])
+    manifest_uri = manifest_location(ledger_path(con, record["manifest_uri"]))
     manifest_bytes = store.get(manifest_uri)
     if hashlib.sha256(manifest_bytes).hexdigest() != record["manifest_sha256"]:
         raise ValueError(f"manifest {manifest_uri} no longer hashes to what run {run_id} recorded")
@@ -163,7 +166,7 @@ def build_pack(con: duckdb.DuckDBPyConnection, run_id: str, out_dir: Path, *, pr
     (out_dir / "exposure.csv").write_text(_csv(exposure, ["track_id", "isrc", "samples", "fraction"]),
                                           encoding="utf-8")
 
-    run_dir = Path(str(record["checkpoint_uri"] or "").removeprefix("file://")).parent
+    run_dir = Path(ledger_path(con, str(record["checkpoint_uri"] or "")).removeprefix("file://")).parent
     attribution_dir = out_dir / "attribution"
     attribution_dir.mkdir()
     for name in ("attribution.json", "attribution_tracks.csv", "attribution_holders.csv", "model_card.json",
@@ -202,6 +205,17 @@ def build_pack(con: duckdb.DuckDBPyConnection, run_id: str, out_dir: Path, *, pr
                         index_sha256=hashlib.sha256(index_text.encode()).hexdigest(),
                         audit_first_seq=segment[0]["seq"] if segment else 0,
                         audit_last_seq=segment[-1]["seq"] if segment else 0, proofs=len(denied))
+
+
+def export_pack(con: duckdb.DuckDBPyConnection, run_id: str, out_dir: Path, *, actor: Principal | str,
+                provider: str, contact: str | None = None, store: ObjectStore | None = None,
+                roles: RoleBook | None = None) -> EvidencePack:
+    """:func:`build_pack` as the audited ``audit.export`` command: the role is checked before anything is
+    written, and the audit entry records the pack's index hash and the audit segment it holds."""
+    with command(con, actor, "audit.export", run_id, roles=roles) as w:
+        pack = build_pack(con, run_id, out_dir, provider=provider, contact=contact, store=store)
+        w.payload.update({"export": "evidence", **pack.model_dump(), "directory": ledger_ref(con, pack.directory)})
+    return pack
 
 
 def _readme(run_id: str, release_id: str, proofs_count: int) -> str:

@@ -19,13 +19,15 @@ import json
 from typing import Any, Literal
 
 import duckdb
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from licensing.evaluate import inconsistent_explanations
 from lineage.snapshots import AUDIT_ACTION, audit_subject
 from shards.verify import manifest_location
 from store.audit import Checkpoint, verify_against, verify_chain, verify_heads
 from store.objects import ObjectStore
+from store.paths import resolve
+from store.roles import data_root
 from store.sealing import verify_sealed
 
 FindingKind = Literal["audit_entry", "audit_head", "sealed_row", "ledger_row", "manifest", "shard", "checkpoint",
@@ -38,13 +40,18 @@ class Finding(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: FindingKind
-    subject: str
+    subject: str = Field(description="What the ledger names: a file as it records it (relative to its data "
+                                     "directory, or a URI), a row, an audit entry")
     problem: str
     expected: str | None = None
     actual: str | None = None
+    location: str | None = Field(default=None, description="Where the file was looked for, when it differs from "
+                                                           "the subject (the data directory being checked)")
 
     def describe(self) -> str:
         text = f"{self.kind} {self.subject}: {self.problem}"
+        if self.location and self.location != self.subject:
+            text += f" at {self.location}"
         if self.expected or self.actual:
             text += f" (recorded {self.expected}, found {self.actual})"
         return text
@@ -84,11 +91,11 @@ def _audited_rows(con: duckdb.DuckDBPyConnection) -> list[Finding]:
                                     problem="manifest hash differs from the audited one",
                                     expected=builds[build_id], actual=sha))
     completed: dict[str, Any] = {}
-    for subject, payload in _payloads(con, "training.completed"):
-        completed[subject] = payload.get("checkpoint_sha256")
     started: dict[str, Any] = {}
-    for action in ("training.started", "training.resumed"):
-        for subject, payload in _payloads(con, action):
+    for subject, payload in _payloads(con, "train.start"):
+        if payload.get("event") == "completed":
+            completed[subject] = payload.get("checkpoint_sha256")
+        elif payload.get("event") in ("started", "resumed"):
             started[subject] = payload.get("manifest_sha256")
     runs = con.execute("SELECT run_id, status, manifest_sha256, checkpoint_sha256 FROM training_runs "
                        "ORDER BY started_at, run_id").fetchall()
@@ -171,6 +178,7 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
     each one is a :class:`Finding`, the first being the first thing that does not match.
     """
     store = store or ObjectStore()
+    root = data_root(con)  # relative locations resolve here: a copied data directory is checked against its own files
     findings: list[Finding] = []
     chain = verify_chain(con)
     if not chain.ok:
@@ -195,60 +203,51 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
 
     seen_manifests: dict[str, str | None] = {}
 
-    def check_manifest(uri: str, expected: str, owner: str) -> None:
-        if uri not in seen_manifests:
-            seen_manifests[uri] = None
+    def check_file(kind: FindingKind, ref: str, expected: str, owner: str) -> None:
+        location = resolve(root, ref)
+        actual, problem = _rehash(store, location)
+        if problem or actual != expected:
+            findings.append(Finding(kind=kind, subject=ref, problem=f"{problem or 'content changed'} ({owner})",
+                                    expected=expected, actual=actual, location=location))
+
+    def check_manifest(ref: str, expected: str, owner: str) -> None:
+        location = resolve(root, ref)
+        if location not in seen_manifests:
+            seen_manifests[location] = None
             checked["manifests"] += 1
-            actual, problem = _rehash(store, uri)
-            seen_manifests[uri] = actual
+            actual, problem = _rehash(store, location)
+            seen_manifests[location] = actual
             if problem:
-                findings.append(Finding(kind="manifest", subject=uri, problem=f"{problem} ({owner})"))
+                findings.append(Finding(kind="manifest", subject=ref, problem=f"{problem} ({owner})",
+                                        location=location))
                 return
-        actual = seen_manifests[uri]
+        actual = seen_manifests[location]
         if actual is not None and actual != expected:
-            findings.append(Finding(kind="manifest", subject=uri, problem=f"content changed ({owner})",
-                                    expected=expected, actual=actual))
+            findings.append(Finding(kind="manifest", subject=ref, problem=f"content changed ({owner})",
+                                    expected=expected, actual=actual, location=location))
 
     builds = con.execute("SELECT build_id, manifest_uri, manifest_sha256 FROM shard_builds "
                          "ORDER BY built_at, build_id").fetchall()
-    for build_id, manifest_uri, manifest_sha in builds:
-        check_manifest(manifest_uri, manifest_sha, f"shard build {build_id}")
-        for uri, sha in con.execute("SELECT uri, sha256 FROM shard_files WHERE build_id = ? ORDER BY shard_index",
+    for build_id, manifest_ref, manifest_sha in builds:
+        check_manifest(manifest_ref, manifest_sha, f"shard build {build_id}")
+        for ref, sha in con.execute("SELECT uri, sha256 FROM shard_files WHERE build_id = ? ORDER BY shard_index",
                                     [build_id]).fetchall():
             checked["shards"] += 1
-            actual, problem = _rehash(store, uri)
-            if problem:
-                findings.append(Finding(kind="shard", subject=uri, problem=problem))
-            elif actual != sha:
-                findings.append(Finding(kind="shard", subject=uri, problem="content changed", expected=sha,
-                                        actual=actual))
+            check_file("shard", ref, sha, f"shard build {build_id}")
     runs = con.execute("SELECT run_id, manifest_uri, manifest_sha256, checkpoint_uri, checkpoint_sha256 "
                        "FROM training_runs ORDER BY started_at, run_id").fetchall()
-    for run_id, manifest_uri, manifest_sha, checkpoint_uri, checkpoint_sha in runs:
-        if manifest_uri and manifest_sha:
-
-            check_manifest(manifest_location(manifest_uri), manifest_sha, f"training run {run_id}")
-        if checkpoint_uri and checkpoint_sha:
+    for run_id, manifest_ref, manifest_sha, checkpoint_ref, checkpoint_sha in runs:
+        if manifest_ref and manifest_sha:
+            check_manifest(manifest_location(manifest_ref), manifest_sha, f"training run {run_id}")
+        if checkpoint_ref and checkpoint_sha:
             checked["checkpoints"] += 1
-            actual, problem = _rehash(store, checkpoint_uri)
-            if problem:
-                findings.append(Finding(kind="checkpoint", subject=checkpoint_uri, problem=f"{problem} (run {run_id})"))
-            elif actual != checkpoint_sha:
-                findings.append(Finding(kind="checkpoint", subject=checkpoint_uri,
-                                        problem=f"content changed (run {run_id})", expected=checkpoint_sha,
-                                        actual=actual))
-    for kind, subject, uri, sha in _snapshot_rows(con):
+            check_file("checkpoint", checkpoint_ref, checkpoint_sha, f"run {run_id}")
+    for kind, subject, ref, sha in _snapshot_rows(con):
         checked["snapshots"] += 1
-        actual, problem = _rehash(store, uri)
-        if problem or actual != sha:
-            findings.append(Finding(kind="snapshot", subject=uri, problem=f"{problem or 'content changed'} "
-                                    f"({kind} trace snapshot of {subject})", expected=sha, actual=actual))
+        check_file("snapshot", ref, sha, f"{kind} trace snapshot of {subject}")
     if audio:
-        for track_id, path, sha in con.execute("SELECT track_id, source_path, audio_sha256 FROM tracks "
-                                               "ORDER BY ingested_at, track_id").fetchall():
+        for track_id, ref, sha in con.execute("SELECT track_id, source_path, audio_sha256 FROM tracks "
+                                              "ORDER BY ingested_at, track_id").fetchall():
             checked["audio"] += 1
-            actual, problem = _rehash(store, path)
-            if problem or actual != sha:
-                findings.append(Finding(kind="audio", subject=f"{track_id} {path}", problem=problem or "content changed",
-                                        expected=sha, actual=actual))
+            check_file("audio", ref, sha, f"track {track_id}")
     return IntegrityReport(ok=not findings, audit_entries=chain.entries, checked=checked, findings=tuple(findings))

@@ -40,6 +40,12 @@ from openlineage.client.generated.output_statistics_output_dataset import (
     OutputStatisticsOutputDatasetFacet,
 )
 from openlineage.client.serde import Serde
+from pydantic import BaseModel, ConfigDict
+
+from schemas.canonical import canonical_json, sha256_text
+from store.ledger import command
+from store.paths import ledger_path, ledger_ref
+from store.roles import Principal, RoleBook
 
 PRODUCER = "urn:linernotes:0.1.0"
 FACET_NAME = "linernotes_rights"
@@ -129,13 +135,16 @@ def _ds(namespace: str, name: str, output: bool = False, **facets: Any) -> Any:
 
 
 def _summaries(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-    """Rights decision summaries per evaluation key, from the audited decision batches."""
+    """Rights decision summaries per evaluation key, from the audited decision batches: every command that
+    decided the whole catalog for a key (``rights.evaluate``, ``release.propose``) lists it under ``evaluations``."""
     out: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for payload, at in con.execute("SELECT payload, recorded_at FROM audit_log WHERE action = 'rights.evaluate' "
-                                   "ORDER BY seq").fetchall():
-        p = json.loads(payload)
-        p["recorded_at"] = at
-        out[(p["purpose"], p["territory"], str(p["on_date"]), p["policy_hash"])] = p
+    for evaluations, at in con.execute(
+            "SELECT json_extract(payload, '$.evaluations'), recorded_at FROM audit_log "
+            "WHERE json_type(payload, '$.evaluations') = 'ARRAY' ORDER BY seq").fetchall():
+        for p in json.loads(evaluations):
+            if p.get("subset"):
+                continue  # a re-decision of a few tracks says nothing about the key's batch
+            out[(p["purpose"], p["territory"], str(p["on_date"]), p["policy_hash"])] = {**p, "recorded_at": at}
     return out
 
 
@@ -213,7 +222,7 @@ def ledger_events(con: duckdb.DuckDBPyConnection, *, namespace: str = "linernote
             "ORDER BY built_at").fetchall():
         if releases_wanted is not None and release_id not in releases_wanted:
             continue
-        out_ns, out_name = _uri_dataset(manifest_uri.rsplit("/", 1)[0])
+        out_ns, out_name = _uri_dataset(ledger_path(con, manifest_uri).rsplit("/", 1)[0])
         size = con.execute("SELECT coalesce(sum(bytes), 0) FROM shard_files WHERE build_id = ?", [build_id]).fetchone()
         events += _pair(ns, "shards", build_id, started=built_at, ended=built_at, ok=True,
                         inputs=[_ds(ns, f"releases/{release_id}")],
@@ -227,8 +236,8 @@ def ledger_events(con: duckdb.DuckDBPyConnection, *, namespace: str = "linernote
             continue
         if status == "running":
             continue
-        inputs = [_ds(*_uri_dataset(manifest_uri.rsplit("/", 1)[0]))] if manifest_uri else []
-        outputs = [_ds(*_uri_dataset(checkpoint_uri), True, outputStatistics=OutputStatisticsOutputDatasetFacet(
+        inputs = [_ds(*_uri_dataset(ledger_path(con, manifest_uri).rsplit("/", 1)[0]))] if manifest_uri else []
+        outputs = [_ds(*_uri_dataset(ledger_path(con, checkpoint_uri)), True, outputStatistics=OutputStatisticsOutputDatasetFacet(
             rowCount=samples, producer=PRODUCER))] if checkpoint_uri else []
         events += _pair(ns, "train", rid, started=started_at, ended=ended_at, ok=status == "completed",
                         inputs=inputs, outputs=outputs,
@@ -339,3 +348,35 @@ def post_events(events: Iterable[dict[str, Any]], url: str, *, timeout_s: float 
                 raise OSError(f"{url} answered {response.status}")
         sent += 1
     return sent
+
+
+class OpenLineageExport(BaseModel):
+    """What :func:`export_events` produced."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    events: int
+    written: tuple[str, ...]
+    posted: int
+    events_sha256: str
+
+
+def export_events(con: duckdb.DuckDBPyConnection, *, actor: Principal | str, out: Path | None = None,
+                  url: str | None = None, run_id: str | None = None, namespace: str = "linernotes",
+                  roles: RoleBook | None = None) -> OpenLineageExport:
+    """Generate, validate, write (``out``) and post (``url``) the ledger's events as the audited ``audit.export``
+    command. Raises ValueError when a generated event does not validate, OSError when posting fails (nothing
+    is recorded then)."""
+    with command(con, actor, "audit.export", run_id or "ledger", roles=roles) as w:
+        events = ledger_events(con, namespace=namespace, run_id=run_id)
+        problems = [p for e in events for p in validate_event(e)]
+        if problems:
+            raise ValueError("generated events do not validate: " + "; ".join(problems[:5]))
+        written = write_events(events, out) if out is not None else []
+        posted = post_events(events, url) if url is not None else 0
+        result = OpenLineageExport(events=len(events), written=tuple(str(p) for p in written), posted=posted,
+                                   events_sha256=sha256_text(canonical_json(events)))
+        w.payload.update({"export": "openlineage", "events": len(events),
+                          "out": ledger_ref(con, out) if out is not None else None, "url": url,
+                          "posted": posted, "events_sha256": result.events_sha256})
+    return result

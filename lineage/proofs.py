@@ -35,6 +35,7 @@ from schemas.shards import ShardManifest
 from shards.merkle import InclusionProof, merkle_root, prove_inclusion, verify_inclusion
 from shards.verify import manifest_location, shard_location
 from store.objects import ObjectStore
+from store.paths import ledger_path
 
 ABSENCE_KIND = "linernotes.proof.absence/1"
 INCLUSION_KIND = "linernotes.proof.inclusion/1"
@@ -255,11 +256,11 @@ def load_proof(text: str | bytes) -> AbsenceProof | InclusionClaim:
 
 
 def run_manifest(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, str]:
-    """(manifest URI, manifest SHA-256) a training run recorded; ProofError for an unknown run."""
+    """(where the manifest a training run recorded is now, its SHA-256); ProofError for an unknown run."""
     row = con.execute("SELECT manifest_uri, manifest_sha256 FROM training_runs WHERE run_id = ?", [run_id]).fetchone()
     if row is None or not row[0]:
         raise ProofError(f"training run {run_id} does not exist or read no manifest")
-    return row[0], row[1]
+    return ledger_path(con, row[0]), row[1]
 
 
 def track_ids_for(con: duckdb.DuckDBPyConnection | None, isrc: str) -> list[str]:

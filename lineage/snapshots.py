@@ -9,10 +9,10 @@ a trace can hand the array on as it is, or its first N lines, without parsing it
 plain text so an auditor can read it with any tool; uncompressed it costs one read and one SHA-256
 per trace (compressed, decompressing took longer than the rest of the query).
 
-The ledger row (``trace_snapshots``) records the file's URI and SHA-256 and the audit log records
-them again (action ``trace.snapshot``), so a changed file or a rewritten row is found by
-``linernotes audit verify`` like any shard or checkpoint. Every read re-hashes the file; a file
-that does not match is not used.
+The ledger row (``trace_snapshots``) records the file's location (relative to the data directory)
+and SHA-256, sealed by the ``trace.snapshot`` command whose audit entry records them again, so a
+changed file or a rewritten row is found by ``linernotes audit verify`` like any shard or
+checkpoint. Every read re-hashes the file; a file that does not match is not used.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.canonical import canonical_json
-from store import audit
-from store.database import transaction
+from store.ledger import command
 from store.objects import ObjectStore, join
+from store.paths import ledger_path, ledger_ref
+from store.roles import Principal, RoleBook
 
 SCHEMA_VERSION = 1
 AUDIT_ACTION = "trace.snapshot"
@@ -48,7 +49,7 @@ class SnapshotRecord(BaseModel):
     kind: SnapshotKind
     subject: str
     schema_version: int
-    uri: str
+    uri: str = Field(description="Relative to the data directory, or a URI")
     sha256: str
     bytes: int
     track_count: int
@@ -120,24 +121,24 @@ def decode(data: bytes) -> tuple[dict[str, Any], int]:
 
 
 def write(con: duckdb.DuckDBPyConnection, *, kind: SnapshotKind, subject: str, header: dict[str, Any],
-          tracks: Sequence[str], actor: str, root: str | None = None,
-          store: ObjectStore | None = None) -> SnapshotRecord:
-    """Store a snapshot file, record it in ``trace_snapshots`` and the audit log (replacing an older one)."""
+          tracks: Sequence[str], actor: Principal | str, root: str | None = None,
+          store: ObjectStore | None = None, roles: RoleBook | None = None) -> SnapshotRecord:
+    """Store a snapshot file and record it in ``trace_snapshots`` (replacing an older one): one
+    ``trace.snapshot`` command, its role checked before the file is written."""
     store = store or ObjectStore()
     header = {"kind": kind, "subject": subject, "schema_version": SCHEMA_VERSION, "track_count": len(tracks),
               **header}
     data = encode(header, tracks)
     sha = hashlib.sha256(data).hexdigest()
-    uri = join(root or default_root(con), kind, f"{_SAFE.sub('_', subject)}-{sha[:16]}.json")
-    store.put(uri, data)
-    record = SnapshotRecord(kind=kind, subject=subject, schema_version=SCHEMA_VERSION, uri=uri, sha256=sha,
-                            bytes=len(data), track_count=len(tracks), built_by=actor, built_at=datetime.now(UTC))
-    with transaction(con):
-        con.execute("INSERT OR REPLACE INTO trace_snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [kind, subject, SCHEMA_VERSION, uri, sha, len(data), len(tracks), actor, record.built_at])
-        audit.record(con, actor=actor, action=AUDIT_ACTION, subject=audit_subject(kind, subject),
-                     payload={"kind": kind, "subject": subject, "uri": uri, "sha256": sha, "bytes": len(data),
-                              "tracks": len(tracks), "schema_version": SCHEMA_VERSION})
+    with command(con, actor, AUDIT_ACTION, audit_subject(kind, subject), roles=roles) as w:
+        location = join(root or default_root(con), kind, f"{_SAFE.sub('_', subject)}-{sha[:16]}.json")
+        store.put(location, data)
+        record = SnapshotRecord(kind=kind, subject=subject, schema_version=SCHEMA_VERSION,
+                                uri=ledger_ref(con, location), sha256=sha, bytes=len(data), track_count=len(tracks),
+                                built_by=w.actor, built_at=datetime.now(UTC))
+        w.upsert("trace_snapshots", [record.model_dump()], key=("kind", "subject"))
+        w.payload.update({"kind": kind, "subject": subject, "uri": record.uri, "sha256": sha, "bytes": len(data),
+                          "tracks": len(tracks), "schema_version": SCHEMA_VERSION})
     return record
 
 
@@ -151,23 +152,25 @@ def lookup(con: duckdb.DuckDBPyConnection, kind: SnapshotKind, subject: str) -> 
     return SnapshotRecord(**dict(zip(names, row, strict=True)))
 
 
-def read(record: SnapshotRecord, *, store: ObjectStore | None = None) -> tuple[Snapshot | None, str | None]:
+def read(con: duckdb.DuckDBPyConnection, record: SnapshotRecord, *,
+         store: ObjectStore | None = None) -> tuple[Snapshot | None, str | None]:
     """(snapshot, None) when the file matches its record, else (None, why it cannot be used)."""
     store = store or ObjectStore()
+    location = ledger_path(con, record.uri)
     try:
-        data = store.get(record.uri)
+        data = store.get(location)
     except FileNotFoundError:
-        return None, f"snapshot file {record.uri} is missing"
+        return None, f"snapshot file {location} is missing"
     except Exception as exc:  # noqa: BLE001 - an unreadable snapshot means tracing live, not failing
-        return None, f"snapshot file {record.uri} is unreadable: {type(exc).__name__}: {exc}"
+        return None, f"snapshot file {location} is unreadable: {type(exc).__name__}: {exc}"
     actual = hashlib.sha256(data).hexdigest()
     if actual != record.sha256:
-        return None, f"snapshot file {record.uri} does not match its recorded SHA-256 ({record.sha256}, found {actual})"
+        return None, f"snapshot file {location} does not match its recorded SHA-256 ({record.sha256}, found {actual})"
     try:
         header, start = decode(data)
     except ValueError as exc:
-        return None, f"snapshot file {record.uri} cannot be decoded: {exc}"
+        return None, f"snapshot file {location} cannot be decoded: {exc}"
     if (header.get("kind"), header.get("subject"), header.get("schema_version"), header.get("track_count")) != (
             record.kind, record.subject, SCHEMA_VERSION, record.track_count):
-        return None, f"snapshot file {record.uri} is not the {record.kind} snapshot of {record.subject}"
+        return None, f"snapshot file {location} is not the {record.kind} snapshot of {record.subject}"
     return Snapshot(record=record, header=header, data=data, start=start), None

@@ -21,6 +21,7 @@ import duckdb
 from lineage import snapshots
 from lineage.snapshots import SnapshotRecord
 from schemas.identifiers import normalize_isrc
+from store.roles import Principal, RoleBook
 
 
 class TraceNotFound(LookupError):
@@ -271,7 +272,7 @@ def trace_model_json(con: duckdb.DuckDBPyConnection, run_id: str, *, limit: int 
     elif run["status"] != "completed":
         problem = f"run is {run['status']}; only a completed run's snapshot is used"
     else:
-        snap, problem = snapshots.read(record)
+        snap, problem = snapshots.read(con, record)
         if snap is not None and snap.header.get("samples_consumed") != run["samples_consumed"]:
             problem = "snapshot disagrees with the run record (samples consumed)"
         elif snap is not None:
@@ -372,7 +373,7 @@ def trace_release_json(con: duckdb.DuckDBPyConnection, release_id: str, *, use_s
     elif record is None:
         problem = "no snapshot stored for this release"
     else:
-        snap, problem = snapshots.read(record)
+        snap, problem = snapshots.read(con, record)
         if snap is not None and snap.record.track_count != release["track_count"]:
             problem = "snapshot disagrees with the release record (track count)"
         elif snap is not None:
@@ -396,8 +397,8 @@ def trace_release(con: duckdb.DuckDBPyConnection, release_id: str, *, use_snapsh
 
 # Snapshots ----------------------------------------------------------------------------------------
 
-def snapshot_model(con: duckdb.DuckDBPyConnection, run_id: str, *, actor: str, root: str | None = None,
-                   store: Any = None) -> SnapshotRecord:
+def snapshot_model(con: duckdb.DuckDBPyConnection, run_id: str, *, actor: Principal | str, root: str | None = None,
+                   store: Any = None, roles: RoleBook | None = None) -> SnapshotRecord:
     """Store a completed run's bill of materials (every track behind it) and audit-log its hash."""
     row = con.execute("SELECT status FROM training_runs WHERE run_id = ?", [run_id]).fetchone()
     if row is None:
@@ -406,20 +407,21 @@ def snapshot_model(con: duckdb.DuckDBPyConnection, run_id: str, *, actor: str, r
         raise ValueError(f"training run {run_id} is {row[0]}: only a completed run has a fixed bill of materials")
     tracks, header = _model_bom(con, run_id)
     return snapshots.write(con, kind="model", subject=run_id, header=header, tracks=tracks, actor=actor,
-                           root=root, store=store)
+                           root=root, store=store, roles=roles)
 
 
-def snapshot_release(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: str, root: str | None = None,
-                     store: Any = None) -> SnapshotRecord:
+def snapshot_release(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: Principal | str,
+                     root: str | None = None, store: Any = None, roles: RoleBook | None = None) -> SnapshotRecord:
     """Store a release's tracks and the decision behind each (frozen at proposal) and audit-log the hash."""
     if con.execute("SELECT 1 FROM releases WHERE release_id = ?", [release_id]).fetchone() is None:
         raise TraceNotFound(f"release {release_id} does not exist")
     return snapshots.write(con, kind="release", subject=release_id, header={},
-                           tracks=_release_tracks(con, release_id), actor=actor, root=root, store=store)
+                           tracks=_release_tracks(con, release_id), actor=actor, root=root, store=store, roles=roles)
 
 
-def ensure_snapshots(con: duckdb.DuckDBPyConnection, *, actor: str, run_id: str | None = None,
-                     rebuild: bool = False, root: str | None = None) -> list[SnapshotRecord]:
+def ensure_snapshots(con: duckdb.DuckDBPyConnection, *, actor: Principal | str, run_id: str | None = None,
+                     rebuild: bool = False, root: str | None = None,
+                     roles: RoleBook | None = None) -> list[SnapshotRecord]:
     """Build the snapshots that are missing: of ``run_id`` and its release, or of every completed run and release.
 
     With ``rebuild=True`` existing snapshots are built again (each rebuild is audit-logged).
@@ -439,9 +441,9 @@ def ensure_snapshots(con: duckdb.DuckDBPyConnection, *, actor: str, run_id: str 
     built = []
     for rid in runs:
         if ("model", rid) not in have:
-            built.append(snapshot_model(con, rid, actor=actor, root=root))
+            built.append(snapshot_model(con, rid, actor=actor, root=root, roles=roles))
     for rel in releases:
         if ("release", rel) not in have and con.execute("SELECT 1 FROM releases WHERE release_id = ?",
                                                         [rel]).fetchone():
-            built.append(snapshot_release(con, rel, actor=actor, root=root))
+            built.append(snapshot_release(con, rel, actor=actor, root=root, roles=roles))
     return built

@@ -132,13 +132,12 @@ def check_audit(pack: Path, run: dict, manifest_sha: str) -> int:
         if sha256("|".join(fields).encode("utf-8")) != e["entry_hash"]:
             raise Failed(where, "entry hash does not match its fields")
         prev = e
-    started = [json.loads(e["payload"]) for e in entries
-               if e["subject"] == run["run_id"] and e["action"] in ("training.started", "training.resumed")]
+    runs = [json.loads(e["payload"]) for e in entries if e["subject"] == run["run_id"] and e["action"] == "train.start"]
+    started = [p for p in runs if p.get("event") in ("started", "resumed")]
     if not started or started[-1].get("manifest_sha256") != manifest_sha:
         raise Failed("audit_segment.jsonl", "no training start recording this manifest's hash")
     if run.get("status") == "completed":
-        done = [json.loads(e["payload"]) for e in entries
-                if e["subject"] == run["run_id"] and e["action"] == "training.completed"]
+        done = [p for p in runs if p.get("event") == "completed"]
         if not done or done[-1].get("checkpoint_sha256") != run.get("checkpoint_sha256"):
             raise Failed("audit_segment.jsonl", "no training completion recording the checkpoint's hash")
     return len(entries)

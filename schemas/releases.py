@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 ReleaseStatus = Literal["proposed", "approved", "rejected", "revoked"]
-ApprovalAction = Literal["approve", "reject"]
+ApprovalAction = Literal["approve", "reject", "revoke"]
 
 
 class ReleaseTrack(BaseModel):

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.gate import Acknowledged
+
 SCHEMA_VERSION = 1
 
 RunStatus = Literal["running", "completed", "failed"]
@@ -48,36 +50,6 @@ class EpochMetrics(BaseModel):
     samples: int = Field(ge=0)
 
 
-class Acknowledgement(BaseModel):
-    """A caller's explicit, recorded decision to train although tracks became denied after approval."""
-
-    model_config = _FROZEN
-
-    actor: str
-    reason: str = Field(min_length=1)
-    track_ids: tuple[str, ...]
-
-
-class GateDecision(BaseModel):
-    """Whether a run may start on a release, and every reason it may not."""
-
-    model_config = _FROZEN
-
-    release_id: str
-    allowed: bool
-    # release_unknown, release_not_approved, release_revoked, approval_missing, release_changed,
-    # denied_since_approval (the only one an acknowledgement overrides), manifest_missing,
-    # shard_verification_failed
-    reason_codes: tuple[str, ...]
-    message: str
-    manifest_uri: str | None = None
-    manifest_sha256: str | None = None
-    policy_hash: str | None = None
-    purpose: str | None = None
-    denied_track_ids: tuple[str, ...] = ()
-    acknowledgement: Acknowledgement | None = None
-
-
 class RunRecord(BaseModel):
     """The ledger's account of one training run."""
 
@@ -91,7 +63,7 @@ class RunRecord(BaseModel):
     config: TrainConfig
     script: str | None = None
     script_sha256: str | None = None
-    manifest_uri: str | None
+    manifest_uri: str | None = Field(description="Shard manifest read: relative to the data directory, or a URI")
     manifest_sha256: str | None
     policy_hash: str | None
     code: CodeVersion
@@ -102,10 +74,11 @@ class RunRecord(BaseModel):
     ended_at: datetime | None = None
     metrics: tuple[EpochMetrics, ...] = ()
     samples_consumed: int = Field(default=0, ge=0)
-    checkpoint_uri: str | None = None
+    checkpoint_uri: str | None = Field(default=None, description="Final weights: relative to the data directory, "
+                                                                 "or a URI (s3://, or absolute outside it)")
     checkpoint_sha256: str | None = None
     attempts: int = Field(default=1, ge=1, description="1 plus the number of resumes after a failure.")
-    acknowledgement: Acknowledgement | None = None
+    acknowledgement: Acknowledged | None = None
     error: str | None = None
 
 
@@ -168,7 +141,7 @@ class ModelCardData(BaseModel):
     rights_holders: int = Field(ge=0)
     licenses: tuple[str, ...]
     samples_consumed: int = Field(ge=0)
-    acknowledgement: Acknowledgement | None = None
+    acknowledgement: Acknowledged | None = None
 
 
 class ModelCard(BaseModel):

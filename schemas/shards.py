@@ -13,6 +13,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from schemas.gate import Acknowledgement, ApprovalRef, GateReason
+
+__all__ = ["Acknowledgement", "AcknowledgementRecord", "ApprovalRef", "ExcludedTrack", "ShardConfig", "ShardEntry",
+           "ShardManifest", "manifest_json_schema"]
+
 SCHEMA_VERSION = 1
 FORMAT_VERSION = "linernotes-shards/1"
 
@@ -46,15 +51,6 @@ class ShardConfig(BaseModel):
         return int(round(self.sample_rate * self.crop_seconds))
 
 
-class Acknowledgement(BaseModel):
-    """A named person accepting, for a stated reason, to go past a compliance refusal."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    actor: str = Field(min_length=1)
-    reason: str = Field(min_length=3)
-
-
 class AcknowledgementRecord(BaseModel):
     """An acknowledgement as it was used: what it overrode and when."""
 
@@ -63,16 +59,8 @@ class AcknowledgementRecord(BaseModel):
     actor: str
     reason: str
     context: Literal["build", "load"]
-    overridden: tuple[str, ...]
+    overridden: tuple[GateReason, ...]
     skipped_track_ids: tuple[str, ...] = ()
-    recorded_at: datetime
-
-
-class ApprovalRef(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    actor: str
-    comment: str
     recorded_at: datetime
 
 

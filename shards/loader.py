@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,17 @@ import torch
 from pydantic import ValidationError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from licensing.gate import ReleaseRefused, decide
+from schemas.gate import GateDecision, GateReason
 from schemas.shards import Acknowledgement, AcknowledgementRecord, ShardManifest
-from shards import gate as release_gate
+from shards import acknowledgements
 from shards.verify import manifest_location, shard_location
 from store.database import connect
 from store.home import Home
+from store.ledger import command
 from store.objects import ObjectStore
+from store.paths import ledger_ref
+from store.roles import RoleBook
 
 STATE_VERSION = 1
 _COLUMNS = ["sample_id", "track_id", "isrc", "audio"]
@@ -68,15 +74,16 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
     """Iterable over the samples of a manifest: ``{"sample_id", "track_id", "isrc", "audio"}``.
 
     ``audio`` is a float32 tensor of 64 000 samples in [-1, 1). Construction verifies every
-    shard's SHA-256 and the release's standing in the ledger (revoked, or a recording denied since
-    approval, is refused unless ``acknowledge`` is given; then the acknowledgement is recorded and
-    the denied recordings are not served).
+    shard's SHA-256 and asks the release gate (:mod:`licensing.gate`) about the tracks the shards
+    hold (revoked, or a recording denied since approval, is refused unless ``acknowledge`` is given;
+    then the acknowledgement is recorded, under the role needed to start training, and the denied
+    recordings are not served).
     """
 
     def __init__(self, manifest_uri: str, *, seed: int = 0, epoch: int = 0, rank: int | None = None,
                  world_size: int | None = None, ledger_path: str | os.PathLike[str] | None = None,
-                 acknowledge: Acknowledgement | None = None, shuffle: bool = True, shuffle_window: int = 16,
-                 store: ObjectStore | None = None) -> None:
+                 acknowledge: Acknowledgement | Mapping[str, str] | None = None, shuffle: bool = True,
+                 shuffle_window: int = 16, store: ObjectStore | None = None, roles: RoleBook | None = None) -> None:
         super().__init__()
         self.store = store or ObjectStore()
         self.manifest_uri = manifest_location(manifest_uri)
@@ -95,7 +102,9 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
         self.rank, self.world_size = rank, world_size
-        self.acknowledgement = self._admit(ledger_path, acknowledge)
+        if acknowledge is not None and not isinstance(acknowledge, Acknowledgement):
+            acknowledge = Acknowledgement.model_validate(acknowledge)
+        self.acknowledgement = self._admit(ledger_path, acknowledge, roles)
         self.skip_track_ids = frozenset(self.acknowledgement.skipped_track_ids if self.acknowledgement else ())
         self._verify_hashes()
         self._uris = [shard_location(self.manifest_uri, e) for e in self.manifest.shards]
@@ -109,22 +118,28 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
 
     # -- admission -----------------------------------------------------------------------------
 
-    def _admit(self, ledger_path: str | os.PathLike[str] | None,
-               acknowledge: Acknowledgement | None) -> AcknowledgementRecord | None:
-
+    def _admit(self, ledger_path: str | os.PathLike[str] | None, acknowledge: Acknowledgement | None,
+               roles: RoleBook | None) -> AcknowledgementRecord | None:
+        """Ask the release gate about the tracks these shards hold; record an accepted acknowledgement."""
+        release_id = self.manifest.release_id
         path = Path(ledger_path) if ledger_path is not None else Home.from_env().db_path
         if not path.exists():
-            raise release_gate.ReleaseRefused(
-                release_gate.ReleaseGate(release_id=self.manifest.release_id, reasons=(release_gate.RELEASE_UNKNOWN,)),
-                f"no ledger at {path}: cannot confirm release {self.manifest.release_id} is still approved")
+            raise ReleaseRefused(GateDecision(
+                release_id=release_id, use="load", allowed=False, reason_codes=(GateReason.RELEASE_UNKNOWN,),
+                message=f"no ledger at {path}: cannot confirm release {release_id} is still approved",
+                checked_on=datetime.now(UTC).date(), manifest_uri=self.manifest_uri))
         with connect(path, read_only=True) as con:
-            gate = release_gate.check_release(con, self.manifest.release_id,
-                                              expected_content_sha256=self.manifest.release_content_sha256,
-                                              contained_track_ids=self.manifest.track_ids())
-        ack = release_gate.admit(gate, acknowledge, context="load")
+            decision = decide(con, release_id, use="load", contained_track_ids=self.manifest.track_ids(),
+                              expected_content_sha256=self.manifest.release_content_sha256,
+                              acknowledge=acknowledge, manifest_uri=self.manifest_uri)
+        if not decision.allowed:
+            raise ReleaseRefused(decision)
+        ack = acknowledgements.as_record(decision, "load")
         if ack is not None:
-            with connect(path) as con:
-                release_gate.record_acknowledgement(con, gate, ack, subject=self.manifest_uri)
+            # Whoever loads shards past a refusal is training on them: it takes the role to start training.
+            with connect(path) as con, command(con, ack.actor, "train.start", release_id, roles=roles) as w:
+                acknowledgements.record(w, ack, release_id=release_id, subject=ledger_ref(con, self.manifest_uri))
+                w.payload["manifest_uri"] = ledger_ref(con, self.manifest_uri)
         return ack
 
     def _verify_hashes(self) -> None:

@@ -15,6 +15,7 @@ from schemas.shards import ShardEntry, ShardManifest
 from shards.merkle import merkle_root
 from shards.writer import MANIFEST_NAME, SHARD_NAME
 from store.objects import ObjectStore, join, parent
+from store.paths import ledger_path
 
 ShardStatus = Literal["ok", "missing", "altered", "bad_content"]
 
@@ -59,7 +60,8 @@ def manifest_location(uri: str) -> str:
 
 
 class BuildRef(BaseModel):
-    """Where a release's most recent shard build is, and the hash its manifest was recorded with."""
+    """Where a release's most recent shard build is now (resolved against the data directory), and the hash
+    its manifest was recorded with."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -71,7 +73,7 @@ def latest_build(con: duckdb.DuckDBPyConnection, release_id: str) -> BuildRef | 
     """The release's most recent shard build, or None when shards were never built for it."""
     row = con.execute("SELECT manifest_uri, manifest_sha256 FROM shard_builds WHERE release_id = ? "
                       "ORDER BY built_at DESC LIMIT 1", [release_id]).fetchone()
-    return BuildRef(manifest_uri=row[0], manifest_sha256=row[1]) if row else None
+    return BuildRef(manifest_uri=ledger_path(con, row[0]), manifest_sha256=row[1]) if row else None
 
 
 def verify_manifest(manifest_uri: str, *, store: ObjectStore | None = None) -> VerifyReport:

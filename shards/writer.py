@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from licensing.gate import ReleaseRefused, decide, refusal_code
+from schemas.gate import GateDecision, GateReason
 from schemas.shards import (
     FORMAT_VERSION,
     Acknowledgement,
@@ -34,12 +36,13 @@ from schemas.shards import (
     ShardEntry,
     ShardManifest,
 )
-from shards import gate as release_gate
+from shards import acknowledgements
 from shards.audio import AudioError, crop_offsets, verified_pcm
 from shards.merkle import merkle_root
-from store import audit
-from store.database import transaction
+from store.ledger import Writer, command, record_refusal
 from store.objects import ObjectStore, join
+from store.paths import ledger_ref, resolve
+from store.roles import Principal, RoleBook, as_principal, data_root
 
 __all__ = ["ShardConfig", "build_shards", "MANIFEST_NAME", "SHARD_SCHEMA", "code_version", "load_manifest"]
 
@@ -112,6 +115,7 @@ class _TrackRow:
 
 
 def _release_tracks(con: duckdb.DuckDBPyConnection, release_id: str, purpose: str) -> list[_TrackRow]:
+    root = data_root(con)
     rows = con.execute(
         """
         SELECT rt.track_id, rt.isrc, rt.decision_id,
@@ -145,7 +149,8 @@ def _release_tracks(con: duckdb.DuckDBPyConnection, release_id: str, purpose: st
     for (track_id, rel_isrc, decision_id, has_track, isrc, title, artists, source_path, audio_sha,
          has_decision, decision_track, allowed, decision_purpose, policy_hash, deal_id, consent_ids, license_) in rows:
         row = _TrackRow(track_id=track_id, isrc=isrc or rel_isrc, decision_id=decision_id, title=title,
-                        artists=list(artists or []), source_path=source_path, audio_sha256=audio_sha,
+                        artists=list(artists or []), source_path=resolve(root, source_path) if source_path else None,
+                        audio_sha256=audio_sha,
                         license=license_, deal_id=deal_id, consent_ids=list(consent_ids or []),
                         policy_hash=policy_hash,
                         rights_holders=holders.get((deal_id, isrc or rel_isrc), []))
@@ -345,43 +350,70 @@ def load_manifest(uri: str, store: ObjectStore | None = None) -> ShardManifest:
     return ShardManifest.model_validate_json(store.get(uri))
 
 
-def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri: str,
-                 config: ShardConfig | None = None, actor: str,
-                 acknowledge: Acknowledgement | None = None,
-                 store: ObjectStore | None = None) -> ShardManifest:
-    """Write the release's samples as Parquet shards under ``output_uri``, then ``manifest.json``.
+def _acknowledgement(principal: Principal, acknowledge: Acknowledgement | str | None) -> Acknowledgement | None:
+    """The builder's own acknowledgement: a reason, or an :class:`Acknowledgement` that names the builder."""
+    if isinstance(acknowledge, str):
+        reason = acknowledge.strip()
+        return Acknowledgement(actor=principal.name, reason=reason) if reason else None
+    if acknowledge is not None and acknowledge.actor != principal.name:
+        raise ValueError(f"{principal.name} builds the shards, so only {principal.name} can acknowledge; "
+                         f"the acknowledgement names {acknowledge.actor}")
+    return acknowledge
 
-    Refuses (:class:`shards.gate.ReleaseRefused`) a release that is not approved, or is revoked
-    unless ``acknowledge`` names who accepts it and why (the acknowledgement is recorded). A recording
-    denied since approval is left out with reason ``denied_since_approval``. Tracks that yield no
-    samples are listed in ``shard_exclusions`` and the manifest with a reason; the build goes on.
+
+def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri: str,
+                 config: ShardConfig | None = None, actor: Principal | str,
+                 acknowledge: Acknowledgement | str | None = None,
+                 store: ObjectStore | None = None, roles: RoleBook | None = None) -> ShardManifest:
+    """Write the release's samples as Parquet shards under ``output_uri``, then ``manifest.json``; one
+    ``shards.build`` command records them.
+
+    The actor's role is checked before anything is written. The release gate (:mod:`licensing.gate`)
+    refuses (recorded as ``shards.build.refused``, raising :class:`licensing.gate.ReleaseRefused`) a
+    release that is not approved, or is revoked unless ``acknowledge`` gives the builder's reason
+    (recorded). A recording denied since approval is left out with reason ``denied_since_approval``.
+    Tracks that yield no samples are listed in ``shard_exclusions`` and the manifest with a reason;
+    the build goes on.
     """
     config = config or ShardConfig()
     store = store or ObjectStore()
+    principal = as_principal(actor)
     output_uri = output_uri.rstrip("/")
-    gate = release_gate.check_release(con, release_id)
-    # A recording denied since approval does not stop a new build: it is left out and listed.
-    denied_now = {d.track_id: d for d in gate.denied_tracks}
-    build_gate = gate.model_copy(update={"reasons": tuple(r for r in gate.reasons
-                                                          if r != release_gate.DENIED_SINCE_APPROVAL)})
-    # An acknowledgement given anyway is kept, with the recordings it saw left out.
-    ack = release_gate.admit(gate if acknowledge is not None and denied_now else build_gate, acknowledge,
-                             context="build")
-    if gate.approval is None or gate.purpose is None:
-        raise release_gate.ReleaseRefused(gate)
+    ack = _acknowledgement(principal, acknowledge)
+    try:
+        with command(con, principal, "shards.build", release_id, roles=roles) as w:
+            decision = decide(con, release_id, use="build", acknowledge=ack)
+            if not decision.allowed:
+                raise ReleaseRefused(decision)
+            return _build(w, decision, output_uri=output_uri, config=config, store=store)
+    except ReleaseRefused as exc:
+        # The command rolled back; the refusal is an entry of its own.
+        refused = exc.decision
+        record_refusal(con, principal, "shards.build", release_id, code=refusal_code(refused),
+                       message=refused.message, details={"reason_codes": [str(r) for r in refused.reason_codes],
+                                                         "denied_track_ids": list(refused.denied_track_ids)})
+        raise
+
+
+def _build(w: Writer, decision: GateDecision, *, output_uri: str, config: ShardConfig,
+           store: ObjectStore) -> ShardManifest:
+    con, release_id = w.con, decision.release_id
+    if decision.approval is None or decision.purpose is None:
+        raise ReleaseRefused(decision)
     manifest_uri = join(output_uri, MANIFEST_NAME)
     if store.exists(manifest_uri):
         previous = load_manifest(manifest_uri, store)
         if previous.release_id != release_id:
             raise FileExistsError(f"{output_uri} holds shards of release {previous.release_id}; choose another output")
 
-    skipped = {track_id: (release_gate.DENIED_SINCE_APPROVAL,
-                          f"decision {d.decision_id} of {d.decided_at:%Y-%m-%d %H:%M} denies it "
-                          f"({', '.join(d.reason_codes) or 'denied'}); left out of this build")
-               for track_id, d in denied_now.items()}
+    skipped = {d.track_id: (str(GateReason.DENIED_SINCE_APPROVAL),
+                            (f"denied on {decision.checked_on} under the release's policy "
+                             f"({', '.join(d.reason_codes) or 'denied'}): {d.explanation}; left out of this build"))
+               for d in decision.denied_tracks}
+    ack = acknowledgements.as_record(decision, "build")
     metadata = {
         "linernotes.release_id": release_id,
-        "linernotes.policy_hash": gate.policy_hash or "",
+        "linernotes.policy_hash": decision.policy_hash or "",
         "linernotes.code_version": code_version(),
         "linernotes.format_version": FORMAT_VERSION,
         "linernotes.config": config.model_dump_json(),
@@ -400,7 +432,7 @@ def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri:
         sink.submit(columns, crops)
 
     try:
-        tracks = _release_tracks(con, release_id, gate.purpose)
+        tracks = _release_tracks(con, release_id, decision.purpose)
         for track, (reason, crops) in _ordered_map(lambda t: _cut(t, config, skipped), tracks, sink.threads):
             if reason is not None:
                 excluded.append(ExcludedTrack(track_id=track.track_id, isrc=track.isrc, reason_code=reason[0],
@@ -423,12 +455,12 @@ def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri:
 
     built_at = datetime.now(UTC)
     manifest = ShardManifest(
-        code_version=code_version(), release_id=release_id, purpose=gate.purpose,
-        territory=gate.territory or "", on_date=str(gate.on_date), policy_hash=gate.policy_hash or "",
-        release_content_sha256=gate.content_sha256 or "", approval=gate.approval, config=config,
+        code_version=code_version(), release_id=release_id, purpose=decision.purpose,
+        territory=decision.territory or "", on_date=str(decision.on_date), policy_hash=decision.policy_hash or "",
+        release_content_sha256=decision.content_sha256 or "", approval=decision.approval, config=config,
         sample_format=sample_format(config), shards=tuple(entries), total_rows=len(all_ids),
         track_count=tracks_with_samples, merkle_root=merkle_root(all_ids), excluded=tuple(excluded),
-        acknowledgements=(ack,) if ack else (), built_by=actor, built_at=built_at,
+        acknowledgements=(ack,) if ack else (), built_by=w.actor, built_at=built_at,
     )
     manifest_bytes = manifest.model_dump_json(indent=2).encode("utf-8")
     store.put(manifest_uri, manifest_bytes)
@@ -438,41 +470,44 @@ def build_shards(con: duckdb.DuckDBPyConnection, release_id: str, *, output_uri:
         if (SHARD_NAME.match(name) and name not in keep) or TORN_SHARD.match(name):
             store.delete(uri)
 
-    _record(con, manifest, manifest_uri=manifest_uri, manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
-            output_uri=output_uri, per_shard_tracks=per_shard_tracks, gate=gate, actor=actor)
+    _record(w, manifest, manifest_uri=manifest_uri, manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+            output_uri=output_uri, per_shard_tracks=per_shard_tracks, decision=decision)
     return manifest
 
 
-def _record(con: duckdb.DuckDBPyConnection, manifest: ShardManifest, *, manifest_uri: str, manifest_sha256: str,
-            output_uri: str, per_shard_tracks: list[dict[str, tuple[str, int]]],
-            gate: release_gate.ReleaseGate, actor: str) -> None:
+def _record(w: Writer, manifest: ShardManifest, *, manifest_uri: str, manifest_sha256: str,
+            output_uri: str, per_shard_tracks: list[dict[str, tuple[str, int]]], decision: GateDecision) -> None:
+    """The build's rows, sealed by the ``shards.build`` command; locations relative to the data directory."""
     build_id = f"{manifest.release_id}:{manifest_sha256[:16]}"
-    with transaction(con):
-        con.execute(
-            "INSERT INTO shard_builds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [build_id, manifest.release_id, output_uri, manifest_uri, manifest_sha256, manifest.policy_hash,
-             manifest.code_version, manifest.config.model_dump_json(), len(manifest.shards), manifest.total_rows,
-             manifest.track_count, len(manifest.excluded), manifest.merkle_root, bool(manifest.acknowledgements),
-             actor, manifest.built_at],
-        )
-        for entry, tracks in zip(manifest.shards, per_shard_tracks):
-            con.execute("INSERT INTO shard_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [build_id, entry.index, manifest.release_id, entry.uri, entry.sha256, entry.bytes,
-                         entry.rows, entry.merkle_root])
-            con.executemany("INSERT INTO shard_file_tracks VALUES (?, ?, ?, ?, ?)",
-                            [[build_id, entry.index, t, isrc, n] for t, (isrc, n) in sorted(tracks.items())])
-        if manifest.excluded:
-            con.executemany("INSERT INTO shard_exclusions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [[build_id, manifest.release_id, e.track_id, e.isrc, e.reason_code, e.message,
-                              manifest.built_at] for e in manifest.excluded])
-        for ack in manifest.acknowledgements:
-            release_gate.record_acknowledgement(con, gate, ack, subject=manifest_uri)
-        reasons: dict[str, int] = {}
-        for e in manifest.excluded:
-            reasons[e.reason_code] = reasons.get(e.reason_code, 0) + 1
-        audit.record(con, actor=actor, action="shards.build", subject=manifest.release_id, payload={
-            "build_id": build_id, "manifest_uri": manifest_uri, "manifest_sha256": manifest_sha256,
-            "shards": len(manifest.shards), "rows": manifest.total_rows, "merkle_root": manifest.merkle_root,
-            "excluded": reasons, "output_uri": output_uri
-        })
-
+    manifest_ref, output_ref = ledger_ref(w.con, manifest_uri), ledger_ref(w.con, output_uri)
+    w.insert("shard_builds", [{
+        "build_id": build_id, "release_id": manifest.release_id, "output_uri": output_ref,
+        "manifest_uri": manifest_ref, "manifest_sha256": manifest_sha256, "policy_hash": manifest.policy_hash,
+        "code_version": manifest.code_version, "config": manifest.config.model_dump_json(),
+        "shard_count": len(manifest.shards), "row_count": manifest.total_rows, "track_count": manifest.track_count,
+        "excluded_count": len(manifest.excluded), "merkle_root": manifest.merkle_root,
+        "acknowledged": bool(manifest.acknowledgements), "built_by": w.actor, "built_at": manifest.built_at}])
+    w.insert("shard_files", [{
+        "build_id": build_id, "shard_index": entry.index, "release_id": manifest.release_id,
+        "uri": ledger_ref(w.con, entry.uri), "sha256": entry.sha256, "bytes": entry.bytes, "row_count": entry.rows,
+        "merkle_root": entry.merkle_root} for entry in manifest.shards])
+    w.insert("shard_file_tracks", [
+        {"build_id": build_id, "shard_index": entry.index, "track_id": t, "isrc": isrc, "row_count": n}
+        for entry, tracks in zip(manifest.shards, per_shard_tracks, strict=True) for t, (isrc, n) in sorted(tracks.items())])
+    w.insert("shard_exclusions", [{
+        "build_id": build_id, "release_id": manifest.release_id, "track_id": e.track_id, "isrc": e.isrc,
+        "reason_code": e.reason_code, "message": e.message, "recorded_at": manifest.built_at}
+        for e in manifest.excluded])
+    for ack in manifest.acknowledgements:
+        acknowledgements.record(w, ack, release_id=manifest.release_id, subject=manifest_ref)
+    reasons: dict[str, int] = {}
+    for e in manifest.excluded:
+        reasons[e.reason_code] = reasons.get(e.reason_code, 0) + 1
+    w.payload.update({
+        "build_id": build_id, "manifest_uri": manifest_ref, "manifest_sha256": manifest_sha256,
+        "shards": len(manifest.shards), "rows": manifest.total_rows, "merkle_root": manifest.merkle_root,
+        "excluded": reasons, "output_uri": output_ref,
+        "gate": {"checked_on": decision.checked_on.isoformat(), "policy_hash": decision.policy_hash,
+                 "reason_codes": [str(r) for r in decision.reason_codes],
+                 "denied_track_ids": list(decision.denied_track_ids)},
+    })

@@ -14,6 +14,7 @@ from dagster_project.demo import DemoOutcome
 from store.audit import verify_chain
 from store.database import connect
 from store.home import Home
+from store.paths import ledger_path
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +88,8 @@ def test_release_shards_and_model_contain_only_allowed_tracks(demo_home: DemoRun
                                              [outcome.run_id]).fetchall()}
         chain = verify_chain(con)
         shard_isrcs = {i for (i,) in con.execute(
-            f"SELECT DISTINCT isrc FROM read_parquet('{Path(manifest_uri).parent}/*.parquet')").fetchall()}
+            f"SELECT DISTINCT isrc FROM read_parquet('{Path(ledger_path(con, manifest_uri)).parent}/*.parquet')"
+        ).fetchall()}
     assert (status, approver) == ("approved", "rita.rights")
     assert shard_isrcs and shard_isrcs <= allowed
     assert run[0] == "completed" and run[1] > 0 and len(run[2]) == 64

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.runs import AttributionStatement, HolderExposure, TrackExposure
+from store.ledger import Writer
 
 UNATTRIBUTED = "unattributed"
 MILLI = 1000
@@ -144,14 +145,12 @@ def write_statement(statement: AttributionStatement, directory: Path) -> dict[st
     return paths
 
 
-def record_statement(con: duckdb.DuckDBPyConnection, statement: AttributionStatement) -> None:
-    """Replace the run's rows in ``training_exposure`` and ``training_attribution``."""
-    con.execute("DELETE FROM training_exposure WHERE run_id = ?", [statement.run_id])
-    con.execute("DELETE FROM training_attribution WHERE run_id = ?", [statement.run_id])
-    if statement.tracks:
-        con.executemany("INSERT INTO training_exposure VALUES (?, ?, ?, ?, ?)",
-                        [[statement.run_id, t.track_id, t.isrc, t.samples, t.fraction] for t in statement.tracks])
-    if statement.rights_holders:
-        con.executemany("INSERT INTO training_attribution VALUES (?, ?, ?, ?, ?, ?)",
-                        [[statement.run_id, h.party_id, h.name, h.tracks, h.samples_milli, h.fraction]
-                         for h in statement.rights_holders])
+def record_statement(w: Writer, statement: AttributionStatement) -> None:
+    """Replace the run's rows in ``training_exposure`` and ``training_attribution`` (earlier ones go to history)."""
+    for table in ("training_exposure", "training_attribution"):
+        w.supersede(table, "run_id = ?", [statement.run_id])
+    w.insert("training_exposure", [{"run_id": statement.run_id, "track_id": t.track_id, "isrc": t.isrc,
+                                    "samples": t.samples, "fraction": t.fraction} for t in statement.tracks])
+    w.insert("training_attribution", [{"run_id": statement.run_id, "party_id": h.party_id, "name": h.name,
+                                       "tracks": h.tracks, "samples_milli": h.samples_milli, "fraction": h.fraction}
+                                      for h in statement.rights_holders])

@@ -1,13 +1,13 @@
 """Start a gated training run under ``torchrun`` and write its record, model card and attribution.
 
 The parent holds the ledger only before and after the run: the training processes read shards
-and write exposure files in the run directory, never the DuckDB file.
+and write exposure files in the run directory; they open the DuckDB file only to re-ask the release
+gate, and to record an acknowledgement the loader accepted.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import signal
@@ -20,19 +20,22 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from licensing.gate import refusal_code
+from schemas.gate import GateDecision
 from schemas.runs import (
     AttributionStatement,
     CodeVersion,
     EpochMetrics,
-    GateDecision,
     RunRecord,
     TrainConfig,
 )
 from shards.exposure import read_exposure
-from store import audit
-from store.database import connect, transaction
+from store.database import connect
 from store.digest import sha256_file
+from store.ledger import Writer, authorize, command, record_refusal
 from store.objects import ObjectStore, join
+from store.paths import ledger_ref
+from store.roles import Principal, RoleBook, as_principal
 from training import attribution, card, gate
 from training.runtime import SPEC_ENV, RunSpec
 
@@ -40,8 +43,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
+ACTION = "train.start"
+
+
 class TrainingRefused(RuntimeError):
-    """The gate refused the run; the refusal is already recorded in the ledger and audit log."""
+    """The gate refused the run; the refusal is already recorded (``train.start.refused``; its id is
+    ``refusal-<audit seq>``, as ``training_refusals`` shows it)."""
 
     def __init__(self, decision: GateDecision, refusal_id: str) -> None:
         super().__init__(decision.message)
@@ -87,22 +94,31 @@ def torchrun_command(nproc: int, script: Path | None, *, nnodes: int = 1, node_r
     return command + ([str(script)] if script else ["-m", "training.reference"])
 
 
-def _row(record: RunRecord) -> list[Any]:
+def _row(record: RunRecord) -> dict[str, Any]:
     ack = record.acknowledgement
-    return [
-        record.run_id, record.release_id, record.status, record.actor, record.config.model, record.script,
-        record.script_sha256, record.config.model_dump_json(), record.manifest_uri, record.manifest_sha256,
-        record.policy_hash, record.code.commit, record.code.dirty, record.torch_version, record.device,
-        record.world_size, record.started_at, record.ended_at,
-        json.dumps([m.model_dump() for m in record.metrics]), record.samples_consumed, record.checkpoint_uri,
-        record.checkpoint_sha256, record.attempts, ack.actor if ack else None, ack.reason if ack else None,
-        list(ack.track_ids) if ack else None, record.error, record.model_dump_json(),
-    ]
+    return {
+        "run_id": record.run_id, "release_id": record.release_id, "status": record.status, "actor": record.actor,
+        "model": record.config.model, "script": record.script, "script_sha256": record.script_sha256,
+        "config": record.config.model_dump_json(), "manifest_uri": record.manifest_uri,
+        "manifest_sha256": record.manifest_sha256, "policy_hash": record.policy_hash,
+        "code_commit": record.code.commit, "code_dirty": record.code.dirty, "torch_version": record.torch_version,
+        "device": record.device, "world_size": record.world_size, "started_at": record.started_at,
+        "ended_at": record.ended_at, "metrics": json.dumps([m.model_dump() for m in record.metrics]),
+        "samples_consumed": record.samples_consumed, "checkpoint_uri": record.checkpoint_uri,
+        "checkpoint_sha256": record.checkpoint_sha256, "attempts": record.attempts,
+        "acknowledged_by": ack.actor if ack else None, "acknowledged_reason": ack.reason if ack else None,
+        "acknowledged_tracks": list(ack.track_ids) if ack else None, "error": record.error,
+        "record": record.model_dump_json(),
+    }
 
 
-def _save(con: duckdb.DuckDBPyConnection, record: RunRecord) -> None:
-    con.execute("DELETE FROM training_runs WHERE run_id = ?", [record.run_id])
-    con.execute(f"INSERT INTO training_runs VALUES ({', '.join('?' * 28)})", _row(record))
+def _save(w: Writer, record: RunRecord, *, new: bool) -> None:
+    """Insert the run, or write its next version (the one it replaces moves to history)."""
+    row = _row(record)
+    if new:
+        w.insert("training_runs", [row])
+    else:
+        w.update("training_runs", "run_id = ?", [record.run_id], {k: v for k, v in row.items() if k != "run_id"})
 
 
 def load_run(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRecord | None:
@@ -156,7 +172,7 @@ def launch_run(
     *,
     run_id: str,
     config: TrainConfig,
-    actor: str,
+    actor: Principal | str,
     script: Path | None = None,
     acknowledge: str | None = None,
     resume: bool = False,
@@ -165,9 +181,13 @@ def launch_run(
     nnodes: int = 1,
     rdzv_endpoint: str | None = None,
     publish_uri: str | None = None,
+    roles: RoleBook | None = None,
 ) -> RunRecord:
     """Gate, train under torchrun, and record the run; return the completed :class:`RunRecord`.
 
+    The actor's role (``train.start``) is checked first. The run's start and its end are each one
+    ``train.start`` command (payload ``event``: started, resumed, completed or failed) writing its
+    ``training_runs`` version; locations in the record are relative to the data directory.
     Raises :class:`TrainingRefused` when the gate says no (recorded first) and
     :class:`TrainingFailed` when the processes fail (recorded as failed; call again with
     ``resume=True`` to continue from the last checkpoint). With ``nnodes > 1`` this is node 0;
@@ -181,10 +201,12 @@ def launch_run(
         raise ValueError(f"run id must match {RUN_ID.pattern}: {run_id!r}")
     if script is None and config.model != "reference":
         raise ValueError(f"unknown model {config.model!r}: use 'reference' or pass a script")
+    principal = as_principal(actor)
     ledger_path = Path(ledger_path)
     run_dir = (Path(runs_dir) if runs_dir else ledger_path.parent / "runs") / run_id
     script = Path(script).resolve() if script else None
     with connect(ledger_path) as con:
+        authorize(con, principal, ACTION, run_id, roles=roles)
         previous = load_run(con, run_id)
         if resume and (previous is None or previous.status == "completed"):
             raise ValueError(f"run {run_id!r} has nothing to resume (status: "
@@ -194,46 +216,49 @@ def launch_run(
         if resume and previous is not None:
             config, script = previous.config, Path(previous.script) if previous.script else None
         decision = gate.check_release(con, config.release_id, manifest_uri=config.manifest_uri,
-                                      acknowledge=acknowledge, actor=actor)
+                                      acknowledge=acknowledge, actor=principal)
         if not decision.allowed or decision.manifest_uri is None:
-            with transaction(con):
-                refusal_id = gate.record_refusal(con, decision, run_id=run_id, actor=actor)
-            raise TrainingRefused(decision, refusal_id)
+            seq = record_refusal(con, principal, ACTION, run_id, code=refusal_code(decision), message=decision.message,
+                                 details={"release_id": config.release_id,
+                                          "reason_codes": [str(r) for r in decision.reason_codes],
+                                          "denied_track_ids": list(decision.denied_track_ids),
+                                          "decision": decision.model_dump(mode="json", exclude={"denied_tracks"})})
+            raise TrainingRefused(decision, f"refusal-{seq}")
         labels = [r[0] for r in con.execute(
             "SELECT track_id FROM release_tracks WHERE release_id = ? ORDER BY track_id", [config.release_id]
         ).fetchall()]
         record = RunRecord(
-            run_id=run_id, release_id=config.release_id, status="running", actor=actor, config=config,
+            run_id=run_id, release_id=config.release_id, status="running", actor=principal.name, config=config,
             script=str(script) if script else None, script_sha256=sha256_file(script) if script else None,
-            manifest_uri=decision.manifest_uri, manifest_sha256=decision.manifest_sha256,
+            manifest_uri=ledger_ref(con, decision.manifest_uri), manifest_sha256=decision.manifest_sha256,
             policy_hash=decision.policy_hash, code=code_version(), torch_version=torch.__version__,
             device="cuda" if torch.cuda.is_available() else "cpu", world_size=config.nproc * nnodes,
             started_at=previous.started_at if previous else datetime.now(UTC),
             attempts=previous.attempts + 1 if previous else 1,
             acknowledgement=decision.acknowledgement,
         )
-        with transaction(con):
-            _save(con, record)
-            gate.record_acknowledgement(con, decision, run_id=run_id)
-            audit.record(con, actor=actor, action="training.resumed" if resume else "training.started",
-                         subject=run_id, payload={"release_id": config.release_id, "attempt": record.attempts,
-                                                  "config": config.model_dump(mode="json"),
-                                                  "manifest_sha256": decision.manifest_sha256,
-                                                  "script_sha256": record.script_sha256})
+        with command(con, principal, ACTION, run_id, roles=roles) as w:
+            _save(w, record, new=previous is None)
+            w.payload.update({"event": "resumed" if resume else "started", "release_id": config.release_id,
+                              "attempt": record.attempts, "config": config.model_dump(mode="json"),
+                              "manifest_uri": record.manifest_uri, "manifest_sha256": decision.manifest_sha256,
+                              "script_sha256": record.script_sha256, "gate": _gate_summary(decision)})
+            if decision.acknowledgement is not None:
+                w.payload["acknowledgement"] = decision.acknowledgement.model_dump(mode="json")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir / "spec.json"
     ack = decision.acknowledgement
     RunSpec(run_id=run_id, run_dir=str(run_dir), manifest_uri=decision.manifest_uri, ledger_path=str(ledger_path),
-            actor=ack.actor if ack else actor, config=config.model_dump(mode="json"), labels=labels,
+            actor=ack.actor if ack else principal.name, config=config.model_dump(mode="json"), labels=labels,
             acknowledge=ack.reason if ack else None, resume=resume).write(spec_path)
     log_path = run_dir / "logs" / f"attempt-{record.attempts}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, SPEC_ENV: str(spec_path), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     with log_path.open("w", encoding="utf-8") as log:
-        command = torchrun_command(config.nproc, script, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint, rdzv_id=run_id)
-        process = subprocess.Popen(command, cwd=run_dir, env=env, stdout=log,
+        argv = torchrun_command(config.nproc, script, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint, rdzv_id=run_id)
+        process = subprocess.Popen(argv, cwd=run_dir, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         try:
             returncode = process.wait(timeout=timeout_s)
@@ -241,11 +266,17 @@ def launch_run(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             returncode = -signal.SIGKILL
-    return _finish(ledger_path, record, run_dir, returncode, log_path, publish_uri)
+    return _finish(ledger_path, record, run_dir, returncode, log_path, principal, roles, publish_uri)
+
+
+def _gate_summary(decision: GateDecision) -> dict[str, Any]:
+    return {"checked_on": decision.checked_on.isoformat(), "policy_hash": decision.policy_hash,
+            "reason_codes": [str(r) for r in decision.reason_codes],
+            "denied_track_ids": list(decision.denied_track_ids)}
 
 
 def _finish(ledger_path: Path, record: RunRecord, run_dir: Path, returncode: int, log_path: Path,
-            publish_uri: str | None = None) -> RunRecord:
+            principal: Principal, roles: RoleBook | None, publish_uri: str | None = None) -> RunRecord:
     exposure = _read_exposure(run_dir / "exposure")
     metrics = _epoch_metrics(run_dir, exposure, record.run_id)
     model_path = run_dir / "model.pt"
@@ -261,22 +292,23 @@ def _finish(ledger_path: Path, record: RunRecord, run_dir: Path, returncode: int
             "samples_consumed": statement.total_samples, "device": device,
         }
         if ok:
-            checkpoint_uri = model_path.as_uri()
+            checkpoint_uri = model_path.as_posix()
             if publish_uri:
 
                 checkpoint_uri = join(publish_uri, "model.pt")
                 ObjectStore().put_file(checkpoint_uri, model_path)
-            updates |= {"checkpoint_uri": checkpoint_uri, "checkpoint_sha256": sha256_file(model_path)}
+            updates |= {"checkpoint_uri": ledger_ref(con, checkpoint_uri),
+                        "checkpoint_sha256": sha256_file(model_path)}
         else:
             updates["error"] = f"training processes exited with status {returncode}; log {log_path}:\n{_tail(log_path)}"
         final = record.model_copy(update=updates)
-        with transaction(con):
-            _save(con, final)
-            attribution.record_statement(con, statement)
-            audit.record(con, actor=record.actor, action="training.completed" if ok else "training.failed",
-                         subject=record.run_id, payload={"attempt": final.attempts, "returncode": returncode,
-                                                         "samples_consumed": statement.total_samples,
-                                                         "checkpoint_sha256": final.checkpoint_sha256})
+        with command(con, principal, ACTION, record.run_id, roles=roles) as w:
+            _save(w, final, new=False)
+            attribution.record_statement(w, statement)
+            w.payload.update({"event": "completed" if ok else "failed", "attempt": final.attempts,
+                              "returncode": returncode, "samples_consumed": statement.total_samples,
+                              "checkpoint_uri": final.checkpoint_uri,
+                              "checkpoint_sha256": final.checkpoint_sha256})
         if ok:
             model_card = card.build_card(con, final, statement)
     if not ok:

@@ -33,18 +33,20 @@ CREATE TABLE IF NOT EXISTS training_runs (
     row_sha256 VARCHAR,
     audit_seq BIGINT
 );
-CREATE TABLE IF NOT EXISTS training_refusals (
-    refusal_id VARCHAR PRIMARY KEY,
-    run_id VARCHAR NOT NULL,
-    release_id VARCHAR NOT NULL,
-    actor VARCHAR NOT NULL,
-    reason_codes VARCHAR[] NOT NULL,
-    message VARCHAR NOT NULL,
-    details JSON NOT NULL,
-    recorded_at TIMESTAMPTZ NOT NULL,
-    row_sha256 VARCHAR,
-    audit_seq BIGINT
-);
+-- A refused start is recorded once, as the audit entry `train.start.refused` (store.ledger.record_refusal);
+-- this view reads it back. Role refusals have no release_id and carry their one code.
+CREATE VIEW IF NOT EXISTS training_refusals AS
+SELECT 'refusal-' || seq AS refusal_id,
+       subject AS run_id,
+       json_extract_string(payload, '$.release_id') AS release_id,
+       actor,
+       coalesce(CAST(json_extract(payload, '$.reason_codes') AS VARCHAR[]),
+                [json_extract_string(payload, '$.code')]) AS reason_codes,
+       json_extract_string(payload, '$.message') AS message,
+       payload AS details,
+       recorded_at,
+       seq AS audit_seq
+FROM audit_log WHERE action = 'train.start.refused';
 CREATE TABLE IF NOT EXISTS training_exposure (
     run_id VARCHAR NOT NULL,
     track_id VARCHAR NOT NULL,

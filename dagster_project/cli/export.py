@@ -1,7 +1,7 @@
 """``linernotes export``: what auditors and regulators ask for, generated from lineage.
 
-Every export needs the auditor (or rights_team) role and is itself written to the audit log with
-the hashes of what it produced.
+Every export is an ``audit.export`` command of :mod:`lineage` (auditor or rights_team role), written
+to the audit log with the hashes of what it produced.
 """
 
 from __future__ import annotations
@@ -41,20 +41,18 @@ def register(app: typer.Typer) -> None:
                  provider: str | None = ProviderOption, contact: str | None = ContactOption,
                  actor: str | None = ActorOption, home: str | None = HomeOption, as_json: bool = JsonOption) -> None:
         """Evidence pack for a model, with a standalone verify_evidence.py."""
-        from lineage.evidence import build_pack
+        from lineage.evidence import export_pack
         from lineage.trace import TraceNotFound
-        from store import audit
         from store.database import connect
 
         who = actor_from(actor, home_from(home))
         with connect(home_from(home).db_path) as con:
             authorize_or_fail(con, actor=who, action="audit.export", subject=run_id)
             try:
-                pack = build_pack(con, run_id, out, provider=_provider(provider), contact=contact)
+                pack = export_pack(con, run_id, out, actor=who, provider=_provider(provider), contact=contact)
             except (TraceNotFound, FileExistsError, ValueError, OSError) as exc:
                 fail(str(exc))
                 return
-            audit.record(con, actor=who, action="export.evidence", subject=run_id, payload=pack.model_dump())
         if as_json:
             print_json(pack.model_dump())
         else:
@@ -69,24 +67,19 @@ def register(app: typer.Typer) -> None:
                        actor: str | None = ActorOption, home: str | None = HomeOption,
                        as_json: bool = JsonOption) -> None:
         """EU AI Act public summary of training content (AI Office template, July 2025) for a model."""
-        from lineage.ai_act import build_summary, write_summary
+        from lineage.ai_act import export_summary
         from lineage.trace import TraceNotFound
-        from store import audit
         from store.database import connect
-        from store.digest import sha256_file
 
         who = actor_from(actor, home_from(home))
         with connect(home_from(home).db_path) as con:
             authorize_or_fail(con, actor=who, action="audit.export", subject=run_id)
             try:
-                summary = build_summary(con, run_id, provider=_provider(provider), contact=contact,
-                                        model_name=model_name)
+                summary, paths = export_summary(con, run_id, out, actor=who, provider=_provider(provider),
+                                                contact=contact, model_name=model_name)
             except TraceNotFound as exc:
                 fail(str(exc))
                 return
-            paths = write_summary(summary, out)
-            audit.record(con, actor=who, action="export.ai_act_summary", subject=run_id,
-                         payload={k: {"path": str(p), "sha256": sha256_file(p)} for k, p in paths.items()})
         if as_json:
             print_json(summary.model_dump(mode="json"))
         else:
@@ -101,8 +94,6 @@ def register(app: typer.Typer) -> None:
                     actor: str | None = ActorOption, home: str | None = HomeOption, as_json: bool = JsonOption) -> None:
         """OpenLineage RunEvents (START/COMPLETE/FAIL) for every pipeline stage, from the ledger."""
         from lineage import openlineage as ol
-        from schemas.canonical import canonical_json, sha256_text
-        from store import audit
         from store.database import connect
 
         if out is None and url is None:
@@ -111,21 +102,16 @@ def register(app: typer.Typer) -> None:
         data_home = home_from(home)
         with connect(data_home.db_path) as con:
             authorize_or_fail(con, actor=who, action="audit.export", subject=run_id or "ledger")
-            events = ol.ledger_events(con, namespace=namespace, run_id=run_id)
-            problems = [p for e in events for p in ol.validate_event(e)]
-            if problems:
-                fail("generated events do not validate: " + "; ".join(problems[:5]))
-            written = ol.write_events(events, out) if out is not None else []
             try:
-                posted = ol.post_events(events, url) if url is not None else 0
+                exported = ol.export_events(con, actor=who, out=out, url=url, run_id=run_id, namespace=namespace)
+            except ValueError as exc:
+                fail(str(exc))
+                return
             except OSError as exc:
                 fail(f"could not post to {url}: {exc}")
                 return
-            audit.record(con, actor=who, action="export.openlineage", subject=run_id or "ledger",
-                         payload={"events": len(events), "out": str(out) if out else None, "url": url,
-                                  "events_sha256": sha256_text(canonical_json(events))})
         if as_json:
-            print_json({"events": len(events), "written": [str(p) for p in written], "posted": posted})
+            print_json({"events": exported.events, "written": list(exported.written), "posted": exported.posted})
         else:
-            console.print(f"{len(events)} OpenLineage events" + (f" written to {out}" if out else "")
-                          + (f", {posted} posted to {url}" if url else ""))
+            console.print(f"{exported.events} OpenLineage events" + (f" written to {out}" if out else "")
+                          + (f", {exported.posted} posted to {url}" if url else ""))

@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Cut samples from the release's audio into Parquet shards, then write the manifest."""
         from schemas.shards import Acknowledgement, ShardConfig
-        from shards.gate import ReleaseRefused
+        from licensing.gate import ReleaseRefused
         from shards.writer import build_shards
         from store.database import connect
 

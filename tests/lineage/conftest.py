@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
 
 @pytest.fixture()
 def ledger_copy(pipeline: Pipeline, tmp_path: Path) -> Path:
-    """A private copy of the pipeline's ledger file (its files stay shared with the session)."""
-    import shutil
+    """A private copy of the pipeline's data directory (ledger, roles, shards, runs, audio); its ledger file.
 
-    target = tmp_path / "linernotes.duckdb"
-    shutil.copy2(pipeline.db_path, target)
-    (tmp_path / "roles.yaml").write_text((pipeline.home / "roles.yaml").read_text())
-    return target
+    The ledger records locations relative to its directory, so the copy reads and checks its own files.
+    """
+    home = tmp_path / "home"
+    shutil.copytree(pipeline.home, home)
+    return home / pipeline.db_path.name

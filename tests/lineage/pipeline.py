@@ -24,12 +24,6 @@ RUN_ID = "run-lineage-1"
 REFUSED_RUN_ID = "run-lineage-refused"
 RELEASE_ID = "rel-lineage-gen"
 REJECTED_RELEASE_ID = "rel-lineage-mining"
-ROLES = """users:
-  mira.ml: [ml_engineer]
-  rita.rights: [rights_team]
-  aude.audit: [auditor]
-  pipeline: [admin]
-"""
 
 
 @dataclass(frozen=True)
@@ -146,10 +140,12 @@ def build_pipeline(root: Path) -> Pipeline:
     from shards.writer import build_shards
     from store.database import connect
     from store.home import Home
+    from store.paths import ledger_path
+    from tests.roles import write_test_roles
     from training.launcher import TrainingRefused, launch_run
 
     home = Home.from_env(root / "home").ensure()
-    (home.root / "roles.yaml").write_text(ROLES, encoding="utf-8")
+    write_test_roles(home.root)
     delivery = home.deliveries / "dlv-lineage"
     tracks = []
     for i, song in enumerate(SONGS):
@@ -168,7 +164,7 @@ def build_pipeline(root: Path) -> Pipeline:
         ingest_delivery(con, delivery, delivery_id="dlv-lineage", actor="pipeline")
         import_rights_file(con, rights, actor="rita.rights")
         rows = con.execute("SELECT track_id, source_path FROM tracks ORDER BY track_id").fetchall()
-        outcomes = list(fingerprint_many([r[1] for r in rows], workers=2))
+        outcomes = list(fingerprint_many([ledger_path(con, r[1]) for r in rows], workers=2))
         store_fingerprints(con, [(r[0], o) for r, o in zip(rows, outcomes, strict=True)], "dlv-lineage",
                            actor="pipeline")
         register_optout(con, optout_id="OPT-LNR-1", claimant="Ben Byrd", audio_path=optout_audio,

@@ -34,28 +34,34 @@ def test_every_pipeline_mutation_is_audited_with_content_hashes(pipeline: Pipeli
                             "WHERE purpose = ?", [PURPOSE]).fetchone()[0]
         refusal_id = con.execute("SELECT refusal_id FROM training_refusals WHERE run_id = ?",
                                  [REFUSED_RUN_ID]).fetchone()[0]
+        refused_seq = con.execute("SELECT seq FROM audit_log WHERE action = 'train.start.refused'").fetchone()[0]
 
-    [(actor, subject, ingest)] = _entries(db, "ingest")
+    [(actor, subject, ingest)] = _entries(db, "catalog.ingest")
     assert (actor, subject, ingest["manifest_sha256"]) == ("pipeline", "delivery:dlv-lineage", delivery_sha)
     [(actor, subject, imported)] = _entries(db, "rights.import")
-    assert actor == "rita.rights" and imported["file_sha256"] == _sha(Path(subject))
-    evaluations = {s: p for _, s, p in _entries(db, "rights.evaluate")}
-    assert evaluations[f"{PURPOSE}/{TERRITORY}/{ON}"]["decisions_sha256"] == sha256_text(batch)
-    assert {s: p["content_sha256"] for _, s, p in _entries(db, "release.propose")} == release_sha
+    assert actor == "rita.rights" and imported["file_sha256"] == _sha(pipeline.home / subject)
+    proposals = {s: p for _, s, p in _entries(db, "release.propose")}
+    [evaluation] = proposals[pipeline.release_id]["evaluations"]
+    assert (evaluation["purpose"], evaluation["territory"], evaluation["on_date"]) == (PURPOSE, TERRITORY, str(ON))
+    assert evaluation["decisions_sha256"] == sha256_text(batch)
+    assert {s: p["content_sha256"] for s, p in proposals.items()} == release_sha
     [(actor, subject, approved)] = _entries(db, "release.approve")
     assert (actor, subject, approved["content_sha256"]) == ("rita.rights", pipeline.release_id,
                                                            release_sha[pipeline.release_id])
     [(actor, subject, rejected)] = _entries(db, "release.reject")
     assert (actor, subject) == ("rita.rights", REJECTED_RELEASE_ID) and rejected["comment"]
-    [(actor, subject, built)] = _entries(db, "shards.build")
+    [(actor, _, built)] = _entries(db, "shards.build")
     assert (actor, built["manifest_sha256"]) == ("mira.ml", _sha(Path(pipeline.manifest_uri)))
-    [(_, subject, started)] = _entries(db, "training.started")
-    assert subject == pipeline.run_id and started["manifest_sha256"] == built["manifest_sha256"]
-    [(_, subject, completed)] = _entries(db, "training.completed")
-    assert completed["checkpoint_sha256"] == _sha(pipeline.run_dir / "model.pt")
-    [(_, subject, refused)] = _entries(db, "training.refused")
-    assert (subject, refused["refusal_id"]) == (REFUSED_RUN_ID, refusal_id)
-    assert refused["reason_codes"]
+    assert built["manifest_uri"] == "objects/shards/rel-lineage-gen/manifest.json"  # relative to the data directory
+    assert built["seal"]["shard_builds"]["rows"] == 1 and built["seal"]["shard_files"]["rows"] == 2
+    run = [(s, p) for _, s, p in _entries(db, "train.start")]
+    assert [(s, p["event"]) for s, p in run] == [(pipeline.run_id, "started"), (pipeline.run_id, "completed")]
+    assert run[0][1]["manifest_sha256"] == built["manifest_sha256"]
+    assert run[1][1]["checkpoint_sha256"] == _sha(pipeline.run_dir / "model.pt")
+    [(_, subject, refused)] = _entries(db, "train.start.refused")
+    assert (subject, f"refusal-{refused_seq}") == (REFUSED_RUN_ID, refusal_id)
+    assert refused["reason_codes"] == ["release_not_approved", "approval_missing", "manifest_missing"]
+    assert refused["decision"]["use"] == "train"
 
 
 def test_role_refusals_and_acknowledgements_are_audited(pipeline: Pipeline, ledger_copy: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import subprocess
@@ -62,7 +63,13 @@ def test_ai_act_summary_from_lineage(ledger_copy: Path, tmp_path: Path, pipeline
                     "## 3. Data processing aspects", "### 3.1 Respect of reservations of rights"):
         assert heading in markdown
     assert "optout_match 1" in markdown and "lineage-tagger-1" in markdown
-    assert _actions(ledger_copy)[-1] == "export.ai_act_summary"
+    assert _actions(ledger_copy)[-1] == "audit.export"
+    with connect(ledger_copy, read_only=True) as con:
+        actor, payload = con.execute("SELECT actor, payload FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    files = json.loads(payload)["files"]
+    assert actor == "aude.audit" and json.loads(payload)["export"] == "ai_act_summary"
+    assert files["json"]["path"] == str(out / "ai_act_summary.json")  # outside the data directory: as given
+    assert files["json"]["sha256"] == hashlib.sha256((out / "ai_act_summary.json").read_bytes()).hexdigest()
 
 
 class _Collector(http.server.BaseHTTPRequestHandler):
@@ -105,13 +112,17 @@ def test_openlineage_events_validate_and_are_written_and_posted(ledger_copy: Pat
     facet = train["run"]["facets"][FACET_NAME]
     assert facet["deniedByReason"]["optout_match"] == 1 and len(facet["policyHash"]) == 64
     assert facet["_schemaURL"].endswith("#/$defs/RightsDecisionsRunFacet") and facet["_producer"]
-    assert train["inputs"][0]["name"] == str(Path(pipeline.manifest_uri).parent)
+    # Datasets are where the copy's files are: the ledger's relative locations resolved against its directory.
+    assert train["inputs"][0]["name"] == str(ledger_copy.parent / "objects" / "shards" / pipeline.release_id)
     assert train["outputs"][0]["name"].endswith("/model.pt")
     # Only the lineage of one run, and the same run ids on a second export.
     with connect(ledger_copy, read_only=True) as con:
         scoped = ledger_events(con, run_id=pipeline.run_id)
     assert {e["job"]["name"] for e in scoped} == {f"linernotes.{j}" for j in by_job}
     assert {e["run"]["runId"] for e in scoped} < {e["run"]["runId"] for e in events}
+    with connect(ledger_copy, read_only=True) as con:
+        action, payload = con.execute("SELECT action, payload FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    assert action == "audit.export" and json.loads(payload)["events"] == len(events) == json.loads(payload)["posted"]
 
 
 def test_validation_catches_non_conforming_events(ledger_copy: Path) -> None:
@@ -152,8 +163,8 @@ def test_evidence_pack_verifies_standalone_and_names_a_tampered_file(ledger_copy
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "4 exclusion proof(s) hold" in ok.stdout and "verified" in ok.stdout
     with connect(ledger_copy, read_only=True) as con:
-        [(payload,)] = con.execute("SELECT payload FROM audit_log WHERE action = 'export.evidence'").fetchall()
-    import hashlib
+        [(payload,)] = con.execute("SELECT payload FROM audit_log WHERE action = 'audit.export'").fetchall()
+    assert json.loads(payload)["export"] == "evidence"
     assert json.loads(payload)["index_sha256"] == hashlib.sha256((pack / "index.json").read_bytes()).hexdigest()
 
     csv_file = pack / "decisions.csv"
@@ -169,8 +180,6 @@ def test_evidence_pack_verifies_standalone_and_names_a_tampered_file(ledger_copy
 def test_evidence_checks_go_beyond_the_index(ledger_copy: Path, tmp_path: Path, pipeline: Pipeline,
                                              target: str) -> None:
     """Even with index.json rewritten to match, a forged audit entry, proof or sample list is caught."""
-    import hashlib
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 

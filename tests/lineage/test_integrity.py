@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from dagster_project.cli import app
 from lineage.integrity import verify_ledger
 from store.database import connect
-from tests.lineage.pipeline import Pipeline
+from tests.lineage.pipeline import RUN_ID, Pipeline
 
 
 @contextlib.contextmanager
@@ -39,16 +40,24 @@ def _cli(home: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, "".join(result.output.split())
 
 
-def _shard_uris(db: Path) -> list[str]:
+def _shard_refs(db: Path) -> list[str]:
+    """The shards as the ledger records them: relative to its data directory."""
     with connect(db, read_only=True) as con:
         return [r[0] for r in con.execute("SELECT uri FROM shard_files ORDER BY shard_index").fetchall()]
+
+
+def _checkpoint_ref(db: Path, run_id: str) -> str:
+    with connect(db, read_only=True) as con:
+        return con.execute("SELECT checkpoint_uri FROM training_runs WHERE run_id = ?", [run_id]).fetchone()[0]
 
 
 def test_intact_pipeline_verifies_every_referenced_file(pipeline: Pipeline) -> None:
     report = _verify(pipeline.db_path)
     assert report.ok, [f.describe() for f in report.findings]
     assert report.audit_entries >= 15
-    assert report.checked == {"manifests": 1, "shards": 2, "checkpoints": 1, "audio": 0, "snapshots": 2}
+    assert {k: v for k, v in report.checked.items() if k != "sealed_rows"} == {
+        "manifests": 1, "shards": 2, "checkpoints": 1, "audio": 0, "snapshots": 2}
+    assert report.checked["sealed_rows"] > 50
     code, output = _cli(pipeline.home, "--audio")
     assert code == 0, output
     assert "intact" in output and "6audio" in output
@@ -68,49 +77,84 @@ def test_tampered_audit_row_is_named(pipeline: Pipeline, ledger_copy: Path) -> N
 
 
 def test_tampered_shard_file_is_named(pipeline: Pipeline) -> None:
-    second = _shard_uris(pipeline.db_path)[1]
-    with tampered(Path(second)):
+    second = _shard_refs(pipeline.db_path)[1]
+    assert not Path(second).is_absolute()
+    with tampered(pipeline.home / second):
         report = _verify(pipeline.db_path)
         code, output = _cli(pipeline.home)
-    assert [(f.kind, f.subject) for f in report.findings] == [("shard", second)]
+    assert [(f.kind, f.subject, f.location) for f in report.findings] == [
+        ("shard", second, str(pipeline.home / second))]
     assert report.first.expected != report.first.actual
     assert code == 1 and f"firstmismatch:shard{second}" in output
     assert _verify(pipeline.db_path).ok
 
 
-def test_tampered_manifest_is_named_even_when_its_ledger_row_is_rewritten(pipeline: Pipeline,
-                                                                        ledger_copy: Path) -> None:
-    manifest = Path(pipeline.manifest_uri)
-    with tampered(manifest, change=b"\n"):
-        report = _verify(pipeline.db_path)
-        assert report.first.kind == "manifest" and report.first.subject == pipeline.manifest_uri
-        # Someone rewrites the ledger row to the new hash as well: the audited hash still disagrees.
-        new_sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
-        con = duckdb.connect(str(ledger_copy))
-        con.execute("UPDATE shard_builds SET manifest_sha256 = ?", [new_sha])
-        con.close()
-        report = _verify(ledger_copy)
-    assert report.first.kind == "ledger_row" and report.first.subject.startswith("shard_builds rel-lineage-gen:")
-    assert report.first.actual == new_sha
+def test_tampered_manifest_is_named_even_when_its_ledger_row_is_rewritten(ledger_copy: Path) -> None:
+    home = ledger_copy.parent
+    with connect(ledger_copy, read_only=True) as con:
+        build_id, ref = con.execute("SELECT build_id, manifest_uri FROM shard_builds").fetchone()
+    manifest = home / ref
+    manifest.write_bytes(manifest.read_bytes() + b"\n")
+    report = _verify(ledger_copy)
+    # Named once for each record that vouches for it: the shard build, and the run that read it.
+    assert [(f.kind, f.subject) for f in report.findings] == [("manifest", ref)] * 2
+    assert ["shard build" in report.findings[0].problem, "training run" in report.findings[1].problem] == [True] * 2
+    # Someone rewrites the ledger row to the new hash as well: its seal and the audited hash both disagree.
+    new_sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    con = duckdb.connect(str(ledger_copy))
+    con.execute("UPDATE shard_builds SET manifest_sha256 = ?", [new_sha])
+    con.close()
+    report = _verify(ledger_copy)
+    kinds = {f.kind: f for f in report.findings}
+    assert report.first.kind == "sealed_row" and report.first.subject.startswith(f"shard_builds build_id={build_id}")
+    assert kinds["ledger_row"].subject == f"shard_builds {build_id}" and kinds["ledger_row"].actual == new_sha
+    # The rewritten build row agrees with the file now; the run's audited record of it still does not.
+    assert [f.problem for f in report.findings if f.kind == "manifest"] == [
+        f"content changed (training run {RUN_ID})"]
 
 
 def test_tampered_checkpoint_is_named(pipeline: Pipeline) -> None:
-    checkpoint = pipeline.run_dir / "model.pt"
-    with tampered(checkpoint, change=b"extra"):
+    ref = _checkpoint_ref(pipeline.db_path, pipeline.run_id)
+    assert ref == f"runs/{pipeline.run_id}/model.pt"
+    with tampered(pipeline.run_dir / "model.pt", change=b"extra"):
         report = _verify(pipeline.db_path)
-    assert [(f.kind, f.subject) for f in report.findings] == [("checkpoint", checkpoint.as_uri())]
+    assert [(f.kind, f.subject) for f in report.findings] == [("checkpoint", ref)]
     assert pipeline.run_id in report.first.problem
 
 
 def test_missing_shard_is_named_not_raised(pipeline: Pipeline) -> None:
-    first = Path(_shard_uris(pipeline.db_path)[0])
+    ref = _shard_refs(pipeline.db_path)[0]
+    first = pipeline.home / ref
     data = first.read_bytes()
     first.unlink()
     try:
         report = _verify(pipeline.db_path)
     finally:
         first.write_bytes(data)
-    assert (report.first.kind, report.first.subject, report.first.problem) == ("shard", str(first), "missing")
+    assert (report.first.kind, report.first.subject, report.first.location) == ("shard", ref, str(first))
+    assert report.first.problem.startswith("missing")
+
+
+def test_a_copied_data_directory_is_checked_against_its_own_files(pipeline: Pipeline, tmp_path: Path) -> None:
+    """The ledger records locations relative to its data directory: a copy verifies (or fails) on its own files."""
+    copy = tmp_path / "copy"
+    shutil.copytree(pipeline.home, copy)
+    db = copy / pipeline.db_path.name
+    assert _verify(db).ok
+    shard, checkpoint = _shard_refs(db)[1], _checkpoint_ref(db, pipeline.run_id)
+    data = bytearray((copy / shard).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / shard).write_bytes(bytes(data))
+    (copy / checkpoint).unlink()
+
+    report = _verify(db)
+    found = [(f.kind, f.subject, f.location, f.problem.split(" (")[0]) for f in report.findings]
+    assert found == [("shard", shard, str(copy / shard), "content changed"),
+                     ("checkpoint", checkpoint, str(copy / checkpoint), "missing")]
+    code, output = _cli(copy)
+    assert code == 1 and f"firstmismatch:shard{shard}" in output
+    # The original data directory, whose files the copy's ledger names the same way, is untouched and intact.
+    assert _verify(pipeline.db_path).ok and (pipeline.home / shard).read_bytes() != bytes(data)
 
 
 def test_shards_on_s3_are_rehashed_there(pipeline: Pipeline, ledger_copy: Path, s3_settings, s3_bucket) -> None:
@@ -133,3 +177,5 @@ def test_shards_on_s3_are_rehashed_there(pipeline: Pipeline, ledger_copy: Path, 
     with connect(ledger_copy, read_only=True) as con:
         report = verify_ledger(con, store=store)
     assert [(f.kind, f.subject) for f in report.findings] == [("shard", f"s3://{s3_bucket}/{key}")]
+    with connect(ledger_copy, read_only=True) as con:  # an object-store location is recorded as its URI
+        assert con.execute("SELECT count(*) FROM shard_files WHERE uri LIKE 's3://%'").fetchone()[0] >= 1

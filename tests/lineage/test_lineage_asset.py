@@ -31,7 +31,8 @@ def test_materialization_links_to_run_manifest_and_audit_entry(pipeline: Pipelin
                                   [pipeline.run_id]).fetchone()
     con.close()
     assert (meta["audit_seq"], meta["audit_entry_hash"]) == (seq, entry_hash)
-    assert meta["manifest_uri"] == pipeline.manifest_uri and meta["release_id"] == pipeline.release_id
+    assert meta["manifest_uri"] == f"objects/shards/{pipeline.release_id}/manifest.json"
+    assert meta["release_id"] == pipeline.release_id
     assert (meta["tracks"], meta["samples_consumed"], meta["integrity_findings"]) == (2, 6, 0)
     run_dir = home / "runs" / pipeline.run_id
     assert json.loads((run_dir / "lineage.json").read_text())["run"]["run_id"] == pipeline.run_id
@@ -39,12 +40,8 @@ def test_materialization_links_to_run_manifest_and_audit_entry(pipeline: Pipelin
 
 
 def test_materialization_fails_when_the_model_checkpoint_changed(pipeline: Pipeline, ledger_copy: Path) -> None:
-    checkpoint = pipeline.run_dir / "model.pt"
-    original = checkpoint.read_bytes()
-    checkpoint.write_bytes(original + b"tampered")
-    try:
-        result = _materialize(ledger_copy.parent, pipeline.run_id)
-    finally:
-        checkpoint.write_bytes(original)
+    checkpoint = ledger_copy.parent / "runs" / pipeline.run_id / "model.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes() + b"tampered")
+    result = _materialize(ledger_copy.parent, pipeline.run_id)
     assert not result.success
     assert any("checkpoint" in str(e.event_specific_data) for e in result.all_events if e.is_failure)

@@ -7,7 +7,10 @@ import json
 from typer.testing import CliRunner
 
 from dagster_project.cli import app
-from tests.lineage.pipeline import ABSENT, PURPOSE, REFUSED_RUN_ID, REJECTED_RELEASE_ID, Pipeline
+from tests.lineage.pipeline import ABSENT, PURPOSE, REFUSED_RUN_ID, REJECTED_RELEASE_ID, RELEASE_ID, Pipeline
+
+# Locations in a trace are the ledger's: relative to the data directory.
+MANIFEST_REF = f"objects/shards/{RELEASE_ID}/manifest.json"
 
 
 def _json(pipeline: Pipeline, *args: str) -> dict:
@@ -25,7 +28,7 @@ def test_isrc_trace_reaches_fingerprint_decisions_releases_shards_and_models(pip
     assert [r["release_id"] for r in trace["releases"]] == [pipeline.release_id, REJECTED_RELEASE_ID]
     assert trace["releases"][0]["approved_by"] == "rita.rights"
     assert sum(s["rows"] for s in trace["shards"]) == 3  # crops_per_track
-    assert all(s["manifest_uri"] == pipeline.manifest_uri for s in trace["shards"])
+    assert all(s["manifest_uri"] == MANIFEST_REF for s in trace["shards"])
     [model] = trace["models"]
     assert (model["run_id"], model["samples"], model["run_samples"]) == (pipeline.run_id, 3, 6)
     assert model["checkpoint_sha256"] and model["fraction"] == 0.5
@@ -62,7 +65,7 @@ def test_release_trace_and_missing_keys(pipeline: Pipeline) -> None:
     assert rejected["release"]["status"] == "rejected" and rejected["shard_builds"] == []
     assert [r["run_id"] for r in rejected["training_refusals"]] == [REFUSED_RUN_ID]
     approved = _json(pipeline, "release", pipeline.release_id)
-    assert [b["manifest_uri"] for b in approved["shard_builds"]] == [pipeline.manifest_uri]
+    assert [b["manifest_uri"] for b in approved["shard_builds"]] == [MANIFEST_REF]
     assert [r["run_id"] for r in approved["runs"]] == [pipeline.run_id]
     runner = CliRunner()
     for args, message in ((["isrc", "GBLNR2699999"], "not in the catalog"), (["model", "run-nope"], "does not exist"),

@@ -42,8 +42,8 @@ def test_the_run_stores_snapshots_that_equal_a_from_scratch_trace(pipeline: Pipe
         report = verify_ledger(con)
         assert report.ok and report.checked["snapshots"] >= 2
         record = snapshots.lookup(con, "model", pipeline.run_id)
-    assert record is not None
-    header = json.loads(Path(record.uri).read_bytes().split(b"\n", 1)[0])
+    assert record is not None and record.uri.startswith("objects/traces/model/")  # relative to the data directory
+    header = json.loads((pipeline.home / record.uri).read_bytes().split(b"\n", 1)[0])
     assert (header["kind"], header["subject"], header["tracks_total"]) == ("model", pipeline.run_id, 2)
     cli = CliRunner().invoke(app, ["trace", "model", pipeline.run_id, "--home", str(pipeline.home), "--json"])
     live = CliRunner().invoke(app, ["trace", "model", pipeline.run_id, "--home", str(pipeline.home), "--json",
@@ -60,7 +60,8 @@ def test_tampered_snapshot_is_found_and_not_used(pipeline: Pipeline, ledger_copy
         rebuilt = ensure_snapshots(con, actor="aude.audit", run_id=pipeline.run_id, rebuild=True, root=root)
         assert {r.kind for r in rebuilt} == {"model", "release"} and verify_ledger(con).ok
         model = next(r for r in rebuilt if r.kind == "model")
-        path = Path(model.uri)
+        path = Path(model.uri)  # outside the data directory: recorded as it is
+        assert path.is_absolute() and path.parent.parent == tmp_path / "traces"
         original = path.read_bytes()
         assert b'"share":60.0' in original
         path.write_bytes(original.replace(b'"share":60.0', b'"share":90.0'))
@@ -74,13 +75,15 @@ def test_tampered_snapshot_is_found_and_not_used(pipeline: Pipeline, ledger_copy
         second = next(t for t in trace["tracks"] if t["isrc"] == "GBLNR2600002")
         assert [h["share"] for h in second["rights_holders"]] == [60.0, 40.0]
 
-        # Rewriting the ledger row to the tampered file's hash is caught by the audit log.
+        # Rewriting the ledger row to the tampered file's hash breaks its seal, and the audit log disagrees.
         forged = hashlib.sha256(path.read_bytes()).hexdigest()
         con.execute("UPDATE trace_snapshots SET sha256 = ? WHERE kind = 'model' AND subject = ?",
                     [forged, pipeline.run_id])
         report = verify_ledger(con)
-        assert report.first is not None and report.first.kind == "ledger_row"
-        assert "differs from the audited one" in report.first.problem and report.first.actual == forged
+        assert report.first is not None and report.first.kind == "sealed_row"
+        assert report.first.subject.startswith("trace_snapshots kind=model")
+        audited = next(f for f in report.findings if f.kind == "ledger_row")
+        assert "differs from the audited one" in audited.problem and audited.actual == forged
 
         path.unlink()
         assert "missing" in trace_model(con, pipeline.run_id)["snapshot"]["problem"]

@@ -84,16 +84,13 @@ def shards_step(pause: str, db: str, release_id: str, output: str, rows_per_shar
 
         os.replace = replace  # type: ignore[assignment]
     if pause == "ledger_transaction":
-        real_record = shards.writer.audit.record
+        real_record = shards.writer._record
 
-        class _Audit:
-            @staticmethod
-            def record(*args: Any, **kwargs: Any) -> str:
-                entry = real_record(*args, **kwargs)
-                hold(pause)  # manifest written, the build's ledger rows not yet committed
-                return str(entry)
+        def record(*args: Any, **kwargs: Any) -> None:
+            real_record(*args, **kwargs)
+            hold(pause)  # manifest written, the build's rows written inside its command, not yet committed
 
-        shards.writer.audit = _Audit  # type: ignore[assignment]
+        shards.writer._record = record
     with connect(Path(db)) as con:
         build_shards(con, release_id, output_uri=output, actor="mira",
                      config=ShardConfig(rows_per_shard=int(rows_per_shard), crops_per_track=4))

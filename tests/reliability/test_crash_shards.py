@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ def release(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 @pytest.fixture(scope="module")
 def uninterrupted(release, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:  # type: ignore[no-untyped-def]
     clean = tmp_path_factory.mktemp("clean")
-    (clean / "ledger.duckdb").write_bytes(release.db_path.read_bytes())
+    shutil.copytree(release.db_path.parent, clean, dirs_exist_ok=True)  # the ledger finds its audio beside it
     out = clean / "shards"
     _build(clean / "ledger.duckdb", out)
     return _comparable(out)
@@ -60,8 +61,8 @@ def uninterrupted(release, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 @pytest.mark.parametrize("point", ["after_first_shards", "shard_rename", "ledger_transaction"])
 def test_sigkill_during_build_then_rerun_gives_the_same_shards(point: str, release, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                                uninterrupted: dict[str, object]) -> None:
+    shutil.copytree(release.db_path.parent, tmp_path, dirs_exist_ok=True)
     db = tmp_path / "ledger.duckdb"
-    db.write_bytes(release.db_path.read_bytes())
     out = tmp_path / "shards"
     before = _ledger(db)
 
@@ -90,8 +91,8 @@ def test_sigkill_during_build_then_rerun_gives_the_same_shards(point: str, relea
 
 
 def test_a_killed_rebuild_leaves_the_previous_manifest_and_its_shards_intact(release, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    shutil.copytree(release.db_path.parent, tmp_path, dirs_exist_ok=True)
     db = tmp_path / "ledger.duckdb"
-    db.write_bytes(release.db_path.read_bytes())
     out = tmp_path / "shards"
     run_child("shards", "none", str(db), "rel_test", str(out), "6")  # a first build, another shard size
     first = json.loads((out / "manifest.json").read_text())

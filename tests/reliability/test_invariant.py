@@ -28,7 +28,7 @@ from licensing.releases import ReleaseError, approve_release, propose_release
 from licensing.synthetic import generate_catalog
 from schemas.shards import Acknowledgement, ShardConfig
 from shards.exposure import ExposureRecorder, read_exposure
-from shards.gate import ReleaseRefused
+from licensing.gate import ReleaseRefused
 from shards.loader import ShardDataset
 from shards.writer import build_shards
 from store.database import connect
@@ -147,18 +147,21 @@ def _check_invariant(audio_pool: list[tuple[str, str]], seed: int, tracks: int, 
 
             out = str(tmp / "shards")
             try:
-                manifest = build_shards(con, release.release_id, output_uri=out, config=CONFIG, actor="mira")
+                manifest = build_shards(con, release.release_id, output_uri=out, config=CONFIG, actor="mira",
+                                        roles=ROLES)
             except ReleaseRefused as refused:
                 assert frozen - allowed, "refused although every track is still allowed"
-                assert {d.track_id for d in refused.gate.denied_tracks} == frozen - allowed
+                assert {d.track_id for d in refused.decision.denied_tracks} == frozen - allowed
                 manifest = build_shards(con, release.release_id, output_uri=out, config=CONFIG, actor="mira",
-                                        acknowledge=Acknowledgement(actor="mira", reason="build the rest"))
+                                        acknowledge=Acknowledgement(actor="mira", reason="build the rest"),
+                                        roles=ROLES)
         in_shards = {t for e in manifest.shards for t in e.track_ids}
         event(f"released, {'some' if frozen - allowed else 'no'} track denied after approval")
         assert in_shards <= allowed, f"not allowed but in shards: {sorted(in_shards - allowed)}"
 
         # The training step: the trainer's dataset, exposure recorded per step as the trainer does.
-        dataset = ShardDataset(out, ledger_path=db, seed=seed, acknowledge={"actor": "mira", "reason": "train the rest"})
+        dataset = ShardDataset(out, ledger_path=db, seed=seed, roles=ROLES,
+                               acknowledge={"actor": "mira", "reason": "train the rest"})
         recorder = ExposureRecorder(tmp / "exposure", run_id="run_prop", rank=0)
         batch: list[str] = []
         trained: set[str] = set()

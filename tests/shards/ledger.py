@@ -1,18 +1,27 @@
-"""A real ledger for shard tests: catalog, rights, decisions and an approved release, with real audio."""
+"""A real ledger for shard tests: catalog, rights, decisions and an approved release, with real audio,
+all written through the write path (see :mod:`tests.ledger_seed`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import av
 import numpy as np
 
+from licensing.releases import approve_release, propose_release, reject_release, revoke_release
+from licensing.revocation import revoke_consent
 from store.database import connect
 from store.digest import sha256_file
+from tests.ledger_seed import POLICY, catalog, consent, deal, import_rights, party
+from tests.roles import write_test_roles
 
-PURPOSE = "ai_training"
+PURPOSE = "UseForTrainingNonGenerativeAI"
+TERRITORY = "GB"
+ON = date(2025, 1, 10)
+DELIVERY = "dlv_1"
+LABEL, ARTIST, CONSENT = "P-fixture-records", "P-ada-fixture", "C-ada-fixture"
 T0 = datetime(2025, 1, 10, 12, 0, tzinfo=UTC)
 
 
@@ -51,6 +60,7 @@ class Release:
     release_id: str
     track_ids: list[str]
     audio: dict[str, Path] = field(default_factory=dict)
+    decision_ids: dict[str, str] = field(default_factory=dict)
 
 
 def isrc_for(i: int) -> str:
@@ -60,65 +70,53 @@ def isrc_for(i: int) -> str:
 def make_release(tmp_path: Path, *, seconds: list[float], release_id: str = "rel_test",
                  status: str = "approved", bad_sha: set[int] | None = None, codec: str = "flac",
                  db_name: str = "ledger.duckdb") -> Release:
-    """Insert tracks, parties, deals, consents, allow decisions and an approved release into a DuckDB file."""
+    """Real audio, its rights imported, decided by the default policy and frozen as a release (then approved,
+    revoked or rejected by the rights team), all through the write path; audio paths are relative to the
+    data directory."""
     db_path = tmp_path / db_name
+    write_test_roles(db_path.parent)
     audio_dir = tmp_path / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     ext = {"flac": "flac", "libmp3lame": "mp3", "vorbis": "ogg", "pcm_s16le": "wav"}[codec]
     release = Release(db_path=db_path, release_id=release_id, track_ids=[])
+    tracks, controllers = [], []
+    for i, secs in enumerate(seconds):
+        track_id = f"trk_{i:016x}"
+        isrc = isrc_for(i)
+        path = write_audio(audio_dir / f"{track_id}.{ext}", secs, freq=220.0 * (1 + i % 5), codec=codec, noise_seed=i)
+        sha = "0" * 64 if bad_sha and i in bad_sha else sha256_file(path)
+        tracks.append({"track_id": track_id, "isrc": isrc, "title": f"Tone {i}", "artists": ["Ada Fixture"],
+                       "party_ids": [ARTIST], "source_path": path.relative_to(db_path.parent).as_posix(),
+                       "audio_sha256": sha})
+        controllers += [(LABEL, isrc, 75.0), (ARTIST, isrc, 25.0)]
+        release.track_ids.append(track_id)
+        release.audio[track_id] = path
     with connect(db_path) as con:
-        con.execute("INSERT INTO parties VALUES ('pty_label', 'Fixture Records', NULL, NULL) ON CONFLICT DO NOTHING")
-        con.execute("INSERT INTO parties VALUES ('pty_artist', 'Ada Fixture', NULL, NULL) ON CONFLICT DO NOTHING")
-        con.execute("INSERT INTO deals VALUES ('deal_1', 'pty_label', 'contract:FX-1', ['ai_training'], ['WORLD'], [], "
-                    "DATE '2024-01-01', NULL, [], 'fixture', ?) ON CONFLICT DO NOTHING", [T0])
-        con.execute("INSERT INTO consents VALUES ('cns_1', 'pty_artist', 'all', NULL, 'allowed', 'allowed', 'allowed', "
-                    "'allowed', 'evidence/cns_1.pdf', NULL, ?, NULL, 'fixture') ON CONFLICT DO NOTHING", [T0])
-        for i, secs in enumerate(seconds):
-            track_id = f"trk_{i:016x}"
-            isrc = isrc_for(i)
-            path = write_audio(audio_dir / f"{track_id}.{ext}", secs, freq=220.0 * (1 + i % 5), codec=codec, noise_seed=i)
-            sha = sha256_file(path)
-            if bad_sha and i in bad_sha:
-                sha = "0" * 64
-            con.execute(
-                "INSERT INTO tracks (track_id, delivery_id, isrc, title, artists, source_path, audio_sha256, "
-                "ingested_at) VALUES (?, 'dlv_1', ?, ?, ?, ?, ?, ?)",
-                [track_id, isrc, f"Tone {i}", ["Ada Fixture"], str(path), sha, T0],
-            )
-            con.execute("INSERT INTO deal_recordings VALUES ('deal_1', ?)", [isrc])
-            con.execute("INSERT INTO rights_controllers VALUES ('deal_1', ?, 'pty_label', 75.0)", [isrc])
-            con.execute("INSERT INTO rights_controllers VALUES ('deal_1', ?, 'pty_artist', 25.0)", [isrc])
-            decision_id = f"dec_{release_id}_{i}"
-            con.execute(
-                "INSERT INTO decisions VALUES (?, ?, ?, ?, 'WORLD', DATE '2025-01-10', TRUE, ['allowed'], 'ok', "
-                "'pol_hash_1', 'in_hash', 'deal_1', ['cns_1'], NULL, ?)",
-                [decision_id, track_id, isrc, PURPOSE, T0],
-            )
-            release.track_ids.append(track_id)
-            release.audio[track_id] = path
-        con.execute("INSERT INTO releases VALUES (?, ?, 'WORLD', DATE '2025-01-10', 'pol_hash_1', ?, 'rights@x', ?, ?, ?)",
-                    [release_id, PURPOSE, status, T0, len(seconds), "c" * 64])
-        for i, track_id in enumerate(release.track_ids):
-            con.execute("INSERT INTO release_tracks VALUES (?, ?, ?, ?)",
-                        [release_id, track_id, isrc_for(i), f"dec_{release_id}_{i}"])
+        catalog(con, tracks, delivery_id=DELIVERY, received_at=T0)
+        import_rights(con, db_path.parent / "rights" / "fixture.json",
+                      parties=[party(LABEL, "Fixture Records"), party(ARTIST, "Ada Fixture")],
+                      deals=[deal("deal_1", LABEL, "contract:FX-1", controllers)],
+                      consents=[consent(CONSENT, ARTIST)])
+        frozen = propose_release(con, purpose=PURPOSE, territory=TERRITORY, on_date=ON, actor="ml@x",
+                                 policy=POLICY, release_id=release_id)
+        release.decision_ids = {t.track_id: t.decision_id for t in frozen.tracks}
         if status in ("approved", "revoked"):
-            con.execute("INSERT INTO approvals VALUES (?, 'approver@x', 'approve', 'looks right', ?)",
-                        [release_id, T0 + timedelta(hours=1)])
+            approve_release(con, release_id, actor="rights@label", comment="looks right")
+        if status == "revoked":
+            revoke_release(con, release_id, actor="rights@label", comment="deal under dispute")
+        elif status == "rejected":
+            reject_release(con, release_id, actor="rights@label", comment="not this one")
     return release
 
 
-def deny_since(db_path: Path, track_id: str, isrc: str, *, hours: int = 5) -> str:
-    """Record a newer deny decision for a track (e.g. consent withdrawn)."""
-    decision_id = f"dec_deny_{track_id}_{hours}"
+def deny_since(db_path: Path, track_id: str, isrc: str) -> None:
+    """The artist withdraws consent for one recording after approval: the policy denies it from now on."""
     with connect(db_path) as con:
-        con.execute(
-            "INSERT INTO decisions VALUES (?, ?, ?, ?, 'WORLD', DATE '2025-02-01', FALSE, ['consent_revoked'], "
-            "'consent withdrawn', 'pol_hash_1', 'in2', NULL, [], NULL, ?)",
-            [decision_id, track_id, isrc, PURPOSE, T0 + timedelta(hours=hours)],
-        )
-    return decision_id
+        revoke_consent(con, party_id=ARTIST, isrc=isrc, actor="rita.rights", evidence_ref="test://withdrawal")
 
 
 def set_status(db_path: Path, release_id: str, status: str) -> None:
+    """Revoke (or reject) the release the way the rights team does."""
+    change = {"revoked": revoke_release, "rejected": reject_release}[status]
     with connect(db_path) as con:
-        con.execute("UPDATE releases SET status = ? WHERE release_id = ?", [status, release_id])
+        change(con, release_id, actor="rights@label", comment=f"{status} in a test")

@@ -3,12 +3,14 @@ import json
 from typer.testing import CliRunner
 
 from dagster_project.cli import app
+from store.database import connect
+from tests.roles import write_test_roles
 from tests.shards.ledger import make_release
 
 
 def _roles(home) -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "roles.yaml").write_text("users:\n  ml@x: [ml_engineer]\n  x: [ml_engineer]\n", encoding="utf-8")
+    """The test users; the account running the tests is an admin, acting as ``--actor``."""
+    write_test_roles(home, extra={"x": ["ml_engineer"]})
 
 
 def test_build_verify_list_through_the_cli(tmp_path) -> None:
@@ -33,12 +35,17 @@ def test_build_verify_list_through_the_cli(tmp_path) -> None:
 
     result = runner.invoke(app, ["shards", "list", "--home", home, "--json"])
     assert result.exit_code == 0 and json.loads(result.output)[0]["row_count"] == 2
+    with connect(tmp_path / "home" / "linernotes.duckdb") as con:
+        entry = con.execute("SELECT actor, payload FROM audit_log WHERE action = 'shards.build'").fetchone()
+    assert entry[0] == "ml@x" and json.loads(entry[1])["principal"]["method"] == "admin_as"
 
 
 def test_build_of_unknown_release_fails_with_reason(tmp_path) -> None:
     _roles(tmp_path)
     result = CliRunner().invoke(app, ["shards", "build", "rel_nope", "--home", str(tmp_path), "--actor", "x"])
     assert result.exit_code == 1 and "release_unknown" in result.output
+    refused = CliRunner().invoke(app, ["shards", "build", "rel_nope", "--home", str(tmp_path), "--actor", "rita"])
+    assert refused.exit_code == 3 and "role_missing" in refused.output
 
 
 def test_manifest_schema_is_exported_and_validates_a_manifest(tmp_path) -> None:

@@ -1,13 +1,16 @@
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+from licensing.gate import ReleaseRefused
 from schemas.shards import Acknowledgement, ShardConfig
-from shards.gate import ReleaseRefused
 from shards.loader import ShardDataset, ShardIntegrityError, make_loader
 from shards.writer import build_shards
 from store.database import connect
+from store.roles import RoleRefused
 from tests.shards.ledger import deny_since, isrc_for, make_release, set_status
 
 
@@ -136,18 +139,25 @@ def test_altered_shard_is_refused_before_serving(tmp_path) -> None:
         ShardDataset(str(tmp_path / "out"), ledger_path=release.db_path)
 
 
-def test_revoked_release_is_refused_unless_acknowledged_and_recorded(tmp_path) -> None:
+def test_revoked_release_is_refused_unless_acknowledged_by_someone_who_may_train_and_recorded(tmp_path) -> None:
     release = make_release(tmp_path, seconds=[9.0])
     with connect(release.db_path) as con:
         build_shards(con, release.release_id, output_uri=str(tmp_path / "out"), actor="ml@x")
     set_status(release.db_path, release.release_id, "revoked")
     with pytest.raises(ReleaseRefused, match="release_revoked"):
         ShardDataset(str(tmp_path / "out"), ledger_path=release.db_path)
+    with pytest.raises(RoleRefused):  # an auditor may read the ledger, not train past a revocation
+        ShardDataset(str(tmp_path / "out"), ledger_path=release.db_path,
+                     acknowledge=Acknowledgement(actor="auditor@x", reason="reproduce the revoked run"))
     ds = ShardDataset(str(tmp_path / "out"), ledger_path=release.db_path,
-                      acknowledge=Acknowledgement(actor="auditor@x", reason="reproduce the revoked run"))
+                      acknowledge=Acknowledgement(actor="ml@x", reason="reproduce the revoked run"))
     assert len(list(ds)) == 2
     with connect(release.db_path) as con:
-        assert con.execute("SELECT actor, context FROM shard_acknowledgements").fetchall() == [("auditor@x", "load")]
+        assert con.execute("SELECT actor, context, subject, overridden FROM shard_acknowledgements").fetchall() == [
+            ("ml@x", "load", "out/manifest.json", ["release_revoked"])]
+        action, payload = con.execute("SELECT action, payload FROM audit_log WHERE actor = 'ml@x' "
+                                      "ORDER BY seq DESC LIMIT 1").fetchone()
+    assert action == "train.start" and json.loads(payload)["acknowledgement"]["context"] == "load"
 
 
 def test_track_denied_since_build_is_refused_or_left_out_under_acknowledgement(tmp_path) -> None:

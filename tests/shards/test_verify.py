@@ -6,7 +6,7 @@ from schemas.shards import ShardConfig
 from shards.verify import verify_manifest
 from shards.writer import build_shards
 from store.database import connect
-from tests.shards.ledger import make_release
+from tests.shards.ledger import PURPOSE, make_release
 
 
 @pytest.fixture()
@@ -56,17 +56,21 @@ def test_missing_manifest_is_a_failed_report(tmp_path) -> None:
 
 def test_decision_audit_passes_then_names_rows_whose_decision_became_a_deny(tmp_path) -> None:
     from shards.verify import audit_decisions
+    from store.sealing import verify_sealed
 
     release = make_release(tmp_path, seconds=[9.0, 9.0])
+    first, second = (release.decision_ids[t] for t in release.track_ids)
     with connect(release.db_path) as con:
         build_shards(con, release.release_id, output_uri=str(tmp_path / "out"),
                      config=ShardConfig(crops_per_track=2), actor="ml@x")
         clean = audit_decisions(con, str(tmp_path / "out"))
-        assert clean.ok and clean.rows == 4 and clean.purpose == "ai_training"
-        # A decision row rewritten after the build (the contract forbids it; the check must catch it).
-        con.execute("UPDATE decisions SET allowed = FALSE WHERE decision_id = ?", [f"dec_{release.release_id}_1"]).fetchall()
-        con.execute("DELETE FROM decisions WHERE decision_id = ?", [f"dec_{release.release_id}_0"]).fetchall()
+        assert clean.ok and clean.rows == 4 and clean.purpose == PURPOSE
+        # Decision rows rewritten behind the write path's back (the contract forbids it; both checks catch it).
+        con.execute("UPDATE decisions SET allowed = FALSE WHERE decision_id = ?", [second]).fetchall()
+        con.execute("DELETE FROM decisions WHERE decision_id = ?", [first]).fetchall()
         report = audit_decisions(con, str(tmp_path / "out"))
+        tampered = {f.table for f in verify_sealed(con)[0]}
     assert not report.ok
     assert report.not_allowed == (f"{release.track_ids[1]}:0000", f"{release.track_ids[1]}:0001")
     assert report.unknown_decision == (f"{release.track_ids[0]}:0000", f"{release.track_ids[0]}:0001")
+    assert tampered == {"decisions"}

@@ -1,4 +1,5 @@
 import hashlib
+import json
 from pathlib import Path
 
 import duckdb
@@ -6,13 +7,28 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from licensing.gate import ReleaseRefused, decide
+from licensing.releases import approve_release, propose_release
 from schemas.shards import Acknowledgement, ShardConfig, ShardManifest
 from shards.audio import crop_offsets, decode_pcm
-from shards.gate import ReleaseRefused, check_release
 from shards.loader import ShardDataset
 from shards.writer import build_shards
 from store.database import connect
-from tests.shards.ledger import deny_since, isrc_for, make_release, set_status
+from store.roles import RoleRefused
+from store.sealing import verify_sealed
+from tests.ledger_seed import POLICY
+from tests.shards.ledger import (
+    ARTIST,
+    CONSENT,
+    LABEL,
+    ON,
+    PURPOSE,
+    TERRITORY,
+    deny_since,
+    isrc_for,
+    make_release,
+    set_status,
+)
 
 CONFIG = ShardConfig(rows_per_shard=4, rows_per_row_group=2, crops_per_track=3, seed=7)
 
@@ -41,15 +57,15 @@ def test_builds_attributed_rows_and_excludes_bad_audio_with_reasons(release, tmp
     first = table.slice(0, 1).to_pylist()[0]
     assert first["sample_id"] == f"{release.track_ids[0]}:0000"
     assert first["isrc"] == isrc_for(0) and first["release_id"] == release.release_id
-    assert first["rights_holders"] == [{"party_id": "pty_artist", "name": "Ada Fixture", "share": 25.0},
-                                       {"party_id": "pty_label", "name": "Fixture Records", "share": 75.0}]
-    assert first["consent_ids"] == ["cns_1"] and first["deal_id"] == "deal_1"
-    assert first["license"] == "contract:FX-1" and first["policy_hash"] == "pol_hash_1"
-    assert first["decision_id"] == f"dec_{release.release_id}_0"
+    assert first["rights_holders"] == [{"party_id": ARTIST, "name": "Ada Fixture", "share": 25.0},
+                                       {"party_id": LABEL, "name": "Fixture Records", "share": 75.0}]
+    assert first["consent_ids"] == [CONSENT] and first["deal_id"] == "deal_1"
+    assert first["license"] == "contract:FX-1" and first["policy_hash"] == POLICY.content_hash
+    assert first["decision_id"] == release.decision_ids[release.track_ids[0]]
     assert first["source_audio_sha256"] == hashlib.sha256(release.audio[release.track_ids[0]].read_bytes()).hexdigest()
     meta = table.schema.metadata
     assert meta[b"linernotes.release_id"] == release.release_id.encode()
-    assert meta[b"linernotes.policy_hash"] == b"pol_hash_1"
+    assert meta[b"linernotes.policy_hash"] == POLICY.content_hash.encode()
     assert meta[b"linernotes.code_version"].startswith(b"linernotes ")
     assert pq.ParquetFile(tmp_path / "out" / manifest.shards[0].name).metadata.row_group(0).column(0).compression == "ZSTD"
 
@@ -89,63 +105,96 @@ def test_rebuild_replaces_manifest_and_removes_shards_it_no_longer_lists(release
     assert not list(out.glob(".*tmp"))
 
 
-def test_ledger_records_builds_files_tracks_exclusions_and_audit(release, tmp_path) -> None:
+def test_one_sealed_command_records_builds_files_tracks_exclusions_with_relative_locations(release, tmp_path) -> None:
     manifest = _build(release, tmp_path / "out")
     with connect(release.db_path) as con:
         assert con.execute("SELECT shard_count, row_count, excluded_count FROM shard_builds").fetchall() == [(2, 5, 2)]
+        assert con.execute("SELECT output_uri, manifest_uri FROM shard_builds").fetchall() == [("out", "out/manifest.json")]
+        assert con.execute("SELECT uri FROM shard_files ORDER BY shard_index").fetchall() == [
+            (f"out/{s.name}",) for s in manifest.shards]
         assert con.execute("SELECT sum(row_count) FROM shard_files").fetchone()[0] == 5
         per_track = dict(con.execute("SELECT track_id, sum(row_count) FROM shard_file_tracks GROUP BY 1").fetchall())
         assert per_track == {release.track_ids[0]: 2, release.track_ids[2]: 3}
         reasons = con.execute("SELECT reason_code FROM shard_exclusions ORDER BY 1").fetchall()
         assert reasons == [("audio_sha256_mismatch",), ("audio_too_short",)]
-        action, payload = con.execute("SELECT action, payload FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        assert action == "shards.build" and manifest.merkle_root in payload
+        seq, actor, action, payload = con.execute("SELECT seq, actor, action, payload FROM audit_log "
+                                                  "ORDER BY seq DESC LIMIT 1").fetchone()
+        assert (actor, action) == ("ml@x", "shards.build") and manifest.merkle_root in payload
+        seal = json.loads(payload)["seal"]
+        assert {t: v["rows"] for t, v in seal.items()} == {"shard_builds": 1, "shard_files": 2,
+                                                           "shard_file_tracks": 3, "shard_exclusions": 2}
+        bound = con.execute("SELECT DISTINCT audit_seq FROM shard_builds UNION SELECT DISTINCT audit_seq FROM "
+                            "shard_files UNION SELECT DISTINCT audit_seq FROM shard_exclusions").fetchall()
+        assert bound == [(seq,)]
+        assert verify_sealed(con)[0] == []
 
 
-def test_unapproved_release_is_refused_even_with_acknowledgement(tmp_path) -> None:
+def test_the_role_is_checked_before_anything_is_written(release, tmp_path) -> None:
+    with connect(release.db_path) as con, pytest.raises(RoleRefused) as refused:
+        build_shards(con, release.release_id, output_uri=str(tmp_path / "out"), config=CONFIG, actor="rita")
+    assert refused.value.code == "role_missing" and not (tmp_path / "out").exists()
+    with connect(release.db_path) as con:
+        assert con.execute("SELECT count(*) FROM shard_builds").fetchone() == (0,)
+        assert con.execute("SELECT actor, action FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone() == (
+            "rita", "shards.build.refused")
+
+
+def test_unapproved_release_is_refused_even_with_acknowledgement_and_the_refusal_recorded(tmp_path) -> None:
     release = make_release(tmp_path, seconds=[5.0], status="proposed")
     with pytest.raises(ReleaseRefused) as info:
-        _build(release, tmp_path / "out", acknowledge=Acknowledgement(actor="boss", reason="ship it"))
-    assert "release_not_approved" in info.value.gate.reasons
+        _build(release, tmp_path / "out", acknowledge="ship it")
+    assert "release_not_approved" in info.value.decision.reason_codes
     assert not (tmp_path / "out").exists()
+    with connect(release.db_path) as con:
+        action, payload = con.execute("SELECT action, payload FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'shards.build'").fetchone() == (0,)
+    assert action == "shards.build.refused"
+    assert json.loads(payload)["reason_codes"] == ["release_not_approved", "approval_missing"]
 
 
-def test_revoked_release_needs_an_acknowledgement_which_is_recorded(tmp_path) -> None:
+def test_revoked_release_needs_the_builders_acknowledgement_which_is_recorded(tmp_path) -> None:
     release = make_release(tmp_path, seconds=[5.0])
     set_status(release.db_path, release.release_id, "revoked")
     with pytest.raises(ReleaseRefused):
         _build(release, tmp_path / "out")
-    manifest = _build(release, tmp_path / "out", acknowledge=Acknowledgement(actor="auditor@x", reason="reproduce run 12"))
+    with pytest.raises(ValueError, match="only ml@x can acknowledge"):
+        _build(release, tmp_path / "out", acknowledge=Acknowledgement(actor="boss", reason="reproduce run 12"))
+    manifest = _build(release, tmp_path / "out", acknowledge=Acknowledgement(actor="ml@x", reason="reproduce run 12"))
     assert manifest.acknowledgements[0].overridden == ("release_revoked",)
     with connect(release.db_path) as con:
-        assert con.execute("SELECT actor, context FROM shard_acknowledgements").fetchall() == [("auditor@x", "build")]
-        assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'shards.acknowledge_build'").fetchone()[0] == 1
+        assert con.execute("SELECT actor, context, subject FROM shard_acknowledgements").fetchall() == [
+            ("ml@x", "build", "out/manifest.json")]
+        payload = json.loads(con.execute("SELECT payload FROM audit_log WHERE action = 'shards.build'").fetchone()[0])
+    assert payload["acknowledgement"]["reason"] == "reproduce run 12"
+    assert payload["seal"]["shard_acknowledgements"]["rows"] == 1
 
 
 def test_a_new_build_leaves_out_a_track_denied_since_approval_and_says_why(tmp_path) -> None:
     release = make_release(tmp_path, seconds=[5.0, 5.0, 5.0])
     deny_since(release.db_path, release.track_ids[1], isrc_for(1))
     manifest = _build(release, tmp_path / "out")
-    assert release.track_ids[1] not in {t for s in manifest.shards for t in s.track_ids}
     assert {t for s in manifest.shards for t in s.track_ids} == {release.track_ids[0], release.track_ids[2]}
     [excluded] = manifest.excluded
     assert (excluded.track_id, excluded.reason_code) == (release.track_ids[1], "denied_since_approval")
-    assert "left out of this build" in excluded.message and not manifest.acknowledgements
+    assert "consent_not_allowed" in excluded.message and "left out of this build" in excluded.message
+    assert not manifest.acknowledgements
     with connect(release.db_path) as con:
         assert con.execute("SELECT track_id, reason_code FROM shard_exclusions").fetchall() == [
             (release.track_ids[1], "denied_since_approval")]
         assert con.execute("SELECT count(*) FROM shard_acknowledgements").fetchone() == (0,)
+        gate = json.loads(con.execute("SELECT payload FROM audit_log WHERE action = 'shards.build'").fetchone()[0])
+    assert gate["gate"]["denied_track_ids"] == [release.track_ids[1]]
 
 
 def test_the_standing_of_rebuilt_shards_counts_only_the_tracks_they_hold(tmp_path) -> None:
     release = make_release(tmp_path, seconds=[5.0, 5.0])
     deny_since(release.db_path, release.track_ids[0], isrc_for(0))
     manifest = _build(release, tmp_path / "out")
-    held = {t for s in manifest.shards for t in s.track_ids}
+    held = manifest.track_ids()
     with connect(release.db_path) as con:
-        assert check_release(con, release.release_id).reasons == ("denied_since_approval",)
-        assert check_release(con, release.release_id, contained_track_ids=held).ok
-        assert not check_release(con, release.release_id, contained_track_ids=set(release.track_ids)).ok
+        assert decide(con, release.release_id).reason_codes == ("denied_since_approval",)
+        assert decide(con, release.release_id, use="load", contained_track_ids=held).allowed
+        assert not decide(con, release.release_id, use="load", contained_track_ids=set(release.track_ids)).allowed
     # The loader judges the shards by what they hold: no acknowledgement needed, nothing denied served.
     served = {s["track_id"] for s in ShardDataset(str(tmp_path / "out"), ledger_path=release.db_path)}
     assert served == {release.track_ids[1]}
@@ -166,12 +215,12 @@ def test_output_holding_another_release_is_refused(tmp_path) -> None:
     release = make_release(tmp_path, seconds=[5.0])
     _build(release, tmp_path / "out")
     with connect(release.db_path) as con:
-        con.execute("INSERT INTO releases SELECT 'rel_other', purpose, territory, on_date, policy_hash, status, "
-                    "proposed_by, proposed_at, track_count, content_sha256 FROM releases")
-        con.execute("INSERT INTO release_tracks SELECT 'rel_other', track_id, isrc, decision_id FROM release_tracks")
-        con.execute("INSERT INTO approvals SELECT 'rel_other', actor, action, comment, recorded_at FROM approvals")
+        propose_release(con, purpose=PURPOSE, territory=TERRITORY, on_date=ON, actor="mira", policy=POLICY,
+                        release_id="rel_other")
+        approve_release(con, "rel_other", actor="rita", comment="the same tracks, again")
         with pytest.raises(FileExistsError):
             build_shards(con, "rel_other", output_uri=str(tmp_path / "out"), config=CONFIG, actor="ml@x")
+        assert con.execute("SELECT DISTINCT release_id FROM shard_builds").fetchall() == [(release.release_id,)]
 
 
 def test_duckdb_user_can_count_samples_per_isrc(release, tmp_path) -> None:

@@ -1,23 +1,36 @@
 """A small, realistic ledger: three recordings, two deals, split ownership, an approved release,
-real encoded audio, and real shards built from it."""
+real encoded audio, and real shards built from it; every row written through the write path."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import av
 import duckdb
 import numpy as np
 
+from licensing.releases import approve_release, propose_release
+from licensing.revocation import revoke_consent
+from schemas.policy import Policy
 from store.database import connect
+from tests.ledger_seed import POLICY as DEFAULT_POLICY
+from tests.ledger_seed import catalog, consent, deal, import_rights, party
+from tests.roles import write_test_roles
 
 RELEASE = "rel_test0001"
-POLICY = "a" * 64
+PURPOSE = "UseForTrainingNonGenerativeAI"
+ON = date(2025, 1, 1)
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
+ARTIST = "P-fixture-artist"
+# The default policy, except that rights-controller shares need not add up to 100 %: deal_2 names a
+# controller for a third of Tone C only, and the rest is attributed to no one (the attribution test's case).
+POLICY = Policy.model_validate(DEFAULT_POLICY.model_dump() | {
+    "policy_id": "fixture-partial-shares", "purposes": {
+        purpose: rule.model_dump() | ({"require_full_shares": False} if purpose == PURPOSE else {})
+        for purpose, rule in DEFAULT_POLICY.purposes.items()}})
 
 
 @dataclass(frozen=True)
@@ -59,7 +72,7 @@ def write_tone(path: Path, *, freq: float, seconds: float = 24.5, rate: int = 22
 
 
 def build(db_path: Path, output_dir: Path, *, crops_per_track: int = 6) -> str:
-    """Build the release's shards with the real writer; return the manifest URI."""
+    """Build the release's shards with the real writer; return the manifest's location."""
     from schemas.shards import ShardConfig
     from shards.writer import MANIFEST_NAME, build_shards
 
@@ -71,52 +84,40 @@ def build(db_path: Path, output_dir: Path, *, crops_per_track: int = 6) -> str:
 
 def seed_ledger(db_path: Path, *, status: str = "approved", audio_dir: Path | None = None,
                 tracks: tuple[FixtureTrack, ...] = TRACKS) -> None:
-    """Write catalog, licensing and release rows the way the other packages would (with real audio
-    when ``audio_dir`` is given)."""
+    """Catalog, rights and an approved release, written the way the other packages write them (with real
+    audio when ``audio_dir`` is given; otherwise the catalog points at files that do not exist)."""
+    write_test_roles(db_path.parent)
+    rows = []
+    for i, t in enumerate(tracks):
+        source, sha = f"/nonexistent/{t.track_id}.flac", f"{i:064x}"
+        if audio_dir is not None:
+            audio_dir.mkdir(parents=True, exist_ok=True)
+            path = write_tone(audio_dir / f"{t.track_id}.flac", freq=220.0 * (i + 1) ** 1.5, seed=i)
+            source, sha = ledger_ref_for(db_path, path), hashlib.sha256(path.read_bytes()).hexdigest()
+        rows.append({"track_id": t.track_id, "isrc": t.isrc, "title": t.title, "artists": ["Fixture Artist"],
+                     "party_ids": [ARTIST], "source_path": source, "audio_sha256": sha})
+    deals = [deal(deal_id, "pty_alpha", license_, [(p, t.isrc, share) for t in tracks if t.deal_id == deal_id
+                                                    for p, share in t.controllers])
+             for deal_id, license_ in LICENSES.items()]
     with connect(db_path) as con:
-        con.execute("BEGIN")
-        con.execute("INSERT INTO policies VALUES (?, 'default', '1', ?, ?)", [POLICY, json.dumps({}), T0])
-        for party_id, name in PARTIES.items():
-            con.execute("INSERT INTO parties VALUES (?, ?, NULL, NULL)", [party_id, name])
-        for deal_id, license_ in LICENSES.items():
-            con.execute(
-                "INSERT INTO deals VALUES (?, 'pty_alpha', ?, ['ai_training'], ['Worldwide'], [], NULL, NULL, [], "
-                "'fixture', ?)", [deal_id, license_, T0])
-        con.execute("INSERT INTO deliveries VALUES ('dlv_1', 'fixture', ?, NULL, ?, 0)", [T0, len(tracks)])
-        for i, t in enumerate(tracks):
-            source, sha = f"/nonexistent/{t.track_id}.flac", f"{i:064x}"
-            if audio_dir is not None:
-                audio_dir.mkdir(parents=True, exist_ok=True)
-                path = write_tone(audio_dir / f"{t.track_id}.flac", freq=220.0 * (i + 1) ** 1.5, seed=i)
-                source, sha = str(path), hashlib.sha256(path.read_bytes()).hexdigest()
-            con.execute(
-                "INSERT INTO tracks (track_id, delivery_id, isrc, title, artists, license_tag, source_path, "
-                "audio_sha256, ingested_at) VALUES (?, 'dlv_1', ?, ?, ['Fixture Artist'], NULL, ?, ?, ?)",
-                [t.track_id, t.isrc, t.title, source, sha, T0])
-            con.execute("INSERT INTO deal_recordings VALUES (?, ?)", [t.deal_id, t.isrc])
-            for party_id, share in t.controllers:
-                con.execute("INSERT INTO rights_controllers VALUES (?, ?, ?, ?)", [t.deal_id, t.isrc, party_id, share])
-            decision_id = f"dec_{i}"
-            con.execute(
-                "INSERT INTO decisions VALUES (?, ?, ?, 'ai_training', 'Worldwide', ?, TRUE, [], 'allowed by deal', "
-                "?, ?, ?, [], NULL, ?)", [decision_id, t.track_id, t.isrc, date(2025, 1, 1), POLICY, "b" * 64,
-                                          t.deal_id, T0])
-            con.execute("INSERT INTO release_tracks VALUES (?, ?, ?, ?)", [RELEASE, t.track_id, t.isrc, decision_id])
-        con.execute(
-            "INSERT INTO releases VALUES (?, 'ai_training', 'Worldwide', ?, ?, ?, 'rights@label', ?, ?, ?)",
-            [RELEASE, date(2025, 1, 1), POLICY, status, T0, len(tracks), "c" * 64])
+        catalog(con, rows, delivery_id="dlv_1", received_at=T0)
+        import_rights(con, db_path.parent / "rights" / "fixture.json",
+                      parties=[party(p, n) for p, n in {**PARTIES, ARTIST: "Fixture Artist"}.items()],
+                      deals=deals, consents=[consent("C-fixture-artist", ARTIST)])
+        propose_release(con, purpose=PURPOSE, territory="GB", on_date=ON, actor="ml@label", policy=POLICY,
+                        release_id=RELEASE)
         if status == "approved":
-            con.execute("INSERT INTO approvals VALUES (?, 'head.of.rights@label', 'approve', 'ok', ?)",
-                        [RELEASE, T0 + timedelta(hours=1)])
-        con.execute("COMMIT")
+            approve_release(con, RELEASE, actor="rights@label", comment="ok")
 
 
-def deny_track(con: duckdb.DuckDBPyConnection, track: FixtureTrack, *, hours_after: int = 2,
-               allowed: bool = False, decision_id: str | None = None) -> None:
-    """A later decision for one track, e.g. after its rights holder revoked consent."""
-    con.execute(
-        "INSERT INTO decisions VALUES (?, ?, ?, 'ai_training', 'Worldwide', ?, ?, ?, 'consent revoked', ?, ?, ?, [], "
-        "NULL, ?)",
-        [decision_id or f"dec_late_{track.track_id}_{hours_after}", track.track_id, track.isrc, date(2025, 1, 2),
-         allowed, [] if allowed else ["consent_revoked"], POLICY, "d" * 64, track.deal_id,
-         T0 + timedelta(hours=hours_after)])
+def deny_track(con: duckdb.DuckDBPyConnection, track: FixtureTrack) -> None:
+    """The artist withdraws consent for one recording after approval (the policy denies it from then on)."""
+    revoke_consent(con, party_id=ARTIST, isrc=track.isrc, actor="rights@label", evidence_ref="test://withdrawal")
+
+
+def ledger_ref_for(db_path: Path, path: Path) -> str:
+    """A location as the ledger records it: relative to the data directory when inside it."""
+    try:
+        return path.resolve().relative_to(db_path.parent.resolve()).as_posix()
+    except ValueError:
+        return str(path)

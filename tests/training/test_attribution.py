@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from store.database import connect
+from store.ledger import command
+from store.sealing import verify_sealed
 from tests.training.ledger_fixture import RELEASE, TRACKS, seed_ledger
 from training import attribution
 
@@ -70,10 +72,13 @@ def test_statement_applies_shares_and_sums_to_samples_consumed(tmp_path) -> None
     assert json.loads(paths["json"].read_text())["total_samples"] == 9
 
     with connect(db) as con:
-        attribution.record_statement(con, statement)
-        attribution.record_statement(con, statement)  # re-recording replaces, never doubles
+        for _ in range(2):  # re-recording replaces (the replaced rows kept in history), never doubles
+            with command(con, "ml@label", "train.start", "run_x") as w:
+                attribution.record_statement(w, statement)
         assert con.execute("SELECT sum(samples) FROM training_exposure WHERE run_id='run_x'").fetchone()[0] == 9
         assert con.execute("SELECT sum(samples_milli) FROM training_attribution").fetchone()[0] == 9000
+        assert con.execute("SELECT count(*) FROM training_exposure__history").fetchone()[0] == 3
+        assert verify_sealed(con)[0] == []
 
 
 def test_empty_exposure_gives_an_empty_statement(tmp_path) -> None:

@@ -10,13 +10,15 @@ from typer.testing import CliRunner
 
 from dagster_project.cli import app
 from store.database import connect
+from tests.roles import write_test_roles
 from tests.training.ledger_fixture import RELEASE, build, seed_ledger
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_byo.py"
 
 
 def _roles(home: Path) -> None:
-    (home / "roles.yaml").write_text("users:\n  ml@label: [ml_engineer]\n", encoding="utf-8")
+    """The test users; the account running the tests is an admin, acting as ``--actor``."""
+    write_test_roles(home)
 
 
 @pytest.mark.slow
@@ -58,6 +60,7 @@ def test_refused_start_exits_non_zero_with_the_reason_and_is_recorded(tmp_path: 
     assert result.exit_code == 3
     assert "release_not_approved" in result.output
     with connect(home / "linernotes.duckdb") as con:
-        assert con.execute("SELECT run_id FROM training_refusals").fetchall() == [("run_no",)]
+        assert con.execute("SELECT run_id, reason_codes FROM training_refusals").fetchall() == [
+            ("run_no", ["release_not_approved", "approval_missing", "manifest_missing"])]
     missing = CliRunner().invoke(app, ["runs", "show", "run_no", "--home", str(home)])
     assert missing.exit_code == 1

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
 
+from licensing.releases import revoke_release
 from schemas.runs import TrainConfig
 from store.database import connect
-from tests.training.ledger_fixture import RELEASE, TRACKS, build, deny_track, seed_ledger
+from store.roles import RoleRefused
+from tests.training.ledger_fixture import POLICY, RELEASE, TRACKS, build, deny_track, seed_ledger
 from training import gate
 from training.launcher import TrainingRefused, launch_run
 
@@ -29,7 +32,7 @@ def test_approved_verified_release_is_allowed_with_its_manifest_hash(built: tupl
     assert decision.allowed, decision.message
     assert decision.manifest_uri == manifest
     assert decision.manifest_sha256 == hashlib.sha256(Path(manifest).read_bytes()).hexdigest()
-    assert decision.policy_hash == "a" * 64
+    assert decision.policy_hash == POLICY.content_hash and decision.use == "train"
 
 
 def test_unknown_release_and_missing_shards_refuse(tmp_path: Path) -> None:
@@ -42,22 +45,43 @@ def test_unknown_release_and_missing_shards_refuse(tmp_path: Path) -> None:
     assert not unbuilt.allowed and unbuilt.reason_codes == ("manifest_missing",)
 
 
-def test_revoked_release_refuses_even_when_acknowledged_and_the_refusal_is_recorded(built: tuple[Path, str]) -> None:
+def test_revoked_release_refuses_and_the_refusal_is_recorded_before_anything_starts(built: tuple[Path, str]) -> None:
     db, _ = built
     with connect(db) as con:
-        con.execute("UPDATE releases SET status = 'revoked' WHERE release_id = ?", [RELEASE])
+        revoke_release(con, RELEASE, actor="rights@label", comment="deal under dispute")
     with pytest.raises(TrainingRefused) as refused:
         launch_run(db, run_id="run_revoked", config=TrainConfig(release_id=RELEASE), actor="ml@label",
-                   acknowledge="we know", runs_dir=db.parent / "runs")
-    assert "release_revoked" in refused.value.decision.reason_codes
+                   runs_dir=db.parent / "runs")
+    assert refused.value.decision.reason_codes == ("release_revoked",)
     assert not (db.parent / "runs" / "run_revoked").exists()
     with connect(db) as con:
-        refusal = con.execute("SELECT run_id, actor, reason_codes FROM training_refusals").fetchall()
-        audit_rows = con.execute("SELECT action, subject FROM audit_log WHERE action LIKE 'training.%'").fetchall()
+        refusal = con.execute("SELECT refusal_id, run_id, release_id, actor, reason_codes FROM training_refusals"
+                              ).fetchall()
+        audit_rows = con.execute("SELECT action, subject FROM audit_log WHERE action LIKE 'train.%'").fetchall()
         runs = con.execute("SELECT count(*) FROM training_runs").fetchone()[0]
-    assert refusal == [("run_revoked", "ml@label", list(refused.value.decision.reason_codes))]
-    assert audit_rows == [("training.refused", "run_revoked")]
+    assert refusal == [(refused.value.refusal_id, "run_revoked", RELEASE, "ml@label", ["release_revoked"])]
+    assert audit_rows == [("train.start.refused", "run_revoked")]
     assert runs == 0
+
+
+def test_only_an_ml_engineer_may_start_a_run_and_the_role_is_checked_first(built: tuple[Path, str]) -> None:
+    db, _ = built
+    with pytest.raises(RoleRefused):
+        launch_run(db, run_id="run_rita", config=TrainConfig(release_id=RELEASE), actor="rita",
+                   runs_dir=db.parent / "runs")
+    with connect(db) as con:
+        assert con.execute("SELECT run_id, actor, reason_codes FROM training_refusals").fetchall() == [
+            ("run_rita", "rita", ["role_missing"])]
+    assert not (db.parent / "runs" / "run_rita").exists()
+
+
+def test_a_revoked_release_may_be_trained_on_only_when_acknowledged(built: tuple[Path, str]) -> None:
+    db, _ = built
+    with connect(db) as con:
+        revoke_release(con, RELEASE, actor="rights@label", comment="deal under dispute")
+        decision = gate.check_release(con, RELEASE, acknowledge="reproduce run 12 for the audit", actor="ml@label")
+    assert decision.allowed and decision.reason_codes == ("release_revoked",)
+    assert decision.acknowledgement is not None and decision.acknowledgement.overridden == ("release_revoked",)
 
 
 def test_a_tampered_shard_fails_verification(built: tuple[Path, str]) -> None:
@@ -72,33 +96,33 @@ def test_a_tampered_shard_fails_verification(built: tuple[Path, str]) -> None:
     assert entry["name"] in decision.message
 
 
-def test_denied_since_approval_refuses_unless_acknowledged_and_reallowed_passes(built: tuple[Path, str]) -> None:
+def test_denied_since_approval_refuses_unless_acknowledged(built: tuple[Path, str]) -> None:
     db, _ = built
     with connect(db) as con:
-        deny_track(con, TRACKS[1], hours_after=3)
+        deny_track(con, TRACKS[1])
         refused = gate.check_release(con, RELEASE)
         acknowledged = gate.check_release(con, RELEASE, acknowledge="  retraining for audit comparison ", actor="cto")
-        deny_track(con, TRACKS[1], hours_after=4, allowed=True)
-        reallowed = gate.check_release(con, RELEASE)
     assert not refused.allowed
     assert refused.reason_codes == ("denied_since_approval",)
     assert refused.denied_track_ids == (TRACKS[1].track_id,)
-    assert TRACKS[1].track_id in refused.message and "consent_revoked" in refused.message
+    assert TRACKS[1].track_id in refused.message and "consent_not_allowed" in refused.message
     assert acknowledged.allowed and acknowledged.acknowledgement is not None
     assert acknowledged.acknowledgement.reason == "retraining for audit comparison"
+    assert acknowledged.acknowledgement.actor == "cto"
     assert acknowledged.acknowledgement.track_ids == (TRACKS[1].track_id,)
-    assert reallowed.allowed and reallowed.denied_track_ids == ()
 
 
-def test_a_manifest_of_another_release_is_refused(built: tuple[Path, str], tmp_path: Path) -> None:
+def test_a_manifest_of_another_release_is_refused(built: tuple[Path, str]) -> None:
+    from licensing.releases import approve_release, propose_release
+
     db, manifest = built
     with connect(db) as con:
-        con.execute("INSERT INTO releases SELECT 'rel_other', purpose, territory, on_date, policy_hash, status, "
-                    "proposed_by, proposed_at, track_count, content_sha256 FROM releases WHERE release_id = ?",
-                    [RELEASE])
-        con.execute("INSERT INTO approvals SELECT 'rel_other', actor, action, comment, recorded_at FROM approvals")
+        propose_release(con, purpose="UseForTrainingNonGenerativeAI", territory="GB", on_date=date(2025, 1, 1),
+                        actor="ml@label", policy=POLICY, release_id="rel_other")
+        approve_release(con, "rel_other", actor="rights@label", comment="ok")
         decision = gate.check_release(con, "rel_other", manifest_uri=manifest)
-    assert not decision.allowed and "shard_verification_failed" in decision.reason_codes
+    assert not decision.allowed and decision.reason_codes == ("shard_verification_failed",)
+    assert "belongs to release" in decision.message
 
 
 def test_shards_rebuilt_without_a_denied_recording_train_without_acknowledgement(tmp_path: Path) -> None:
@@ -106,7 +130,7 @@ def test_shards_rebuilt_without_a_denied_recording_train_without_acknowledgement
     seed_ledger(db, audio_dir=tmp_path / "audio")
     stale = build(db, tmp_path / "shards", crops_per_track=2)
     with connect(db) as con:
-        deny_track(con, TRACKS[1], hours_after=3)
+        deny_track(con, TRACKS[1])
     rebuilt = build(db, tmp_path / "rebuilt", crops_per_track=2)
     held = json.loads(Path(rebuilt).read_text())
     assert TRACKS[1].track_id not in {t for shard in held["shards"] for t in shard["track_ids"]}

@@ -14,7 +14,8 @@ import pytest
 from schemas.runs import ModelCard, TrainConfig
 from shards.exposure import read_exposure
 from store.database import connect
-from tests.training.ledger_fixture import RELEASE, TRACKS, build, deny_track, seed_ledger
+from store.sealing import verify_sealed
+from tests.training.ledger_fixture import POLICY, RELEASE, TRACKS, build, deny_track, seed_ledger
 from training.launcher import launch_run
 
 
@@ -35,7 +36,8 @@ def test_reference_run_learns_and_writes_record_card_and_exact_attribution(tmp_p
     assert record.status == "completed" and record.world_size == 2 and record.device == "cpu"
     assert record.manifest_sha256 == _sha(Path(manifest))
     assert re.fullmatch(r"[0-9a-f]{40}", record.code.commit) and record.code.dirty is not None
-    assert record.checkpoint_uri == (run_dir / "model.pt").as_uri()
+    assert record.checkpoint_uri == "runs/run_ref/model.pt"  # relative to the data directory
+    assert record.manifest_uri == "shards/manifest.json"
     assert record.checkpoint_sha256 == _sha(run_dir / "model.pt")
     # 18 samples split 9/9 over the ranks, batches of 4: 3 steps and all 18 samples per epoch.
     assert [(m.epoch, m.steps, m.samples) for m in record.metrics] == [(0, 3, 18), (1, 3, 18)]
@@ -57,7 +59,7 @@ def test_reference_run_learns_and_writes_record_card_and_exact_attribution(tmp_p
     card = ModelCard.model_validate_json((run_dir / "model_card.json").read_text())
     assert (card.data.tracks_in_release, card.data.tracks_seen, card.data.rights_holders) == (3, 3, 3)
     assert card.data.licenses == ("CC-BY-SA-3.0", "contract:ALPHA-2025-01")
-    assert card.data.policy_hash == "a" * 64 and card.checkpoint_sha256 == record.checkpoint_sha256
+    assert card.data.policy_hash == POLICY.content_hash and card.checkpoint_sha256 == record.checkpoint_sha256
     markdown = (run_dir / "MODEL_CARD.md").read_text()
     assert RELEASE in markdown and "Alpha Records" in markdown and record.manifest_sha256 in markdown
 
@@ -66,11 +68,16 @@ def test_reference_run_learns_and_writes_record_card_and_exact_attribution(tmp_p
                           "WHERE run_id = 'run_ref'").fetchone()
         ledger_samples = con.execute("SELECT sum(samples) FROM training_exposure WHERE run_id = 'run_ref'").fetchone()
         milli = con.execute("SELECT sum(samples_milli) FROM training_attribution WHERE run_id = 'run_ref'").fetchone()
-        actions = [r[0] for r in con.execute(
-            "SELECT action FROM audit_log WHERE subject = 'run_ref' ORDER BY seq").fetchall()]
+        entries = con.execute("SELECT action, payload FROM audit_log WHERE subject = 'run_ref' ORDER BY seq").fetchall()
+        history = con.execute("SELECT status FROM training_runs__history WHERE run_id = 'run_ref'").fetchall()
+        assert verify_sealed(con)[0] == []
     assert row == ("completed", 36, record.checkpoint_sha256, record.code.commit)
     assert ledger_samples[0] == 36 and milli[0] == 36_000
-    assert actions == ["training.started", "training.completed"]
+    events = [(action, json.loads(payload)) for action, payload in entries]
+    assert [(a, p["event"]) for a, p in events] == [("train.start", "started"), ("train.start", "completed")]
+    assert events[1][1]["checkpoint_sha256"] == record.checkpoint_sha256
+    assert set(events[1][1]["seal"]) == {"training_runs", "training_exposure", "training_attribution"}
+    assert history == [("running",)]  # the status change is a new version; the running one is kept
 
 
 @pytest.mark.slow
@@ -96,10 +103,13 @@ def test_acknowledged_run_skips_the_denied_recording_and_says_so(tmp_path: Path)
     assert card["data"]["acknowledgement"]["reason"] == "comparison run requested by legal, ticket 12"
     assert card["data"]["tracks_seen"] == 2
     with connect(db) as con:
-        audit = con.execute("SELECT actor, payload FROM audit_log WHERE action = 'training.acknowledged_denied'").fetchall()
+        started = con.execute("SELECT actor, payload FROM audit_log WHERE action = 'train.start' AND subject = "
+                              "'run_ack' ORDER BY seq LIMIT 1").fetchone()
         loads = con.execute("SELECT context, skipped_track_ids FROM shard_acknowledgements WHERE context = 'load'").fetchall()
         ack_cols = con.execute("SELECT acknowledged_by, acknowledged_tracks FROM training_runs").fetchone()
-    assert len(audit) == 1 and audit[0][0] == "ml@label"
-    assert json.loads(audit[0][1])["track_ids"] == [denied.track_id]
+    assert started[0] == "ml@label"
+    assert json.loads(started[1])["acknowledgement"] == {
+        "actor": "ml@label", "reason": "comparison run requested by legal, ticket 12",
+        "overridden": ["denied_since_approval"], "track_ids": [denied.track_id]}
     assert loads and all(skipped == [denied.track_id] for _, skipped in loads)
     assert ack_cols == ("ml@label", [denied.track_id])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 import torch
@@ -69,14 +68,15 @@ def test_sigkilled_run_resumes_with_identical_exposure_attribution_and_weights(
 
     with connect(db) as con:
         ledger = con.execute("SELECT sum(samples) FROM training_exposure WHERE run_id = 'run_crash'").fetchone()[0]
-        actions = [r[0] for r in con.execute(
-            "SELECT action FROM audit_log WHERE subject = 'run_crash' ORDER BY seq").fetchall()]
+        events = [json.loads(r[0])["event"] for r in con.execute(
+            "SELECT payload FROM audit_log WHERE action = 'train.start' AND subject = 'run_crash' ORDER BY seq").fetchall()]
     assert ledger == 24
-    assert actions == ["training.started", "training.failed", "training.resumed", "training.completed"]
+    assert events == ["started", "failed", "resumed", "completed"]
     with connect(db) as con:
         assert verify_chain(con).ok
     # The record points at a whole checkpoint, and no torn checkpoint write is left beside it.
-    assert resumed.checkpoint_uri and sha256_file(Path(urlparse(resumed.checkpoint_uri).path)) == resumed.checkpoint_sha256
+    assert resumed.checkpoint_uri == "runs/run_crash/model.pt"
+    assert sha256_file(db.parent / resumed.checkpoint_uri) == resumed.checkpoint_sha256
     assert not [p for p in (runs / "run_crash").rglob("*.tmp")]
 
 
