@@ -187,12 +187,14 @@ def decide(con: duckdb.DuckDBPyConnection, release_id: str, *, use: GateUse = "s
                         "rebuild the shards (a new build leaves them out), or acknowledge explicitly to go on "
                         "without them")
     acknowledged = None
-    if reasons and acknowledge is not None and set(reasons) <= ACKNOWLEDGEABLE:
+    # A revoked release may be built or served on the record (to finish work in flight), never trained on.
+    may_pass = ACKNOWLEDGEABLE - {GateReason.RELEASE_REVOKED} if use == "train" else ACKNOWLEDGEABLE
+    if reasons and acknowledge is not None and set(reasons) <= may_pass:
         acknowledged = Acknowledged(actor=acknowledge.actor, reason=acknowledge.reason, overridden=tuple(reasons),
                                     track_ids=tuple(d.track_id for d in denied))
         problems.append(f"acknowledged by {acknowledge.actor}: {acknowledge.reason}")
     elif reasons and acknowledge is not None:
-        hard = ", ".join(r for r in reasons if r not in ACKNOWLEDGEABLE)
+        hard = ", ".join(r for r in reasons if r not in may_pass)
         problems.append(f"an acknowledgement cannot go past {hard}")
     if denied and use == "build":
         problems.append(f"{len(denied)} track(s) denied since approval are left out of this build: "

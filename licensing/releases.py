@@ -1,20 +1,18 @@
 """Training releases: a frozen set of allowed tracks, proposed by an ML engineer, approved by the rights team.
 
 The proposer cannot approve. Every proposal, approval, rejection and refusal is audit-logged.
-A release stays usable only while its tracks stay allowed: :func:`denied_since_approval` and
-:func:`release_gate` re-check them against today's deals and consents.
+A release stays usable only while its tracks stay allowed: :mod:`licensing.gate` re-decides them
+against today's deals and consents whenever it is built, served or trained on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from datetime import UTC, date, datetime
 
 import duckdb
-from pydantic import BaseModel, ConfigDict
 
-from licensing.evaluate import catalog_decisions, decide, evaluate_catalog_frame, require_purpose
-from licensing.policy import policy_by_hash
+from licensing.evaluate import decide, require_purpose
+from licensing.gate import denied_tracks
 from schemas.canonical import canonical_json, sha256_text
 from schemas.identifiers import normalize_territory
 from schemas.policy import Policy
@@ -36,29 +34,6 @@ class ReleaseError(Exception):
 
 class ApprovalRefused(ReleaseError):
     """The actor may not perform this action; the refusal itself is audit-logged."""
-
-
-class DeniedTrack(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    track_id: str
-    isrc: str
-    reason_codes: tuple[str, ...]
-    explanation: str
-    decision_id: str
-
-
-class ReleaseGate(BaseModel):
-    """Whether shards may be built from (and training may read) a release right now."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    release_id: str
-    ok: bool
-    status: str | None
-    checked_on: date
-    reasons: tuple[str, ...] = ()
-    denied: tuple[DeniedTrack, ...] = ()
 
 
 def _today() -> date:
@@ -189,7 +164,7 @@ def _decide(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: Principal
         _refuse(con, actor=actor, action=action, subject=release_id, code="wrong_status",
                 message=f"{release_id} is {release.status}; only {'/'.join(allowed_from)} releases can be {new_status}")
     if action == "approve":
-        denied = denied_since_approval(con, release_id, on_date=on_date)
+        denied = denied_tracks(con, release_id, on_date=on_date) or ()
         if denied:
             _refuse(con, actor=actor, action=action, subject=release_id, code="tracks_now_denied",
                     message=f"{len(denied)} track(s) of {release_id} are denied now (e.g. {denied[0].isrc}: "
@@ -227,38 +202,6 @@ def revoke_release(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: st
                    roles=roles, allowed_from=("approved",))
 
 
-def denied_since_approval(con: duckdb.DuckDBPyConnection, release_id: str, *, on_date: date | None = None,
-                          track_ids: Collection[str] | None = None) -> list[DeniedTrack]:
-    """Tracks of the release that the release's policy denies today (or on ``on_date``) with current rights data.
-
-    The default date is the later of today and the release date: a consent revoked or a deal expired
-    by the time of use counts, even if the release was frozen for an earlier date.
-    """
-    release = get_release(con, release_id)
-    if release is None:
-        raise ReleaseError("release_unknown", f"no release {release_id}")
-    policy = policy_by_hash(con, release.policy_hash)
-    if policy is None:
-        raise ReleaseError("policy_unknown", f"policy {release.policy_hash} of {release_id} is not stored")
-    when = on_date or max(_today(), release.on_date)
-    tracks = [t for t in release.tracks if track_ids is None or t.track_id in track_ids]
-    if not tracks:
-        return []
-    evaluate_catalog_frame(con, policy, purpose=release.purpose, territory=release.territory, on_date=when,
-                           track_ids=[t.track_id for t in tracks])
-    now = catalog_decisions(con)
-    denied = []
-    for t in tracks:
-        row = now.get(t.track_id)
-        if row is None:
-            denied.append(DeniedTrack(track_id=t.track_id, isrc=t.isrc, reason_codes=("track_missing",),
-                                      explanation="denied: the track is no longer in the catalog", decision_id=""))
-        elif not row["allowed"]:
-            denied.append(DeniedTrack(track_id=t.track_id, isrc=t.isrc, reason_codes=tuple(row["reason_codes"]),
-                                      explanation=row["explanation"], decision_id=row["decision_id"]))
-    return denied
-
-
 def tracks_without_allow(con: duckdb.DuckDBPyConnection, release_id: str) -> list[str]:
     """ISRCs in the release whose frozen decision is missing, a deny, or for another purpose."""
     rows = con.execute(
@@ -274,18 +217,3 @@ def tracks_without_allow(con: duckdb.DuckDBPyConnection, release_id: str) -> lis
     return [isrc for (isrc,) in rows]
 
 
-def release_gate(con: duckdb.DuckDBPyConnection, release_id: str, *, on_date: date | None = None) -> ReleaseGate:
-    """Open only for an approved release none of whose tracks is denied now; for shard writers and loaders."""
-    release = get_release(con, release_id, with_tracks=False)
-    when = on_date or _today()
-    if release is None:
-        return ReleaseGate(release_id=release_id, ok=False, status=None, checked_on=when, reasons=("release_unknown",))
-    when = on_date or max(_today(), release.on_date)
-    reasons: list[str] = []
-    if release.status != "approved":
-        reasons.append(f"release_{release.status}")
-    denied = denied_since_approval(con, release_id, on_date=when)
-    if denied:
-        reasons.append("tracks_now_denied")
-    return ReleaseGate(release_id=release_id, ok=not reasons, status=release.status, checked_on=when,
-                       reasons=tuple(reasons), denied=tuple(denied))

@@ -24,9 +24,9 @@ import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from licensing.evaluate import redecide
+from licensing.gate import denied_tracks
 from licensing.impact import impact_report
 from licensing.records import party_isrcs
-from licensing.releases import denied_since_approval
 from store import audit
 from store.ledger import command
 from store.paths import ledger_ref
@@ -124,8 +124,8 @@ def handle_changes(con: duckdb.DuckDBPyConnection, changes: RightsChanges, *, re
             "WHERE r.status IN ('proposed', 'approved') AND rt.track_id IN (SELECT unnest(?::VARCHAR[])) "
             "ORDER BY 1", [track_ids]).fetchall() if track_ids else []
         for (release_id,) in releases:
-            denied = denied_since_approval(con, release_id, on_date=max(when, _release_date(con, release_id)),
-                                           track_ids=set(track_ids))
+            denied = denied_tracks(con, release_id, on_date=max(when, _release_date(con, release_id)),
+                                   track_ids=set(track_ids)) or ()
             if not denied:
                 continue
             affected[release_id] = [d.track_id for d in denied]

@@ -40,7 +40,7 @@ def users(extra: dict[str, list[str]] | None = None) -> dict[str, dict[str, obje
 
 
 def roles_yaml(extra: dict[str, list[str]] | None = None) -> str:
-    return json.dumps({"users": users(extra)}, indent=2, sort_keys=True) + "\n"  # JSON is YAML
+    return json.dumps({"users": users(extra)}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"  # JSON is YAML
 
 
 def write_test_roles(directory: Path, extra: dict[str, list[str]] | None = None) -> Path:

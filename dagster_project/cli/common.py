@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from store.database import connect
 from store.home import Home
-from store.ledger import authorize, record_refusal
+from store.ledger import record_refusal
 from store.roles import (
     ROLES_ENV,
     ROLES_FILE,
@@ -68,9 +71,10 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def authorize_or_fail(con: Any, *, actor: Principal | str, action: str, subject: str) -> None:
-    """Refuse (exit 3, audited) when ``actor``'s roles do not allow ``action``; see store.roles.PERMISSIONS."""
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """A domain command's role refusal (already recorded) ends the command line with exit code 3."""
     try:
-        authorize(con, actor, action, subject)
+        yield
     except RoleRefused as exc:
-        fail(f"refused ({exc.code}): {exc.message}", code=3)
+        fail(f"refused ({exc.code}): {escape(exc.message)}", code=3)

@@ -16,11 +16,11 @@ from dagster_project.cli.common import (
     HomeOption,
     JsonOption,
     actor_from,
-    authorize_or_fail,
     console,
     fail,
     home_from,
     print_json,
+    refusals,
 )
 
 ProviderOption = typer.Option(None, "--provider", help="Provider named in the summary (default: "
@@ -46,8 +46,7 @@ def register(app: typer.Typer) -> None:
         from store.database import connect
 
         who = actor_from(actor, home_from(home))
-        with connect(home_from(home).db_path) as con:
-            authorize_or_fail(con, actor=who, action="audit.export", subject=run_id)
+        with connect(home_from(home).db_path) as con, refusals():
             try:
                 pack = export_pack(con, run_id, out, actor=who, provider=_provider(provider), contact=contact)
             except (TraceNotFound, FileExistsError, ValueError, OSError) as exc:
@@ -72,8 +71,7 @@ def register(app: typer.Typer) -> None:
         from store.database import connect
 
         who = actor_from(actor, home_from(home))
-        with connect(home_from(home).db_path) as con:
-            authorize_or_fail(con, actor=who, action="audit.export", subject=run_id)
+        with connect(home_from(home).db_path) as con, refusals():
             try:
                 summary, paths = export_summary(con, run_id, out, actor=who, provider=_provider(provider),
                                                 contact=contact, model_name=model_name)
@@ -100,8 +98,7 @@ def register(app: typer.Typer) -> None:
             fail("give --out DIR and/or --url URL", code=2)
         who = actor_from(actor, home_from(home))
         data_home = home_from(home)
-        with connect(data_home.db_path) as con:
-            authorize_or_fail(con, actor=who, action="audit.export", subject=run_id or "ledger")
+        with connect(data_home.db_path) as con, refusals():
             try:
                 exported = ol.export_events(con, actor=who, out=out, url=url, run_id=run_id, namespace=namespace)
             except ValueError as exc:

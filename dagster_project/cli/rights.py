@@ -378,14 +378,15 @@ def register(app: typer.Typer) -> None:
     def show_cmd(release_id: str, home: Optional[str] = HomeOption, as_json: bool = JsonOption,
                  tracks: bool = typer.Option(False, "--tracks", help="List every track.")) -> None:
         """Show a release, its approval trail and whether it may be used now."""
-        from licensing.releases import get_release, release_gate
+        from licensing.gate import decide
+        from licensing.releases import get_release
         from store.database import connect
 
-        with connect(home_from(home).db_path) as con:
+        with connect(home_from(home).db_path, read_only=True) as con:
             rel = get_release(con, release_id)
             if rel is None:
                 fail(f"no release {release_id}")
-            gate = release_gate(con, release_id)
+            gate = decide(con, release_id, use="show")
         if as_json:
             print_json({"release": rel.model_dump(mode="json", exclude=None if tracks else {"tracks"}),
                         "gate": gate.model_dump(mode="json")})
@@ -395,9 +396,9 @@ def register(app: typer.Typer) -> None:
         console.print(f"  policy {rel.policy_hash}  content {rel.content_sha256}")
         for a in rel.approvals:
             console.print(f"  {a.action} by {a.actor} at {a.recorded_at:%Y-%m-%d %H:%M}: {a.comment}")
-        usable = "[green]usable[/green]" if gate.ok else f"[red]not usable[/red] ({', '.join(gate.reasons)})"
+        usable = "[green]usable[/green]" if gate.allowed else f"[red]not usable[/red] ({', '.join(gate.reason_codes)})"
         console.print(f"  gate on {gate.checked_on}: {usable}")
-        for d in gate.denied:
+        for d in gate.denied_tracks:
             console.print(f"    {d.isrc} {d.track_id}: {', '.join(d.reason_codes)}")
         if tracks:
             for t in rel.tracks:

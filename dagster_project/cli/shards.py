@@ -11,11 +11,11 @@ from dagster_project.cli.common import (
     HomeOption,
     JsonOption,
     actor_from,
-    authorize_or_fail,
     console,
     fail,
     home_from,
     print_json,
+    refusals,
 )
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -39,8 +39,8 @@ def register(app: typer.Typer) -> None:
         home: str = HomeOption, actor: str = ActorOption, as_json: bool = JsonOption,
     ) -> None:
         """Cut samples from the release's audio into Parquet shards, then write the manifest."""
-        from schemas.shards import Acknowledgement, ShardConfig
         from licensing.gate import ReleaseRefused
+        from schemas.shards import Acknowledgement, ShardConfig
         from shards.writer import build_shards
         from store.database import connect
 
@@ -53,8 +53,7 @@ def register(app: typer.Typer) -> None:
         config = ShardConfig(seed=seed, crops_per_track=crops_per_track, rows_per_shard=rows_per_shard)
         ack = Acknowledgement(actor=who, reason=ack_reason) if ack_reason else None
         try:
-            with connect(h.db_path) as con:
-                authorize_or_fail(con, actor=who, action="shards.build", subject=release_id)
+            with connect(h.db_path) as con, refusals():
                 manifest = build_shards(con, release_id, output_uri=target, config=config, actor=who, acknowledge=ack)
         except ReleaseRefused as exc:
             fail(str(exc))

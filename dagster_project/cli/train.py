@@ -8,18 +8,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from dagster_project.cli.common import (
     ActorOption,
     HomeOption,
     JsonOption,
     actor_from,
-    authorize_or_fail,
     console,
     err_console,
     fail,
     home_from,
     print_json,
+    refusals,
 )
 from store.home import Home
 
@@ -54,14 +55,10 @@ def train(
 ) -> None:
     """Train on an approved release under torchrun; writes the run record, model card and attribution."""
     from schemas.runs import TrainConfig
-    from store.database import connect
     from training.launcher import TrainingFailed, TrainingRefused, launch_run
 
     who = actor_from(actor, home_from(home))
     data_home = home_from(home)
-    # The launcher opens the ledger itself: check the role on a connection closed before it starts.
-    with connect(data_home.db_path) as con:
-        authorize_or_fail(con, actor=who, action="train.start", subject=release)
     config = TrainConfig(release_id=release, model="script" if script else "reference", epochs=epochs,
                          batch_size=batch_size, learning_rate=learning_rate, seed=seed, nproc=nproc,
                          checkpoint_every=checkpoint_every, manifest_uri=manifest)
@@ -70,11 +67,12 @@ def train(
         console.print(f"[bold]{'resuming' if resume else 'starting'}[/bold] {chosen} on release {release} "
                       f"({nproc} process{'es' if nproc > 1 else ''})")
     try:
-        record = launch_run(data_home.db_path, run_id=chosen, config=config, actor=who, script=script,
-                            acknowledge=acknowledge_denied, resume=resume is not None, runs_dir=data_home.runs)
+        with refusals():
+            record = launch_run(data_home.db_path, run_id=chosen, config=config, actor=who, script=script,
+                                acknowledge=acknowledge_denied, resume=resume is not None, runs_dir=data_home.runs)
     except TrainingRefused as exc:
-        fail(f"training refused ({', '.join(exc.decision.reason_codes)}): {exc.decision.message} "
-             f"[recorded as {exc.refusal_id}]", code=3)
+        fail(f"training refused ({', '.join(exc.decision.reason_codes)}): {escape(exc.decision.message)} "
+             f"(recorded as {exc.refusal_id})", code=3)
     except TrainingFailed as exc:
         fail(f"{exc.record.error}\nresume with: linernotes train --release {release} --resume {chosen}", code=4)
     except ValueError as exc:

@@ -7,18 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from licensing.gate import decide, denied_tracks
 from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
 from licensing.releases import (
     ApprovalRefused,
     ReleaseError,
     approve_release,
-    denied_since_approval,
     get_release,
     list_releases,
     propose_release,
     reject_release,
-    release_gate,
     tracks_without_allow,
 )
 from licensing.watch import WatchCursor, changes_since, handle_changes
@@ -98,7 +97,7 @@ def test_proposing_needs_the_ml_engineer_role_and_a_roles_file(con, catalog, rol
 def test_reject_and_empty_release(con, catalog, roles) -> None:
     rel = propose_release(con, purpose=GEN, territory="DE", on_date=ON, actor="mina", policy=load_policy(), roles=roles)
     assert reject_release(con, rel.release_id, actor="ravi", comment="wrong territory", roles=roles).status == "rejected"
-    assert not release_gate(con, rel.release_id, on_date=ON).ok
+    assert not decide(con, rel.release_id, on_date=ON).allowed
     with pytest.raises(ReleaseError) as empty:
         propose_release(con, purpose=GEN, territory="DE", on_date=date(2019, 1, 1), actor="mina", policy=load_policy(),
                         roles=roles)
@@ -109,17 +108,17 @@ def test_revocation_after_approval_closes_the_gate_and_is_reported(con, catalog,
     policy = load_policy()
     rel = propose_release(con, purpose=GEN, territory="DE", on_date=ON, actor="mina", policy=policy, roles=roles)
     approve_release(con, rel.release_id, actor="ravi", comment="ok", roles=roles, on_date=ON)
-    assert release_gate(con, rel.release_id, on_date=ON).ok
-    assert denied_since_approval(con, rel.release_id, on_date=ON) == []
+    assert decide(con, rel.release_id, on_date=ON).allowed
+    assert denied_tracks(con, rel.release_id, on_date=ON) == ()
     revoked = write_rights(tmp_path / "revocation.json", ["P-a"], [],
                            [consent("C-a", "P-a", revoked="2026-03-05T08:00:00Z")])
     import_rights_file(con, revoked, actor="ops")
-    assert denied_since_approval(con, rel.release_id, on_date=ON) == []  # not yet revoked on the release date
+    assert denied_tracks(con, rel.release_id, on_date=ON) == ()  # not yet revoked on the release date
     later = date(2026, 3, 10)
-    denied = denied_since_approval(con, rel.release_id, on_date=later)
+    denied = denied_tracks(con, rel.release_id, on_date=later)
     assert [(d.track_id, d.reason_codes) for d in denied] == [(catalog[0], ("consent_revoked",))]
-    gate = release_gate(con, rel.release_id, on_date=later)
-    assert not gate.ok and gate.reasons == ("tracks_now_denied",)
+    gate = decide(con, rel.release_id, on_date=later)
+    assert not gate.allowed and gate.reason_codes == ("denied_since_approval",)
     # what the rights_change_sensor does: re-decide what time changed, alert the releases holding it
     # the watcher last looked on the release date; time passes to the 10th
     watched = WatchCursor.at_head(con, now=datetime(2026, 3, 1, tzinfo=UTC))

@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from licensing.evaluate import evaluate_track, load_facts
+from licensing.gate import ReleaseRefused
 from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
 from licensing.releases import ReleaseError, approve_release, propose_release
 from licensing.synthetic import generate_catalog
 from schemas.shards import Acknowledgement, ShardConfig
 from shards.exposure import ExposureRecorder, read_exposure
-from licensing.gate import ReleaseRefused
 from shards.loader import ShardDataset
 from shards.writer import build_shards
 from store.database import connect
@@ -36,6 +36,7 @@ from store.digest import sha256_file
 from store.ledger import command
 from store.roles import RoleBook
 from tests.licensing.helpers import consent
+from tests.roles import write_test_roles
 from tests.shards.ledger import write_audio
 
 ON = datetime.now(UTC).date()
@@ -122,6 +123,7 @@ def _check_invariant(audio_pool: list[tuple[str, str]], seed: int, tracks: int, 
     policy = load_policy()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
+        write_test_roles(tmp)
         db = tmp / "ledger.duckdb"
         with connect(db) as con:
             generate_catalog(con, tracks=tracks, seed=seed, on_date=ON)

@@ -25,6 +25,7 @@ from store.paths import ledger_path
 from store.roles import RoleBook
 from tests.audio_fixtures import music_like, write_audio
 from tests.licensing.helpers import consent, deal
+from tests.roles import write_test_roles
 
 TITLE = "Ünïcødé Sông 曲 🎵 «ʻOkina» \u200d\u0301e"
 ARTISTS = ["Zoë Ånders", "李雷", "Ørjan Ñúñez"]
@@ -44,6 +45,7 @@ def test_unicode_round_trips_from_delivery_to_trace(tmp_path: Path) -> None:
                         tags={"TITLE": TITLE, "ARTIST": "; ".join(ARTISTS), "ALBUM": ALBUM, "ISRC": ISRC})
     db = home / "linernotes.duckdb"
     roles = RoleBook(users={ML: ("ml_engineer",), RIGHTS: ("rights_team",)})
+    write_test_roles(home, extra={ML: ["ml_engineer"], RIGHTS: ["rights_team"]})
     with connect(db) as con:
         report = ingest_delivery(con, delivery, delivery_id="délivery-1", actor=RIGHTS)
         assert report.ingested == 1 and report.quarantined == 0
