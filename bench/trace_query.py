@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -33,6 +34,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import duckdb  # noqa: E402
+
+from store.ledger import Writer, command  # noqa: E402
+from store.roles import RoleBook  # noqa: E402
 
 from lineage.trace import (snapshot_model, snapshot_release, trace_isrc, trace_isrc_json,  # noqa: E402
                            trace_model, trace_model_json, trace_release, trace_release_json)
@@ -114,14 +118,32 @@ def generate(con: duckdb.DuckDBPyConnection, *, tracks: int, releases: int, runs
         f"INSERT INTO training_attribution SELECT run_id, 'P-label-' || l, 'Label ' || l, 100, 1000, 0.01 "
         f"FROM (SELECT DISTINCT run_id FROM training_runs), range(100) t(l)",
     ]
-    for statement in sql:
-        con.execute(statement)
+    with command(con, "bench", "catalog.ingest", "synthetic history",
+                 roles=RoleBook(users={"bench": ("admin",)}, source="bench")) as w:
+        for statement in sql:
+            _run(w, statement)
     counts = {}
     for table in ("tracks", "decisions", "release_tracks", "shard_files", "shard_file_tracks", "training_runs",
                   "training_exposure"):
         counts[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
     counts["samples"] = con.execute("SELECT sum(row_count) FROM shard_files").fetchone()[0]  # type: ignore[index]
     return counts
+
+
+_INSERT = re.compile(r"^INSERT INTO (\w+)(?: \(([^)]*)\))? (SELECT .*)$", re.S)
+
+
+def _run(w: Writer, statement: str) -> None:
+    """A positional ``INSERT ... SELECT`` through the write path (rows sealed like any other)."""
+    match = _INSERT.match(statement)
+    if match is None:
+        w.execute(statement)  # temp tables
+        return
+    table, columns, select = match.groups()
+    names = [c.strip() for c in columns.split(",")] if columns else [
+        r[0] for r in w.con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND column_name "
+                                    "NOT IN ('row_sha256', 'audit_seq') ORDER BY column_index", [table]).fetchall()]
+    w.insert_query(table, f"SELECT * FROM ({select}) AS q({', '.join(names)})")
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -164,6 +186,7 @@ def main() -> None:
     rng = random.Random(2026)
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.duckdb"
+        (Path(tmp) / "roles.yaml").write_text("users:\n  bench: [admin]\n", encoding="utf-8")
         with connect(db) as con:
             con.execute(f"SET threads = {args.threads}")
             t0 = time.perf_counter()
