@@ -21,6 +21,7 @@ import duckdb
 from lineage import snapshots
 from lineage.snapshots import SnapshotRecord
 from schemas.identifiers import normalize_isrc
+from store.ledger import authorize
 from store.roles import Principal, RoleBook
 
 
@@ -424,8 +425,10 @@ def ensure_snapshots(con: duckdb.DuckDBPyConnection, *, actor: Principal | str, 
                      roles: RoleBook | None = None) -> list[SnapshotRecord]:
     """Build the snapshots that are missing: of ``run_id`` and its release, or of every completed run and release.
 
-    With ``rebuild=True`` existing snapshots are built again (each rebuild is audit-logged).
+    With ``rebuild=True`` existing snapshots are built again (each rebuild is audit-logged). The role
+    (``trace.snapshot``) is checked even when nothing is missing.
     """
+    authorize(con, actor, "trace.snapshot", run_id or "ledger", roles=roles)
     if run_id is not None:
         row = con.execute("SELECT status, release_id FROM training_runs WHERE run_id = ?", [run_id]).fetchone()
         if row is None:

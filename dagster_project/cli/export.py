@@ -22,6 +22,7 @@ from dagster_project.cli.common import (
     print_json,
     refusals,
 )
+from store.roles import RoleRefused
 
 ProviderOption = typer.Option(None, "--provider", help="Provider named in the summary (default: "
                                                         "$LINERNOTES_PROVIDER).")
@@ -49,6 +50,8 @@ def register(app: typer.Typer) -> None:
         with connect(home_from(home).db_path) as con, refusals():
             try:
                 pack = export_pack(con, run_id, out, actor=who, provider=_provider(provider), contact=contact)
+            except RoleRefused:
+                raise  # a PermissionError, hence an OSError: refusals() reports it
             except (TraceNotFound, FileExistsError, ValueError, OSError) as exc:
                 fail(str(exc))
                 return

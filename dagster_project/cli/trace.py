@@ -21,6 +21,7 @@ from dagster_project.cli.common import (
     print_json,
     refusals,
 )
+from store.roles import RoleRefused
 
 
 def _when(value: Any) -> str:
@@ -170,6 +171,8 @@ def register(app: typer.Typer) -> None:
         with connect(home_from(home).db_path) as con, refusals():
             try:
                 built = ensure_snapshots(con, actor=who, run_id=run_id, rebuild=rebuild)
+            except RoleRefused:
+                raise  # a PermissionError, hence an OSError: refusals() reports it
             except (TraceNotFound, ValueError, OSError) as exc:
                 fail(str(exc))
                 return

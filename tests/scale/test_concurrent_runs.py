@@ -64,9 +64,9 @@ def test_two_runs_and_cli_commands_at_once_lose_nothing(tmp_path: Path, monkeypa
     assert tracks == {i: d for d, ids in isrcs.items() for i in ids}
     assert fingerprinted == 6
     for delivery in isrcs:
-        assert actions.count(("ingest", f"delivery:{delivery}")) == 1
+        assert actions.count(("catalog.ingest", f"delivery:{delivery}")) == 1
         assert actions.count(("fingerprint.store", f"delivery:{delivery}")) == 1
-        assert actions.count(("rights.import", str(home.deliveries / delivery / "rights" / "rights.json"))) == 1
+        assert actions.count(("rights.import", f"deliveries/{delivery}/rights/rights.json")) == 1
     cli_imports = [s for a, s in actions if a == "rights.import" and "party-" in s]
     assert len(cli_imports) == len(set(cli_imports)) == len(imports) == extra
     assert chain.ok, chain

@@ -61,7 +61,8 @@ def test_pipeline_reads_deliveries_from_s3_and_writes_shards_and_checkpoints_the
                                               "WHERE r.release_id = 'rel-s3'").fetchall()}
         chain = verify_chain(con)
     # Deliveries were staged from S3 into the home's cache; shards and checkpoint live on S3 only.
-    assert len(sources) == 3 and all(Path(p).is_relative_to(home.deliveries / "d-s3") for p in sources)
+    assert len(sources) == 3 and all(Path(home.root / p).is_relative_to(home.deliveries / "d-s3") for p in sources)
+    assert not any(Path(p).is_absolute() for p in sources)  # relative to the data directory
     assert released == set(isrcs[:2])
     assert manifest_uri.startswith(f"{objects}/shards/rel-s3/")
     report = verify_manifest(manifest_uri)

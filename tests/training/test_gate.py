@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from licensing.gate import decide
 from licensing.releases import revoke_release
+from schemas.gate import Acknowledgement
 from schemas.runs import TrainConfig
 from store.database import connect
 from store.roles import RoleRefused
@@ -75,13 +77,17 @@ def test_only_an_ml_engineer_may_start_a_run_and_the_role_is_checked_first(built
     assert not (db.parent / "runs" / "run_rita").exists()
 
 
-def test_a_revoked_release_may_be_trained_on_only_when_acknowledged(built: tuple[Path, str]) -> None:
+def test_a_revoked_release_is_never_trained_on_even_when_acknowledged(built: tuple[Path, str]) -> None:
+    """The rights team withdrew it: an engineer's acknowledgement may finish a build or a load on the record,
+    never start training."""
     db, _ = built
     with connect(db) as con:
         revoke_release(con, RELEASE, actor="rights@label", comment="deal under dispute")
         decision = gate.check_release(con, RELEASE, acknowledge="reproduce run 12 for the audit", actor="ml@label")
-    assert decision.allowed and decision.reason_codes == ("release_revoked",)
-    assert decision.acknowledgement is not None and decision.acknowledgement.overridden == ("release_revoked",)
+        loading = decide(con, RELEASE, use="load", acknowledge=Acknowledgement(actor="ml@label", reason="finish"))
+    assert not decision.allowed and decision.reason_codes == ("release_revoked",)
+    assert decision.acknowledgement is None and "cannot go past release_revoked" in decision.message
+    assert loading.allowed and loading.acknowledgement is not None
 
 
 def test_a_tampered_shard_fails_verification(built: tuple[Path, str]) -> None:
