@@ -12,19 +12,23 @@ def wait_for(start_at: float) -> None:
     time.sleep(max(0.0, start_at - time.time()))
 
 
-def audit_writer(db_path: str, worker: str, count: int, start_at: float) -> int:
-    """Open the ledger afresh for every command, as a CLI command or a Dagster step does."""
+def audit_writer(db_path: str, worker: str, count: int, barrier: Any) -> tuple[int, float, float]:
+    """Open the ledger afresh for every command, as a CLI command or a Dagster step does.
+
+    Every worker starts when all of them are ready (``barrier``) and returns how many commands it ran
+    and the window in which it was writing."""
     from store.database import connect
     from store.ledger import command
     from store.quarantine import Rejection, quarantine
 
-    wait_for(start_at)
+    barrier.wait()
+    started = time.time()
     for i in range(count):
         with connect(Path(db_path)) as con, command(con, "ops", "catalog.ingest", f"{worker}:{i}",
                                                    payload={"i": i}) as w:
             quarantine(w, [Rejection(f"{worker}:{i}", "test_concurrent", "written by a concurrent worker")],
                        stage="test")
-    return count
+    return count, started, time.time()
 
 
 def fingerprint_rows(worker: str, batch: int, per_batch: int) -> Any:
