@@ -32,6 +32,7 @@ class GateReason(StrEnum):
     DENIED_SINCE_APPROVAL = "denied_since_approval"
     MANIFEST_MISSING = "manifest_missing"
     SHARD_VERIFICATION_FAILED = "shard_verification_failed"
+    BUILD_PURGED = "build_purged"
 
 
 # A person may knowingly go past these, and is recorded doing so; never past the others.

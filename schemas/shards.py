@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.gate import Acknowledgement, ApprovalRef, GateReason
 
-__all__ = ["Acknowledgement", "AcknowledgementRecord", "ApprovalRef", "ExcludedTrack", "ShardConfig", "ShardEntry",
+__all__ = ["Acknowledgement", "AcknowledgementRecord", "ApprovalRef", "ExcludedTrack", "PurgeRecord", "ShardConfig", "ShardEntry",
            "ShardManifest", "manifest_json_schema"]
 
 SCHEMA_VERSION = 1
@@ -92,6 +92,21 @@ class ExcludedTrack(BaseModel):
     message: str
 
 
+class PurgeRecord(BaseModel):
+    """Recordings whose bytes a purge removed from this shard set, and the build it replaced."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    previous_merkle_root: Sha256
+    previous_manifest_sha256: Sha256
+    track_ids: tuple[str, ...]
+    isrcs: tuple[str, ...]
+    samples_removed: int = Field(ge=0)
+    proof_name: str
+    purged_by: str
+    purged_at: datetime
+
+
 class ShardManifest(BaseModel):
     """Everything needed to trust, locate and attribute a shard set; written last, atomically."""
 
@@ -115,6 +130,7 @@ class ShardManifest(BaseModel):
     merkle_root: Sha256
     excluded: tuple[ExcludedTrack, ...] = ()
     acknowledgements: tuple[AcknowledgementRecord, ...] = ()
+    purges: tuple[PurgeRecord, ...] = Field(default=(), description="Purges on revocation, oldest first")
     built_by: str
     built_at: datetime
 

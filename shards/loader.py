@@ -38,6 +38,7 @@ from licensing.gate import ReleaseRefused, decide
 from schemas.gate import GateDecision, GateReason
 from schemas.shards import Acknowledgement, AcknowledgementRecord, ShardManifest
 from shards import acknowledgements
+from shards.purge import purged_build
 from shards.verify import manifest_location, shard_location
 from store.database import connect
 from store.home import Home
@@ -87,8 +88,10 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
         super().__init__()
         self.store = store or ObjectStore()
         self.manifest_uri = manifest_location(manifest_uri)
+        raw = self.store.get(self.manifest_uri)
+        self.manifest_sha256 = hashlib.sha256(raw).hexdigest()
         try:
-            self.manifest = ShardManifest.model_validate_json(self.store.get(self.manifest_uri))
+            self.manifest = ShardManifest.model_validate_json(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             raise ShardIntegrityError(f"refusing to serve {self.manifest_uri}: not a valid shard manifest "
@@ -129,9 +132,14 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
                 message=f"no ledger at {path}: cannot confirm release {release_id} is still approved",
                 checked_on=datetime.now(UTC).date(), manifest_uri=self.manifest_uri))
         with connect(path, read_only=True) as con:
+            purged = purged_build(con, release_id, self.manifest.merkle_root, self.manifest_sha256)
+            why = (f"this build (Merkle root {self.manifest.merkle_root[:16]}) was {purged}; "
+                   "its shards are gone: load the current manifest")
+            findings = [(GateReason.BUILD_PURGED, why)] if purged else []
             decision = decide(con, release_id, use="load", contained_track_ids=self.manifest.track_ids(),
                               expected_content_sha256=self.manifest.release_content_sha256,
-                              acknowledge=acknowledge, manifest_uri=self.manifest_uri)
+                              acknowledge=acknowledge, manifest_uri=self.manifest_uri, findings=findings,
+                              manifest_sha256=self.manifest_sha256)
         if not decision.allowed:
             raise ReleaseRefused(decision)
         ack = acknowledgements.as_record(decision, "load")
@@ -161,12 +169,13 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
     # -- order ---------------------------------------------------------------------------------
 
     def _unit_table(self) -> np.ndarray:
-        """One row per row group: (shard index, row group index, first global row, rows)."""
+        """One row per row group: (shard position, row group index, first global row, rows)."""
         rows: list[tuple[int, int, int, int]] = []
         start = 0
-        for entry in self.manifest.shards:
+        # By position in the manifest: a purge can leave gaps in the shard indices.
+        for position, entry in enumerate(self.manifest.shards):
             for rg, n in enumerate(entry.row_groups):
-                rows.append((entry.index, rg, start, n))
+                rows.append((position, rg, start, n))
                 start += n
         return np.array(rows, dtype=np.int64).reshape(-1, 4)
 

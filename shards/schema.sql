@@ -68,3 +68,23 @@ CREATE TABLE IF NOT EXISTS shard_acknowledgements (
     row_sha256 VARCHAR,
     audit_seq BIGINT
 );
+-- A purge on revocation: the build it replaced, the build that replaced it, what was removed and erased.
+CREATE TABLE IF NOT EXISTS shard_purges (
+    release_id VARCHAR NOT NULL,
+    old_build_id VARCHAR NOT NULL,
+    new_build_id VARCHAR NOT NULL,
+    old_manifest_sha256 VARCHAR NOT NULL,
+    new_manifest_sha256 VARCHAR NOT NULL,
+    old_merkle_root VARCHAR NOT NULL,
+    new_merkle_root VARCHAR NOT NULL,
+    track_ids VARCHAR[] NOT NULL,
+    isrcs VARCHAR[] NOT NULL,
+    samples_removed BIGINT NOT NULL,
+    deleted_uris VARCHAR[] NOT NULL,
+    proof_uri VARCHAR NOT NULL,
+    proof_sha256 VARCHAR NOT NULL,
+    purged_by VARCHAR NOT NULL,
+    purged_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
+);

@@ -227,29 +227,36 @@ def encode_shard(columns: dict[str, list[Any]], crops: list[np.ndarray], *, conf
     arrays = [pa.array(columns[f.name], type=f.type) if f.name != "audio" else _audio_array(crops)
               for f in SHARD_SCHEMA]
     schema = SHARD_SCHEMA.with_metadata({k.encode(): v.encode() for k, v in sorted(metadata.items())})
-    table = pa.Table.from_arrays(arrays, schema=schema)
+    return write_parquet(pa.Table.from_arrays(arrays, schema=schema), config)
+
+
+def write_parquet(table: pa.Table, config: ShardConfig | Any, *, dictionary: list[str] | None = None) -> pa.Buffer:
+    """A shard table as Parquet bytes: attribution columns zstd-compressed with statistics, the ``audio``
+    column as ``config.audio_compression`` says, page checksums on; deterministic for identical inputs."""
+    leaves = _leaf_paths(table.schema.remove_metadata())
     sink = pa.BufferOutputStream()
     pq.write_table(
         table, sink,
         row_group_size=config.rows_per_row_group,
-        compression={path: config.compression for path in _leaf_paths() if path != "audio"}
+        compression={path: config.compression for path in leaves if path != "audio"}
         | {"audio": config.audio_compression},
-        compression_level={path: config.compression_level for path in _leaf_paths() if path != "audio"}
+        compression_level={path: config.compression_level for path in leaves if path != "audio"}
         | ({"audio": config.compression_level} if config.audio_compression != "none" else {}),
-        use_dictionary=_DICTIONARY_COLUMNS,
-        write_statistics=[path for path in _leaf_paths() if path != "audio"],
+        use_dictionary=[c for c in (_DICTIONARY_COLUMNS if dictionary is None else dictionary)
+                        if c in table.schema.names],
+        write_statistics=[path for path in leaves if path != "audio"],
         write_page_checksum=True,
     )
     return sink.getvalue()
 
 
 @functools.cache
-def _leaf_paths() -> tuple[str, ...]:
+def _leaf_paths(schema: pa.Schema = SHARD_SCHEMA) -> tuple[str, ...]:
     """Parquet leaf column paths (``artists.list.element``...): per-column codecs are keyed by them."""
     sink = pa.BufferOutputStream()
-    pq.write_table(SHARD_SCHEMA.empty_table(), sink)
-    schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
-    return tuple(schema.column(i).path for i in range(len(schema)))
+    pq.write_table(schema.empty_table(), sink)
+    parquet_schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
+    return tuple(parquet_schema.column(i).path for i in range(len(parquet_schema)))
 
 
 def _row_groups(rows: int, per_group: int) -> tuple[int, ...]:
@@ -476,7 +483,7 @@ def _build(w: Writer, decision: GateDecision, *, output_uri: str, config: ShardC
 
 
 def _record(w: Writer, manifest: ShardManifest, *, manifest_uri: str, manifest_sha256: str,
-            output_uri: str, per_shard_tracks: list[dict[str, tuple[str, int]]], decision: GateDecision) -> None:
+            output_uri: str, per_shard_tracks: list[dict[str, tuple[str, int]]], decision: GateDecision | None) -> str:
     """The build's rows, sealed by the ``shards.build`` command; locations relative to the data directory."""
     build_id = f"{manifest.release_id}:{manifest_sha256[:16]}"
     manifest_ref, output_ref = ledger_ref(w.con, manifest_uri), ledger_ref(w.con, output_uri)
@@ -498,7 +505,7 @@ def _record(w: Writer, manifest: ShardManifest, *, manifest_uri: str, manifest_s
         "build_id": build_id, "release_id": manifest.release_id, "track_id": e.track_id, "isrc": e.isrc,
         "reason_code": e.reason_code, "message": e.message, "recorded_at": manifest.built_at}
         for e in manifest.excluded])
-    for ack in manifest.acknowledgements:
+    for ack in manifest.acknowledgements if decision is not None else ():
         acknowledgements.record(w, ack, release_id=manifest.release_id, subject=manifest_ref)
     reasons: dict[str, int] = {}
     for e in manifest.excluded:
@@ -507,7 +514,9 @@ def _record(w: Writer, manifest: ShardManifest, *, manifest_uri: str, manifest_s
         "build_id": build_id, "manifest_uri": manifest_ref, "manifest_sha256": manifest_sha256,
         "shards": len(manifest.shards), "rows": manifest.total_rows, "merkle_root": manifest.merkle_root,
         "excluded": reasons, "output_uri": output_ref,
-        "gate": {"checked_on": decision.checked_on.isoformat(), "policy_hash": decision.policy_hash,
-                 "reason_codes": [str(r) for r in decision.reason_codes],
-                 "denied_track_ids": list(decision.denied_track_ids)},
     })
+    if decision is not None:
+        w.payload["gate"] = {"checked_on": decision.checked_on.isoformat(), "policy_hash": decision.policy_hash,
+                             "reason_codes": [str(r) for r in decision.reason_codes],
+                             "denied_track_ids": list(decision.denied_track_ids)}
+    return build_id

@@ -302,6 +302,29 @@ class ObjectStore:
         with contextlib.suppress(OSError):
             _local_path(uri).unlink()
 
+    def erase(self, uri: str, *, keep_current: bool = False) -> int:
+        """Remove the object's bytes for good: on S3 every stored version and delete marker of the key
+        (a versioned bucket keeps old versions after a plain delete); ``keep_current`` spares the latest
+        version. Returns how many versions (or files) were removed."""
+        if not is_s3(uri):
+            if keep_current:
+                return 0
+            path = _local_path(uri)
+            existed = path.exists()
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return int(existed)
+        bucket, key = _split_s3(uri)
+        client = self._s3()
+        removed = 0
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                if item["Key"] != key or (keep_current and item.get("IsLatest")):
+                    continue
+                client.delete_object(Bucket=bucket, Key=key, VersionId=item["VersionId"])
+                removed += 1
+        return removed
+
     def local_path(self, uri: str) -> Path | None:
         """The filesystem path behind a local URI, or None for remote objects."""
         return None if is_s3(uri) else _local_path(uri)

@@ -141,6 +141,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "release.revoke": frozenset({"rights_team"}),
     "release.alert": frozenset({"pipeline", "rights_team"}),
     "shards.build": frozenset({"ml_engineer"}),
+    "shards.purge": frozenset({"ml_engineer", "rights_team"}),
     "train.start": frozenset({"ml_engineer"}),
     "trace.snapshot": frozenset({"pipeline", "auditor", "rights_team", "ml_engineer"}),
     "audit.export": frozenset({"auditor", "rights_team"}),

@@ -70,6 +70,46 @@ def register(app: typer.Typer) -> None:
             console.print("[yellow]excluded tracks:[/yellow] " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
         console.print(f"query: SELECT isrc, count(*) FROM '{target}/*.parquet' GROUP BY isrc")
 
+    @shards.command("purge")
+    def purge(
+        release_id: str = typer.Option(..., "--release", help="The release whose revoked recordings to purge."),
+        proof_out: str = typer.Option(None, "--proof-out", help="Also write the exclusion proofs (JSON) here."),
+        home: str = HomeOption, actor: str = ActorOption, as_json: bool = JsonOption,
+    ) -> None:
+        """Rewrite the release's shards without its revoked recordings, erase the old files, record the
+        new Merkle root and an exclusion proof; loaders of the old build are refused from then on."""
+        import json as json_
+
+        from shards.purge import purge_release
+        from store.database import connect
+
+        h = home_from(home)
+        who = actor_from(actor, h)
+        try:
+            with connect(h.db_path) as con, refusals():
+                results = purge_release(con, release_id, actor=who)
+        except KeyError as exc:
+            fail(str(exc.args[0]))
+            return
+        proofs = [r.proof.model_dump(mode="json") for r in results if r.proof is not None]
+        if proof_out:
+            from pathlib import Path
+
+            Path(proof_out).write_text(json_.dumps(proofs, indent=2), encoding="utf-8")
+        if as_json:
+            print_json([r.model_dump(mode="json", exclude={"proof"}) for r in results])
+            return
+        if not results:
+            console.print(f"no shard builds of {release_id} are recorded")
+        for r in results:
+            if r.status == "purged":
+                console.print(f"[green]purged[/green] {r.manifest_uri}: {len(r.track_ids)} recordings, "
+                              f"{r.samples_removed} samples, {len(r.deleted)} files erased; root "
+                              f"{(r.old_merkle_root or '')[:16]} -> {(r.new_merkle_root or '')[:16]}; proof {r.proof_uri}")
+            else:
+                colour = "green" if r.status == "clean" else "yellow"
+                console.print(f"[{colour}]{r.status}[/{colour}] {r.manifest_uri}")
+
     @shards.command("verify")
     def verify(manifest_uri: str = typer.Argument(..., help="manifest.json URI or the directory holding it."),
                as_json: bool = JsonOption) -> None:
