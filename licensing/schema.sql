@@ -226,3 +226,25 @@ CREATE TABLE IF NOT EXISTS rights_events (
 );
 -- Derived text, left out of the row hash: `audit verify` re-derives it from the sealed columns.
 COMMENT ON COLUMN decisions.explanation IS 'unsealed: derived from allowed, reason_codes, deal_id and consent_ids (schemas.decisions.explanation_for); audit verify checks it';
+-- Lyrics licences from the publishing side, with the lyrics they license (long-form shards' text).
+CREATE TABLE IF NOT EXISTS lyrics_licences (
+    licence_id VARCHAR NOT NULL,
+    isrc VARCHAR NOT NULL,
+    iswc VARCHAR,
+    publisher_party_id VARCHAR NOT NULL,
+    publisher_name VARCHAR NOT NULL,
+    license VARCHAR NOT NULL,
+    purposes VARCHAR[] NOT NULL,
+    territories VARCHAR[] NOT NULL,
+    valid_from DATE,
+    valid_to DATE,
+    lyrics VARCHAR NOT NULL,
+    lyrics_sha256 VARCHAR NOT NULL,
+    language VARCHAR,
+    evidence_ref VARCHAR NOT NULL,
+    recorded_by VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    revoked_at TIMESTAMPTZ,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
+);

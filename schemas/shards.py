@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.gate import Acknowledgement, ApprovalRef, GateReason
 
-__all__ = ["Acknowledgement", "AcknowledgementRecord", "ApprovalRef", "ExcludedTrack", "PurgeRecord", "ShardConfig", "ShardEntry",
+__all__ = ["Acknowledgement", "AcknowledgementRecord", "ApprovalRef", "ExcludedTrack", "LongformConfig", "PurgeRecord", "ShardConfig", "ShardEntry",
            "ShardManifest", "manifest_json_schema"]
 
 SCHEMA_VERSION = 1
@@ -49,6 +49,32 @@ class ShardConfig(BaseModel):
     @property
     def crop_samples(self) -> int:
         return int(round(self.sample_rate * self.crop_seconds))
+
+
+class LongformConfig(BaseModel):
+    """Whole recordings, one row per track: the audio compressed as a file in the ``audio`` column,
+    its text beside it (see ``shards/README.md``).
+
+    FLAC by default: lossless, so the decoded samples are exactly the decoded source at the declared
+    rate and channels, and it keeps any sample rate (Opus codes 48 kHz only, so 44.1 kHz sources
+    would be resampled twice). Opus is there where bytes cost more than exactness (about a tenth
+    of FLAC's size at 128 kbit/s stereo; see ``bench/results/longform.md``). ``sample_rate`` and
+    ``channels`` of None keep the source's.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    layout: Literal["longform"] = "longform"
+    codec: Literal["flac", "opus"] = "flac"
+    sample_rate: Literal[16000, 22050, 24000, 32000, 44100, 48000] | None = None
+    channels: Literal[1, 2] | None = None
+    max_seconds: float = Field(default=1200.0, gt=0, le=7200)
+    opus_bitrate: int = Field(default=128_000, ge=6_000, le=510_000)
+    rows_per_shard: int = Field(default=16, ge=1)
+    rows_per_row_group: int = Field(default=1, ge=1)
+    compression: Literal["zstd"] = "zstd"
+    compression_level: int = Field(default=1, ge=1, le=22)
+    audio_compression: Literal["none"] = "none"
 
 
 class AcknowledgementRecord(BaseModel):
@@ -122,7 +148,7 @@ class ShardManifest(BaseModel):
     policy_hash: str
     release_content_sha256: str
     approval: ApprovalRef
-    config: ShardConfig
+    config: ShardConfig | LongformConfig
     sample_format: dict[str, Any]
     shards: tuple[ShardEntry, ...]
     total_rows: int = Field(ge=0)
@@ -133,6 +159,10 @@ class ShardManifest(BaseModel):
     purges: tuple[PurgeRecord, ...] = Field(default=(), description="Purges on revocation, oldest first")
     built_by: str
     built_at: datetime
+
+    @property
+    def layout(self) -> Literal["crops", "longform"]:
+        return "longform" if isinstance(self.config, LongformConfig) else "crops"
 
     def track_ids(self) -> frozenset[str]:
         """Every track whose samples these shards hold."""

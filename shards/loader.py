@@ -97,6 +97,9 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
             raise ShardIntegrityError(f"refusing to serve {self.manifest_uri}: not a valid shard manifest "
                                       f"({exc.error_count()} errors; {'.'.join(map(str, first['loc']))}: "
                                       f"{first['msg']})") from exc
+        if self.manifest.layout != "crops":
+            raise ValueError(f"{self.manifest_uri} holds long-form shards (compressed whole recordings): "
+                             "read them with shards.longform_loader.LongformDataset")
         self.seed, self.shuffle, self.shuffle_window = seed, shuffle, max(1, shuffle_window)
         if rank is None or world_size is None:
             dist_rank, dist_world = _distributed()

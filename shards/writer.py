@@ -75,7 +75,7 @@ SHARD_SCHEMA = pa.schema([
 ])
 _META_COLUMNS = [f.name for f in SHARD_SCHEMA if f.name != "audio"]
 _DICTIONARY_COLUMNS = ["track_id", "isrc", "title", "license", "deal_id", "decision_id", "policy_hash",
-                       "release_id", "source_audio_sha256"]
+                       "release_id", "source_audio_sha256", "codec", "lyrics_status"]
 
 
 def code_version() -> str:

@@ -135,6 +135,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "rights.evaluate": frozenset({"pipeline", "rights_team", "ml_engineer"}),
     "consent.revoke": frozenset({"rights_team"}),
     "deal.expire": frozenset({"rights_team"}),
+    "lyrics.license": frozenset({"pipeline", "rights_team"}),
+    "lyrics.revoke": frozenset({"rights_team"}),
     "release.propose": frozenset({"ml_engineer"}),
     "release.approve": frozenset({"rights_team"}),
     "release.reject": frozenset({"rights_team"}),

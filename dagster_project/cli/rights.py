@@ -19,6 +19,7 @@ from dagster_project.cli.common import (
     fail,
     home_from,
     print_json,
+    refusals,
 )
 
 PURPOSE_HELP = "DDEX use type: UseForTrainingGenerativeAI, UseForTrainingNonGenerativeAI or UseForDataMining."
@@ -257,6 +258,29 @@ def register(app: typer.Typer) -> None:
             return
         console.print(f"deal {result.deal_id}: valid to [bold]{result.valid_to}[/bold] (was {result.previous_valid_to or 'open'}); "
                       f"{len(result.isrcs)} recording(s) affected from {result.valid_to}")
+
+    @rights.command("import-lyrics")
+    def import_lyrics_cmd(path: Path = typer.Argument(..., help="JSON list of lyrics licences (schemas/text.py)."),
+                          home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption) -> None:
+        """Record publishers' lyrics licences (with the lyrics): long-form shards ship lyrics only under one."""
+        import json
+
+        from pydantic import TypeAdapter, ValidationError
+
+        from licensing.lyrics import record_lyrics_licences
+        from schemas.text import LyricsLicence
+        from store.database import connect
+
+        h = home_from(home)
+        who = actor_from(actor, h)
+        try:
+            licences = TypeAdapter(list[LyricsLicence]).validate_python(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, ValidationError) as exc:
+            fail(f"{path}: {escape(str(exc))}", code=2)
+            return
+        with connect(h.db_path) as con, refusals():
+            written = record_lyrics_licences(con, licences, actor=who, source=str(path))
+        console.print(f"{written} lyrics licence(s) recorded from {path}")
 
     @rights.command("explain")
     def explain_cmd(isrc: str = typer.Argument(..., help="ISRC of the recording."),

@@ -32,7 +32,13 @@ def register(app: typer.Typer) -> None:
                                    help="Directory or s3:// prefix (default: <home>/objects/shards/<release>)."),
         seed: int = typer.Option(0, help="Seed for crop offsets."),
         crops_per_track: int = typer.Option(8, help="Crops cut from each track (fewer for short tracks)."),
-        rows_per_shard: int = typer.Option(512, help="Samples per Parquet file."),
+        rows_per_shard: int = typer.Option(None, help="Samples per Parquet file (crops 512, longform 16)."),
+        layout: str = typer.Option("crops", "--layout", help="crops (4 s PCM crops) or longform (whole recordings "
+                                                             "with their text)."),
+        codec: str = typer.Option("flac", help="longform: flac (lossless) or opus."),
+        sample_rate: int = typer.Option(None, "--sample-rate", help="longform: declared rate (default: the source's)."),
+        channels: int = typer.Option(None, help="longform: 1 or 2 (default: the source's)."),
+        texts: str = typer.Option(None, "--texts", help="longform: JSON Lines of captions / QA keyed by ISRC."),
         ack_reason: str = typer.Option(None, "--acknowledge",
                                        help="Build despite a revoked release or recordings denied since approval; "
                                             "this reason is recorded with your name."),
@@ -50,18 +56,37 @@ def register(app: typer.Typer) -> None:
             fail(f"release id {release_id!r} cannot name a directory under {h.objects / 'shards'}; "
                  "pass --output", code=2)
         target = output or str(h.objects / "shards" / release_id)
-        config = ShardConfig(seed=seed, crops_per_track=crops_per_track, rows_per_shard=rows_per_shard)
         ack = Acknowledgement(actor=who, reason=ack_reason) if ack_reason else None
+        if layout not in ("crops", "longform"):
+            fail(f"--layout must be crops or longform, not {layout!r}", code=2)
         try:
-            with connect(h.db_path) as con, refusals():
-                manifest = build_shards(con, release_id, output_uri=target, config=config, actor=who, acknowledge=ack)
+            if layout == "longform":
+                from pydantic import ValidationError
+
+                from schemas.shards import LongformConfig
+                from shards.longform import build_longform
+
+                try:
+                    longform = LongformConfig(codec=codec, sample_rate=sample_rate, channels=channels,
+                                              rows_per_shard=rows_per_shard or 16)
+                except ValidationError as exc:
+                    fail(f"invalid long-form settings: {exc.errors()[0]['msg']}", code=2)
+                    return
+                with connect(h.db_path) as con, refusals():
+                    manifest = build_longform(con, release_id, output_uri=target, config=longform, actor=who,
+                                              acknowledge=ack, texts_path=texts)
+            else:
+                config = ShardConfig(seed=seed, crops_per_track=crops_per_track, rows_per_shard=rows_per_shard or 512)
+                with connect(h.db_path) as con, refusals():
+                    manifest = build_shards(con, release_id, output_uri=target, config=config, actor=who,
+                                            acknowledge=ack)
         except ReleaseRefused as exc:
             fail(str(exc))
             return
         if as_json:
             print_json(manifest.model_dump(mode="json"))
             return
-        console.print(f"[green]built[/green] {len(manifest.shards)} shards, {manifest.total_rows} samples from "
+        console.print(f"[green]built[/green] {len(manifest.shards)} {layout} shards, {manifest.total_rows} samples from "
                       f"{manifest.track_count} tracks -> {target}/manifest.json")
         if manifest.excluded:
             counts: dict[str, int] = {}

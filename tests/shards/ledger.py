@@ -69,7 +69,8 @@ def isrc_for(i: int) -> str:
 
 def make_release(tmp_path: Path, *, seconds: list[float], release_id: str = "rel_test",
                  status: str = "approved", bad_sha: set[int] | None = None, codec: str = "flac",
-                 db_name: str = "ledger.duckdb") -> Release:
+                 db_name: str = "ledger.duckdb", tags: dict[int, dict[str, str]] | None = None,
+                 album: str | None = None) -> Release:
     """Real audio, its rights imported, decided by the default policy and frozen as a release (then approved,
     revoked or rejected by the rights team), all through the write path; audio paths are relative to the
     data directory."""
@@ -87,7 +88,7 @@ def make_release(tmp_path: Path, *, seconds: list[float], release_id: str = "rel
         sha = "0" * 64 if bad_sha and i in bad_sha else sha256_file(path)
         tracks.append({"track_id": track_id, "isrc": isrc, "title": f"Tone {i}", "artists": ["Ada Fixture"],
                        "party_ids": [ARTIST], "source_path": path.relative_to(db_path.parent).as_posix(),
-                       "audio_sha256": sha})
+                       "audio_sha256": sha, "tags": (tags or {}).get(i), "album": album})
         controllers += [(LABEL, isrc, 75.0), (ARTIST, isrc, 25.0)]
         release.track_ids.append(track_id)
         release.audio[track_id] = path
