@@ -49,15 +49,30 @@ class ExposureRecorder:
     def _files(self) -> list[Path]:
         return sorted(p for p in self.root.iterdir() if _EPOCH_FILE.match(p.name))
 
-    def record(self, epoch: int, step: int, sample_ids: list[str]) -> None:
-        """Append the samples consumed by one optimizer step; durable when this returns."""
+    def record(self, epoch: int, step: int, sample_ids: list[str], *, isrcs: list[str] | None = None,
+               audio_seconds: list[float] | None = None, text_tokens: list[int] | None = None) -> None:
+        """Append the samples consumed by one optimizer step; durable when this returns.
+
+        Long-form training also gives each sample's ISRC, the seconds of audio it served and the text
+        tokens it carried (a long-form batch has them as ``isrc``, ``audio_seconds``, ``text_tokens``):
+        exposure is then counted in seconds and tokens per ISRC (:func:`read_longform_exposure`).
+        """
         if self._last_step is not None and step <= self._last_step:
             raise ValueError(f"step {step} is not after the last recorded step {self._last_step}; "
                              "call rollback_to(checkpoint_step) after a restart")
         if epoch < 0:
             raise ValueError("epoch must be >= 0")
-        line = json.dumps({"run_id": self.run_id, "rank": self.rank, "epoch": epoch, "step": step,
-                           "sample_ids": [str(s) for s in sample_ids]}, separators=(",", ":")) + "\n"
+        entry: dict[str, object] = {"run_id": self.run_id, "rank": self.rank, "epoch": epoch, "step": step,
+                                    "sample_ids": [str(s) for s in sample_ids]}
+        extra = {"isrcs": isrcs, "audio_seconds": audio_seconds, "text_tokens": text_tokens}
+        given = {k: v for k, v in extra.items() if v is not None}
+        if given and (len(given) != 3 or any(len(v) != len(sample_ids) for v in given.values())):
+            raise ValueError("isrcs, audio_seconds and text_tokens go together, one value per sample")
+        if given:
+            entry.update({"isrcs": [str(i) for i in isrcs or ()],
+                          "audio_seconds": [round(float(x), 6) for x in audio_seconds or ()],
+                          "text_tokens": [int(x) for x in text_tokens or ()]})
+        line = json.dumps(entry, separators=(",", ":")) + "\n"
         with open(self.root / f"epoch={epoch:05d}.jsonl", "ab") as handle:
             handle.write(line.encode("utf-8"))
             handle.flush()
@@ -118,3 +133,29 @@ def read_exposure(directory: str | os.PathLike[str]) -> pa.Table:
                 cols["step"].append(entry["step"])
                 cols["sample_id"].append(sample_id)
     return pa.table(cols, schema=EXPOSURE_SCHEMA)
+
+
+LONGFORM_EXPOSURE_SCHEMA = pa.schema([("isrc", pa.string()), ("samples", pa.int64()), ("audio_seconds", pa.float64()),
+                                      ("text_tokens", pa.int64())])
+
+
+def read_longform_exposure(directory: str | os.PathLike[str]) -> pa.Table:
+    """Per ISRC, over every run, rank and epoch logged under ``directory``: samples served, seconds of audio
+    and text tokens (steps recorded without them are not counted here)."""
+    totals: dict[str, list[float]] = {}
+    for path in sorted(Path(directory).glob("run=*/rank=*/epoch=*.jsonl")):
+        raw = path.read_bytes()
+        for line in raw[: raw.rfind(b"\n") + 1].decode("utf-8").splitlines():
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            for isrc, seconds, tokens in zip(entry.get("isrcs", ()), entry.get("audio_seconds", ()),
+                                             entry.get("text_tokens", ()), strict=True):
+                t = totals.setdefault(isrc, [0, 0.0, 0])
+                t[0] += 1
+                t[1] += seconds
+                t[2] += tokens
+    isrcs = sorted(totals)
+    return pa.table({"isrc": isrcs, "samples": [int(totals[i][0]) for i in isrcs],
+                     "audio_seconds": [float(totals[i][1]) for i in isrcs],
+                     "text_tokens": [int(totals[i][2]) for i in isrcs]}, schema=LONGFORM_EXPOSURE_SCHEMA)

@@ -71,6 +71,56 @@ def _ranges(mask: np.ndarray) -> list[list[int]]:
     return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
 
 
+def admit(manifest: ShardManifest, manifest_uri: str, manifest_sha256: str,
+          ledger_path: str | os.PathLike[str] | None, acknowledge: Acknowledgement | None,
+          roles: RoleBook | None) -> AcknowledgementRecord | None:
+    """Ask the release gate about the tracks a manifest's shards hold, refusing a build a purge replaced;
+    record an accepted acknowledgement (under the role needed to start training). Raises ReleaseRefused."""
+    release_id = manifest.release_id
+    path = Path(ledger_path) if ledger_path is not None else Home.from_env().db_path
+    if not path.exists():
+        raise ReleaseRefused(GateDecision(
+            release_id=release_id, use="load", allowed=False, reason_codes=(GateReason.RELEASE_UNKNOWN,),
+            message=f"no ledger at {path}: cannot confirm release {release_id} is still approved",
+            checked_on=datetime.now(UTC).date(), manifest_uri=manifest_uri))
+    with connect(path, read_only=True) as con:
+        purged = purged_build(con, release_id, manifest.merkle_root, manifest_sha256)
+        why = (f"this build (Merkle root {manifest.merkle_root[:16]}) was {purged}; "
+               "its shards are gone: load the current manifest")
+        findings = [(GateReason.BUILD_PURGED, why)] if purged else []
+        decision = decide(con, release_id, use="load", contained_track_ids=manifest.track_ids(),
+                          expected_content_sha256=manifest.release_content_sha256,
+                          acknowledge=acknowledge, manifest_uri=manifest_uri, findings=findings,
+                          manifest_sha256=manifest_sha256)
+    if not decision.allowed:
+        raise ReleaseRefused(decision)
+    ack = acknowledgements.as_record(decision, "load")
+    if ack is not None:
+        # Whoever loads shards past a refusal is training on them: it takes the role to start training.
+        with connect(path) as con, command(con, ack.actor, "train.start", release_id, roles=roles) as w:
+            acknowledgements.record(w, ack, release_id=release_id, subject=ledger_ref(con, manifest_uri))
+            w.payload["manifest_uri"] = ledger_ref(con, manifest_uri)
+    return ack
+
+
+def verify_hashes(store: ObjectStore, manifest: ShardManifest, manifest_uri: str) -> None:
+    """Re-hash every shard of the manifest; raise ShardIntegrityError naming each one that differs."""
+    def check(entry: Any) -> str | None:
+        uri = shard_location(manifest_uri, entry)
+        try:
+            sha, size = store.sha256(uri)
+        except FileNotFoundError:
+            return f"{entry.name}: missing"
+        if sha != entry.sha256 or size != entry.bytes:
+            return f"{entry.name}: sha256 {sha} ({size} bytes), manifest says {entry.sha256} ({entry.bytes} bytes)"
+        return None
+
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(manifest.shards)))) as pool:
+        problems = [p for p in pool.map(check, manifest.shards) if p]
+    if problems:
+        raise ShardIntegrityError("refusing to serve " + manifest_uri + ": " + "; ".join(problems))
+
+
 class ShardDataset(IterableDataset):  # type: ignore[type-arg]
     """Iterable over the samples of a manifest: ``{"sample_id", "track_id", "isrc", "audio"}``.
 
@@ -126,48 +176,10 @@ class ShardDataset(IterableDataset):  # type: ignore[type-arg]
 
     def _admit(self, ledger_path: str | os.PathLike[str] | None, acknowledge: Acknowledgement | None,
                roles: RoleBook | None) -> AcknowledgementRecord | None:
-        """Ask the release gate about the tracks these shards hold; record an accepted acknowledgement."""
-        release_id = self.manifest.release_id
-        path = Path(ledger_path) if ledger_path is not None else Home.from_env().db_path
-        if not path.exists():
-            raise ReleaseRefused(GateDecision(
-                release_id=release_id, use="load", allowed=False, reason_codes=(GateReason.RELEASE_UNKNOWN,),
-                message=f"no ledger at {path}: cannot confirm release {release_id} is still approved",
-                checked_on=datetime.now(UTC).date(), manifest_uri=self.manifest_uri))
-        with connect(path, read_only=True) as con:
-            purged = purged_build(con, release_id, self.manifest.merkle_root, self.manifest_sha256)
-            why = (f"this build (Merkle root {self.manifest.merkle_root[:16]}) was {purged}; "
-                   "its shards are gone: load the current manifest")
-            findings = [(GateReason.BUILD_PURGED, why)] if purged else []
-            decision = decide(con, release_id, use="load", contained_track_ids=self.manifest.track_ids(),
-                              expected_content_sha256=self.manifest.release_content_sha256,
-                              acknowledge=acknowledge, manifest_uri=self.manifest_uri, findings=findings,
-                              manifest_sha256=self.manifest_sha256)
-        if not decision.allowed:
-            raise ReleaseRefused(decision)
-        ack = acknowledgements.as_record(decision, "load")
-        if ack is not None:
-            # Whoever loads shards past a refusal is training on them: it takes the role to start training.
-            with connect(path) as con, command(con, ack.actor, "train.start", release_id, roles=roles) as w:
-                acknowledgements.record(w, ack, release_id=release_id, subject=ledger_ref(con, self.manifest_uri))
-                w.payload["manifest_uri"] = ledger_ref(con, self.manifest_uri)
-        return ack
+        return admit(self.manifest, self.manifest_uri, self.manifest_sha256, ledger_path, acknowledge, roles)
 
     def _verify_hashes(self) -> None:
-        def check(entry: Any) -> str | None:
-            uri = shard_location(self.manifest_uri, entry)
-            try:
-                sha, size = self.store.sha256(uri)
-            except FileNotFoundError:
-                return f"{entry.name}: missing"
-            if sha != entry.sha256 or size != entry.bytes:
-                return f"{entry.name}: sha256 {sha} ({size} bytes), manifest says {entry.sha256} ({entry.bytes} bytes)"
-            return None
-
-        with ThreadPoolExecutor(max_workers=min(8, max(1, len(self.manifest.shards)))) as pool:
-            problems = [p for p in pool.map(check, self.manifest.shards) if p]
-        if problems:
-            raise ShardIntegrityError("refusing to serve " + self.manifest_uri + ": " + "; ".join(problems))
+        verify_hashes(self.store, self.manifest, self.manifest_uri)
 
     # -- order ---------------------------------------------------------------------------------
 
