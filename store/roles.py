@@ -144,6 +144,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "release.alert": frozenset({"pipeline", "rights_team"}),
     "shards.build": frozenset({"ml_engineer"}),
     "shards.purge": frozenset({"ml_engineer", "rights_team"}),
+    "shards.export": frozenset({"ml_engineer"}),
     "train.start": frozenset({"ml_engineer"}),
     "trace.snapshot": frozenset({"pipeline", "auditor", "rights_team", "ml_engineer"}),
     "audit.export": frozenset({"auditor", "rights_team"}),

@@ -135,6 +135,36 @@ def register(app: typer.Typer) -> None:
                 colour = "green" if r.status == "clean" else "yellow"
                 console.print(f"[{colour}]{r.status}[/{colour}] {r.manifest_uri}")
 
+    @shards.command("export")
+    def export(
+        manifest_uri: str = typer.Argument(..., help="A long-form manifest.json URI or the directory holding it."),
+        fmt: str = typer.Option(..., "--format", help="af-json, webdataset, hf-datasets or lhotse-shar."),
+        output: str = typer.Option(..., "--output", "-o", help="An empty directory to write the export to."),
+        home: str = HomeOption, actor: str = ActorOption, as_json: bool = JsonOption,
+    ) -> None:
+        """Hand long-form shards to another trainer: the format's files, the rights columns on every record,
+        and export_manifest.json naming the source build."""
+        from licensing.gate import ReleaseRefused
+        from shards.exports import EXPORT_FORMATS, export_longform
+        from shards.loader import ShardIntegrityError
+
+        if fmt not in EXPORT_FORMATS:
+            fail(f"--format must be one of {', '.join(EXPORT_FORMATS)}", code=2)
+        h = home_from(home)
+        who = actor_from(actor, h)
+        try:
+            with refusals():
+                result = export_longform(manifest_uri, output, format=fmt, actor=who,  # type: ignore[arg-type]
+                                         ledger_path=h.db_path)
+        except (ReleaseRefused, ShardIntegrityError, FileExistsError, ValueError) as exc:
+            fail(str(exc))
+            return
+        if as_json:
+            print_json(result.model_dump(mode="json"))
+            return
+        console.print(f"[green]exported[/green] {result.records} recordings as {fmt} -> {output} "
+                      f"(source root {result.source_merkle_root[:16]})")
+
     @shards.command("verify")
     def verify(manifest_uri: str = typer.Argument(..., help="manifest.json URI or the directory holding it."),
                as_json: bool = JsonOption) -> None:
