@@ -20,6 +20,9 @@ from catalog.demo import build_demo_catalog
 from dagster_project.definitions import defs
 from licensing.policy import load_policy
 from licensing.releases import approve_release, get_release
+from schemas.shards import LongformConfig
+from shards.longform import build_longform
+from shards.verify import latest_build
 from store.database import connect
 from store.home import Home
 from store.roles import Principal, os_user
@@ -81,6 +84,22 @@ def write_roles(home: Home) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+def _build_longform(home: Home, release_id: str, outcome: DemoOutcome, say: Callable[[str], None]) -> None:
+    """The long-form layout beside the crops: whole recordings at 24 kHz mono (FLAC) with their captions."""
+    label = f"longform_shards[{release_id}]"
+    with connect(home.db_path) as con:
+        built = latest_build(con, release_id, "longform")
+        if built is not None:
+            outcome.steps.append((label, "up to date"))
+            say(f"  {label}: up to date")
+            return
+        say(f"  {label}: building...")
+        manifest = build_longform(con, release_id, output_uri=str(home.objects / "shards" / f"{release_id}-longform"),
+                                  config=LongformConfig(sample_rate=24000, channels=1),
+                                  actor=Principal(name=ML_ENGINEER, method="direct", via="linernotes demo"))
+    outcome.steps.append((label, f"{manifest.total_rows} recordings"))
 
 
 def run_demo(home: Home, *, tracks_per_package: int | None = None, epochs: int = 2,
@@ -149,6 +168,7 @@ def run_demo(home: Home, *, tracks_per_package: int | None = None, epochs: int =
                 say(f"  release {release_id}: approved by {RIGHTS_APPROVER}")
         run("build_shards", decide_key, partition=release_id,
             run_config={"ops": {"release_shards": {"config": {"built_by": ML_ENGINEER}}}})
+        _build_longform(home, release_id, outcome, say)
 
         train_config = {"release": release_id, "started_by": ML_ENGINEER, "epochs": epochs}
         run_id = f"run-{_key(train_config)[:10]}"

@@ -82,6 +82,9 @@ def _audited_rows(con: duckdb.DuckDBPyConnection) -> list[Finding]:
     """Ledger rows whose recorded hash differs from the one audited when they were written."""
     findings: list[Finding] = []
     builds = {p.get("build_id"): p.get("manifest_sha256") for _, p in _payloads(con, "shards.build")}
+    # A purge on revocation records the build it writes in its own entry.
+    builds.update({b["new_build_id"]: b.get("new_manifest_sha256") for _, p in _payloads(con, "shards.purge")
+                   for b in p.get("builds", []) if b.get("new_build_id")})
     for build_id, sha in con.execute("SELECT build_id, manifest_sha256 FROM shard_builds ORDER BY built_at").fetchall():
         if build_id not in builds:
             findings.append(Finding(kind="ledger_row", subject=f"shard_builds {build_id}",
@@ -226,9 +229,14 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
             findings.append(Finding(kind="manifest", subject=ref, problem=f"content changed ({owner})",
                                     expected=expected, actual=actual, location=location))
 
+    # Builds a purge replaced had their files erased on purpose (recorded in shard_purges and its audit entry).
+    purged_builds = {b for (b,) in con.execute("SELECT old_build_id FROM shard_purges").fetchall()}
+    purged_manifests = {m for (m,) in con.execute("SELECT old_manifest_sha256 FROM shard_purges").fetchall()}
     builds = con.execute("SELECT build_id, manifest_uri, manifest_sha256 FROM shard_builds "
                          "ORDER BY built_at, build_id").fetchall()
     for build_id, manifest_ref, manifest_sha in builds:
+        if build_id in purged_builds:
+            continue
         check_manifest(manifest_ref, manifest_sha, f"shard build {build_id}")
         for ref, sha in con.execute("SELECT uri, sha256 FROM shard_files WHERE build_id = ? ORDER BY shard_index",
                                     [build_id]).fetchall():
@@ -237,7 +245,7 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
     runs = con.execute("SELECT run_id, manifest_uri, manifest_sha256, checkpoint_uri, checkpoint_sha256 "
                        "FROM training_runs ORDER BY started_at, run_id").fetchall()
     for run_id, manifest_ref, manifest_sha, checkpoint_ref, checkpoint_sha in runs:
-        if manifest_ref and manifest_sha:
+        if manifest_ref and manifest_sha and manifest_sha not in purged_manifests:
             check_manifest(manifest_location(manifest_ref), manifest_sha, f"training run {run_id}")
         if checkpoint_ref and checkpoint_sha:
             checked["checkpoints"] += 1

@@ -89,6 +89,8 @@ class PurgeResult(BaseModel):
     status: Literal["purged", "clean", "missing", "altered"]
     old_merkle_root: str | None = None
     new_merkle_root: str | None = None
+    new_build_id: str | None = None
+    new_manifest_sha256: str | None = None
     track_ids: tuple[str, ...] = ()
     samples_removed: int = 0
     shards_rewritten: int = 0
@@ -143,7 +145,8 @@ def purge_release(con: duckdb.DuckDBPyConnection, release_id: str, *, actor: Pri
         results = [_purge_one(w, release_id, build_id, uri, sha, store)
                    for build_id, uri, sha in _live_builds(con, release_id)]
         w.payload.update({"builds": [r.model_dump(mode="json", include={"manifest_uri", "status", "old_merkle_root",
-                                                                       "new_merkle_root", "track_ids",
+                                                                       "new_merkle_root", "new_build_id",
+                                                                       "new_manifest_sha256", "track_ids",
                                                                        "samples_removed", "deleted", "proof_uri"})
                                      for r in results]})
     return results
@@ -245,7 +248,8 @@ def _purge_one(w: Writer, release_id: str, build_id: str, manifest_uri: str, rec
         "samples_removed": len(removed_ids), "deleted_uris": deleted, "proof_uri": ledger_ref(con, proof_uri),
         "proof_sha256": hashlib.sha256(proof_bytes).hexdigest(), "purged_by": w.actor, "purged_at": now}])
     return PurgeResult(manifest_uri=ref, status="purged", old_merkle_root=manifest.merkle_root,
-                       new_merkle_root=new_root, track_ids=removed_tracks, samples_removed=len(removed_ids),
+                       new_merkle_root=new_root, new_build_id=new_build_id, new_manifest_sha256=new_sha,
+                       track_ids=removed_tracks, samples_removed=len(removed_ids),
                        shards_rewritten=len(replaced), deleted=tuple(deleted), proof_uri=ledger_ref(con, proof_uri),
                        proof=proof)
 

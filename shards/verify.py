@@ -69,10 +69,12 @@ class BuildRef(BaseModel):
     manifest_sha256: str
 
 
-def latest_build(con: duckdb.DuckDBPyConnection, release_id: str) -> BuildRef | None:
-    """The release's most recent shard build, or None when shards were never built for it."""
-    row = con.execute("SELECT manifest_uri, manifest_sha256 FROM shard_builds WHERE release_id = ? "
-                      "ORDER BY built_at DESC LIMIT 1", [release_id]).fetchone()
+def latest_build(con: duckdb.DuckDBPyConnection, release_id: str,
+                 layout: Literal["crops", "longform"] = "crops") -> BuildRef | None:
+    """The release's most recent shard build of ``layout``, or None when there is none."""
+    row = con.execute("SELECT manifest_uri, manifest_sha256 FROM shard_builds WHERE release_id = ? AND "
+                      "coalesce(json_extract_string(config, '$.layout'), 'crops') = ? "
+                      "ORDER BY built_at DESC LIMIT 1", [release_id, layout]).fetchone()
     return BuildRef(manifest_uri=ledger_path(con, row[0]), manifest_sha256=row[1]) if row else None
 
 

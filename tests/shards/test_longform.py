@@ -13,7 +13,7 @@ from schemas.text import LyricsLicence
 from shards.loader import ShardDataset
 from shards.longform import _decode, build_longform
 from shards.purge import purge_release, verify_purge_proof
-from shards.verify import verify_manifest
+from shards.verify import latest_build, verify_manifest
 from store.database import connect
 from store.roles import RoleRefused
 from store.sealing import verify_sealed
@@ -131,6 +131,10 @@ def test_declared_target_format_opus_and_length_limit(release, tmp_path) -> None
         again = build_longform(con, release.release_id, output_uri=str(tmp_path / "mono2"), actor="ml@x",
                                config=LongformConfig(sample_rate=16000, channels=1, max_seconds=5.0))
     assert [(e.track_id, e.reason_code) for e in mono.excluded] == [(release.track_ids[0], "audio_too_long")]
+    with connect(release.db_path) as con:
+        # Training asks for crop builds: a long-form build never stands in for one.
+        assert latest_build(con, release.release_id) is None
+        assert latest_build(con, release.release_id, "longform").manifest_uri.startswith(str(tmp_path / "mono2"))
     rows = _rows(tmp_path / "mono", mono)
     row = rows[release.track_ids[1]]
     pcm, rate, channels = _decode(io.BytesIO(row["audio"]), None, None)  # type: ignore[arg-type]

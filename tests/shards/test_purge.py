@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from dagster_project.cli import app
 from licensing.gate import ReleaseRefused
+from lineage.integrity import verify_ledger
 from schemas.shards import ShardConfig
 from shards.loader import ShardDataset
 from shards.merkle import merkle_root
@@ -85,6 +86,9 @@ def test_purge_erases_the_revoked_recording_and_proves_it_absent_from_the_new_ro
         assert json.loads(payload)["seal"]["shard_purges"]["rows"] == 1
         assert con.execute("SELECT count(*) FROM audit_log WHERE action = 'shards.purge.refused'").fetchone() == (1,)
         assert verify_sealed(con)[0] == []
+        # The erased files are accounted for: the ledger's integrity check names nothing.
+        report = verify_ledger(con)
+        assert report.ok, report.findings
 
     # A copy of the old build is refused by the loader, acknowledgement or not; the new build loads.
     with pytest.raises(ReleaseRefused) as refused:
