@@ -114,7 +114,7 @@ def _sha(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_af_json(rows: Iterator[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+def _write_af_json(rows: Iterator[dict[str, Any]], out: Path, per_file: int) -> list[dict[str, Any]]:
     (out / "audio").mkdir(parents=True, exist_ok=True)
     entries, metas = [], []
     for row in rows:
@@ -129,7 +129,7 @@ def _write_af_json(rows: Iterator[dict[str, Any]], out: Path) -> list[dict[str, 
     return metas
 
 
-def _write_webdataset(rows: Iterator[dict[str, Any]], out: Path, per_tar: int = 256) -> list[dict[str, Any]]:
+def _write_webdataset(rows: Iterator[dict[str, Any]], out: Path, per_tar: int) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     metas: list[dict[str, Any]] = []
     tars: list[tarfile.TarFile] = []
@@ -154,7 +154,7 @@ def _write_webdataset(rows: Iterator[dict[str, Any]], out: Path, per_tar: int = 
     return metas
 
 
-def _write_hf(rows: Iterator[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+def _write_hf(rows: Iterator[dict[str, Any]], out: Path, per_file: int) -> list[dict[str, Any]]:
     metas = [_meta(row) | {"audio": {"bytes": row["audio"], "path": f"{row['track_id']}.{_ext(row)}"}} for row in rows]
     holder = datasets.Features({"name": datasets.Value("string"), "share": datasets.Value("float64"),
                                 "party_id": datasets.Value("string")})
@@ -178,13 +178,13 @@ def _write_hf(rows: Iterator[dict[str, Any]], out: Path) -> list[dict[str, Any]]
     return [{k: v for k, v in m.items() if k != "audio"} for m in metas]
 
 
-def _write_shar(rows: Iterator[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+def _write_shar(rows: Iterator[dict[str, Any]], out: Path, per_file: int) -> list[dict[str, Any]]:
     metas: list[dict[str, Any]] = []
     # In a folder of its own: CutSet.from_shar takes every file of its directory for a Shar field.
     out = out / "shar"
     out.mkdir(parents=True, exist_ok=True)
     # FLAC in the tar: lossless, so an Opus source is kept as decoded, a FLAC one exactly.
-    with SharWriter(str(out), fields={"recording": "flac"}, shard_size=256) as writer:
+    with SharWriter(str(out), fields={"recording": "flac"}, shard_size=per_file) as writer:
         for row in rows:
             cut = Recording.from_bytes(row["audio"], recording_id=row["track_id"]).to_cut()
             cut.id = row["sample_id"].replace(":", "_")
@@ -203,9 +203,10 @@ _WRITERS = {"af-json": _write_af_json, "webdataset": _write_webdataset, "hf-data
 def export_longform(manifest_uri: str, output_dir: str | os.PathLike[str], *, format: ExportFormat,
                     actor: Principal | str, ledger_path: str | os.PathLike[str] | None = None,
                     acknowledge: Acknowledgement | None = None, store: ObjectStore | None = None,
-                    roles: RoleBook | None = None) -> ExportManifest:
+                    roles: RoleBook | None = None, records_per_file: int = 256) -> ExportManifest:
     """Write a long-form build in ``format`` under ``output_dir`` with ``export_manifest.json``, after the
-    loader's admission; recorded as a ``shards.export`` command (role checked before anything is written)."""
+    loader's admission; recorded as a ``shards.export`` command (role checked before anything is written).
+    ``records_per_file`` sizes WebDataset tars and Shar shards (give DataLoader workers a file each)."""
     if format not in _WRITERS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
     store = store or ObjectStore()
@@ -226,7 +227,7 @@ def export_longform(manifest_uri: str, output_dir: str | os.PathLike[str], *, fo
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose an empty export directory")
     out.mkdir(parents=True, exist_ok=True)
-    metas = _WRITERS[format](_records(store, manifest_uri, manifest, skip), out)
+    metas = _WRITERS[format](_records(store, manifest_uri, manifest, skip), out, max(1, records_per_file))
     files = {p.relative_to(out).as_posix(): _sha(p) for p in sorted(out.rglob("*")) if p.is_file()}
     export = ExportManifest(format=format, release_id=manifest.release_id, source_manifest_uri=manifest_uri,
                             source_manifest_sha256=source_sha, source_merkle_root=manifest.merkle_root,

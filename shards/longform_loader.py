@@ -51,7 +51,10 @@ def count_tokens(text: str) -> int:
 def decode_windows(data: bytes, *, window_seconds: float, max_windows: int, sample_rate: int | None = None,
                    channels: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Decode a compressed recording into ``[windows, channels, window_frames]`` float32 (zero-padded), the
-    frames of audio in each window, and the rate; decoding stops after ``max_windows`` windows."""
+    frames of audio in each window, and the rate; decoding stops after ``max_windows`` windows.
+
+    Frames are written straight into one buffer sized from the stream's duration, so the peak is the
+    result itself (plus one copy for stereo, whose channels are interleaved by window)."""
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.audio[0]
         rate = sample_rate or stream.codec_context.sample_rate
@@ -59,27 +62,25 @@ def decode_windows(data: bytes, *, window_seconds: float, max_windows: int, samp
         duration = float(stream.duration * stream.time_base) if stream.duration else None
         per = round(window_seconds * rate)
         limit = per * max_windows
-        expected = math.ceil(duration * rate) if duration else limit
-        windows = max(1, min(max_windows, math.ceil(min(expected, limit) / per)))
-        out = np.zeros((windows * per, chans), dtype=np.float32)
+        expected = math.ceil(duration * rate) if duration else per
+        out = np.zeros((chans, max(1, math.ceil(min(expected, limit) / per)) * per), dtype=np.float32)
         filled = 0
-        resampler = av.AudioResampler(format="flt", layout="mono" if chans == 1 else "stereo", rate=rate)
+        resampler = av.AudioResampler(format="fltp", layout="mono" if chans == 1 else "stereo", rate=rate)
 
         def take(frames: list[Any]) -> bool:
             nonlocal filled, out
             for frame in frames:
-                pcm = frame.to_ndarray().reshape(-1, chans)
-                room = limit - filled
-                if room <= 0:
-                    return False
-                pcm = pcm[:room]
-                if filled + len(pcm) > len(out):
-                    grown = np.zeros((min(limit, max(len(out) * 2, filled + len(pcm))), chans), dtype=np.float32)
-                    grown[:filled] = out[:filled]
+                pcm = frame.to_ndarray()[:, :limit - filled]
+                if filled + pcm.shape[1] > out.shape[1]:
+                    grown = np.zeros((chans, min(limit, max(out.shape[1] * 2, filled + pcm.shape[1]))),
+                                     dtype=np.float32)
+                    grown[:, :filled] = out[:, :filled]
                     out = grown
-                out[filled:filled + len(pcm)] = pcm
-                filled += len(pcm)
-            return filled < limit
+                out[:, filled:filled + pcm.shape[1]] = pcm
+                filled += pcm.shape[1]
+                if filled >= limit:
+                    return False
+            return True
 
         for frame in container.decode(stream):
             if not take(resampler.resample(frame)):
@@ -87,10 +88,14 @@ def decode_windows(data: bytes, *, window_seconds: float, max_windows: int, samp
         else:
             take(resampler.resample(None))
     windows = max(1, min(max_windows, math.ceil(filled / per)))
-    audio = np.zeros((windows * per, chans), dtype=np.float32)
-    audio[:filled] = out[:filled]
+    if out.shape[1] < windows * per:
+        grown = np.zeros((chans, windows * per), dtype=np.float32)
+        grown[:, :filled] = out[:, :filled]
+        out = grown
+    audio = out[:, :windows * per]
+    audio[:, filled:] = 0.0
     valid = np.clip(filled - np.arange(windows) * per, 0, per).astype(np.int64)
-    return np.ascontiguousarray(audio.reshape(windows, per, chans).transpose(0, 2, 1)), valid, rate
+    return np.ascontiguousarray(audio.reshape(chans, windows, per).transpose(1, 0, 2)), valid, rate
 
 
 class LongformDataset(IterableDataset):  # type: ignore[type-arg]
