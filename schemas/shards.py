@@ -57,9 +57,8 @@ class LongformConfig(BaseModel):
 
     FLAC by default: lossless, so the decoded samples are exactly the decoded source at the declared
     rate and channels, and it keeps any sample rate (Opus codes 48 kHz only, so 44.1 kHz sources
-    would be resampled twice). Opus is there where bytes cost more than exactness (about a tenth
-    of FLAC's size at 128 kbit/s stereo; see ``bench/results/longform.md``). ``sample_rate`` and
-    ``channels`` of None keep the source's.
+    would be resampled). Opus is there where bytes cost more than exactness (sizes and decode
+    speeds: ``bench/results/longform.md``). ``sample_rate`` and ``channels`` of None keep the source's.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
