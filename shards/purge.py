@@ -213,7 +213,7 @@ def _purge_one(w: Writer, release_id: str, build_id: str, manifest_uri: str, rec
     new_manifest = manifest.model_copy(update={
         "shards": tuple(entries), "total_rows": len(new_ids), "merkle_root": new_root,
         "track_count": len({t for e in entries for t in e.track_ids}), "excluded": excluded,
-        "purges": manifest.purges + (record,)})
+        "purges": manifest.purges + (record,), "built_by": w.actor, "built_at": now})
     new_bytes = ShardManifest.model_validate(new_manifest.model_dump()).model_dump_json(indent=2).encode("utf-8")
     new_sha = hashlib.sha256(new_bytes).hexdigest()
 

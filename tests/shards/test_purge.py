@@ -13,7 +13,7 @@ from schemas.shards import ShardConfig
 from shards.loader import ShardDataset
 from shards.merkle import merkle_root
 from shards.purge import PurgeProof, purge_release, verify_purge_proof
-from shards.verify import verify_manifest
+from shards.verify import latest_build, verify_manifest
 from shards.writer import build_shards, load_manifest
 from store.database import connect
 from store.objects import ObjectStore
@@ -89,6 +89,8 @@ def test_purge_erases_the_revoked_recording_and_proves_it_absent_from_the_new_ro
         # The erased files are accounted for: the ledger's integrity check names nothing.
         report = verify_ledger(con)
         assert report.ok, report.findings
+        # The purged build is the release's latest: training and the assets pick it up.
+        assert latest_build(con, release.release_id).manifest_sha256 == proof.new_manifest_sha256
 
     # A copy of the old build is refused by the loader, acknowledgement or not; the new build loads.
     with pytest.raises(ReleaseRefused) as refused:
