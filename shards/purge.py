@@ -178,13 +178,16 @@ def _purge_one(w: Writer, release_id: str, build_id: str, manifest_uri: str, rec
     isrc_of: dict[str, str] = {}
     for entry in manifest.shards:
         uri = shard_location(manifest_uri, entry)
-        table = pq.read_table(io.BytesIO(store.get(uri)))
-        ids = table.column("sample_id").to_pylist()
-        old_ids.extend(ids)
         if not set(entry.track_ids) & revoked.keys():
+            with store.open(uri) as handle:
+                table = pq.read_table(handle, columns=["sample_id", "track_id", "isrc"])
+            old_ids.extend(table.column("sample_id").to_pylist())
             entries.append(entry)
             per_shard.append(_counts(table))
             continue
+        table = pq.read_table(io.BytesIO(store.get(uri)))
+        ids = table.column("sample_id").to_pylist()
+        old_ids.extend(ids)
         gone = pc.is_in(table.column("track_id"), value_set=pa.array(sorted(revoked), pa.string()))
         for sample_id, track_id, isrc, drop in zip(ids, table.column("track_id").to_pylist(),
                                                      table.column("isrc").to_pylist(), gone.to_pylist()):
