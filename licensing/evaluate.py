@@ -153,6 +153,7 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
     required = sorted({party for party, role in roles if role in rule.required_consent_roles})
     applicable: list[tuple[ConsentFact, str, str]] = []  # (consent, value, state)
     consent_codes: set[str] = set()
+    party_findings: list[dict[str, str]] = []
     for party in required:
         mine = []
         for k in facts.consents:
@@ -167,16 +168,21 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
             mine.append((k, k.values[rule.consent_field], state))
         applicable.extend(mine)
         effective = {v for _, v, st in mine if st == "e"}
+        code: str | None = None
         if "notAllowed" in effective:
-            consent_codes.add(ReasonCode.CONSENT_NOT_ALLOWED)
+            code = ReasonCode.CONSENT_NOT_ALLOWED
         elif "constrained" in effective:
-            consent_codes.add(ReasonCode.CONSENT_CONSTRAINED)
+            code = ReasonCode.CONSENT_CONSTRAINED
         elif "allowed" in effective:
             pass
         elif any(st == "r" for _, _, st in mine):
-            consent_codes.add(ReasonCode.CONSENT_REVOKED)
+            code = ReasonCode.CONSENT_REVOKED
         else:
-            consent_codes.add(ReasonCode.CONSENT_MISSING)
+            code = ReasonCode.CONSENT_MISSING
+        if code is not None:
+            consent_codes.add(code)
+            party_findings.append({"party_id": party, "code": str(ReasonCode(code).value),
+                                   "consent_field": rule.consent_field})
     codes |= consent_codes
     applicable.sort(key=lambda a: a[0].consent_id)
     consent_ids = tuple(sorted({k.consent_id for k, v, st in applicable if st == "e" and v == "allowed"}))
@@ -200,6 +206,8 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
     if unfingerprinted and rule.require_fingerprint:
         codes.add(ReasonCode.AUDIO_NOT_FINGERPRINTED)
     evidence["required_parties"] = required
+    if party_findings:
+        evidence["consent_findings"] = party_findings
     evidence["required_party_count"] = len(required)
 
     inputs = (f"{INPUTS_VERSION}|{facts.track_id or ''}|{facts.isrc}|{purpose}|{territory}|{on_date.isoformat()}"

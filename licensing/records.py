@@ -108,14 +108,16 @@ def upsert_parties(w: Writer, parties: Sequence[Party], *, source: str) -> Outco
     when a record leaves them out)."""
     out = Outcome()
     for party in parties:
-        row = w.con.execute("SELECT name, isni, ipi FROM parties WHERE party_id = ?", [party.party_id]).fetchall()
+        row = w.con.execute("SELECT name, isni, ipi, dpid FROM parties WHERE party_id = ?",
+                            [party.party_id]).fetchall()
         before = row[0] if row else None
-        after = (party.name, party.isni or (before[1] if before else None), party.ipi or (before[2] if before else None))
+        after = (party.name, party.isni or (before[1] if before else None), party.ipi or (before[2] if before else None),
+                 party.dpid or (before[3] if before else None))
         if before is not None and tuple(before) == after:
             out.unchanged.append(party.party_id)
             continue
-        w.upsert("parties", [{"party_id": party.party_id, "name": after[0], "isni": after[1], "ipi": after[2]}],
-                 key=["party_id"])
+        w.upsert("parties", [{"party_id": party.party_id, "name": after[0], "isni": after[1], "ipi": after[2],
+                              "dpid": after[3]}], key=["party_id"])
         out.written.append(party.party_id)
         out.events.append(_event(w, kind="party.recorded" if before is None else "party.amended", subject_kind="party",
                                  subject_id=party.party_id, party_ids=[party.party_id], source=source,

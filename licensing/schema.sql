@@ -68,6 +68,19 @@ CREATE TABLE IF NOT EXISTS parties (
     name VARCHAR NOT NULL,
     isni VARCHAR,
     ipi VARCHAR,
+    dpid VARCHAR,                     -- DDEX Party Identifier (PADPIDA...)
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
+);
+-- A party recorded twice (two sources, no shared identifier) merged into one: the merged id is
+-- kept here so later records naming it land on the surviving party.
+CREATE TABLE IF NOT EXISTS party_merges (
+    merged_party_id VARCHAR PRIMARY KEY,
+    into_party_id VARCHAR NOT NULL,
+    evidence_ref VARCHAR NOT NULL,
+    reason VARCHAR,
+    merged_by VARCHAR NOT NULL,
+    merged_at TIMESTAMPTZ NOT NULL,
     row_sha256 VARCHAR,
     audit_seq BIGINT
 );

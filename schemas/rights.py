@@ -56,6 +56,7 @@ class Party(BaseModel):
     name: str = Field(min_length=1)
     isni: ISNI | None = None
     ipi: IPI | None = None
+    dpid: str | None = Field(default=None, pattern=r"^PADPIDA[0-9A-Z]{11}$")
 
 
 class Work(BaseModel):

@@ -30,6 +30,7 @@ from licensing import records
 from licensing.evaluate import redecide
 from licensing.importers import ImportReport, RecordError
 from licensing.importers.tabular import _imported_cleanly
+from licensing.parties import Resolution, resolve_parties
 from licensing.records import Supersession
 from schemas.identifiers import (
     normalize_ipi,
@@ -48,15 +49,13 @@ MAX_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 48
 MAX_ELEMENTS = 2_000_000
 ERN_NAMESPACES = {
-    "http://ddex.net/xml/ern/43": "4.3",
+    "http://ddex.net/xml/ern/43": "4.3", "http://ddex.net/xml/ern/42": "4.2",
+    "http://ddex.net/xml/ern/41": "4.1", "http://ddex.net/xml/ern/411": "4.1.1",
     "http://ddex.net/xml/ern/38": "3.8", "http://ddex.net/xml/ern/381": "3.8.1",
     "http://ddex.net/xml/ern/382": "3.8.2", "http://ddex.net/xml/ern/383": "3.8.3",
 }
-XSD_FILES = {"http://ddex.net/xml/ern/43": "ernv43/release-notification.xsd",
-             "http://ddex.net/xml/ern/38": "ernv38/release-notification.xsd",
-             "http://ddex.net/xml/ern/381": "ernv381/release-notification.xsd",
-             "http://ddex.net/xml/ern/382": "ernv382/release-notification.xsd",
-             "http://ddex.net/xml/ern/383": "ernv383/release-notification.xsd"}
+# Where each version's XSD sits under the XSD directory (DDEX's own file name, one folder per version).
+XSD_FILES = {ns: f"ernv{ns.rsplit('/', 1)[1]}/release-notification.xsd" for ns in ERN_NAMESPACES}
 # Each ERN 3.8.x minor version has its own namespace (ern/38, ern/381, ...). When the exact XSD is
 # not at hand, a 3.8.x message is validated against the 3.8.3 XSD with its namespace mapped to
 # ern/383: the minor versions extend 3.8, so a message valid under its own version should pass,
@@ -74,6 +73,7 @@ ROLE_MAP = {
     "Publisher": ("Publisher",), "Producer": ("Producer",),
 }
 AI_MARKERS = ("GenerativeAI",)
+_DPID = re.compile(r"^PADPIDA[0-9A-Z]{11}$")
 
 
 class DdexRejected(Exception):
@@ -148,11 +148,33 @@ def parse_message(data: bytes) -> ET.Element:
     return root
 
 
-@lru_cache(maxsize=4)
-def _schema(xsd_path: str):  # type: ignore[no-untyped-def]
+class _LocalAvs(etree.Resolver):
+    """Older ERN XSDs import the allowed-value sets from ddex.net: read them from ``<xsd dir>/avs/`` instead."""
 
+    def __init__(self, xsd_dir: Path) -> None:
+        super().__init__()
+        self.xsd_dir = xsd_dir
+
+    def resolve(self, url, pubid, context):  # type: ignore[no-untyped-def]
+        if url and url.startswith(AVS_URL):
+            local = self.xsd_dir / "avs" / url[len(AVS_URL):]
+            if local.is_file():
+                return self.resolve_filename(str(local), context)
+        return None
+
+
+AVS_URL = "http://ddex.net/xml/avs/"
+
+
+@lru_cache(maxsize=8)
+def _schema(xsd_path: str, xsd_dir: str):  # type: ignore[no-untyped-def]
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    return etree.XMLSchema(etree.parse(xsd_path, parser))
+    parser.resolvers.add(_LocalAvs(Path(xsd_dir)))
+    try:
+        return etree.XMLSchema(etree.parse(xsd_path, parser))
+    except (etree.XMLSchemaParseError, OSError) as exc:
+        raise DdexRejected("xsd_unavailable", f"the XSD {xsd_path} cannot be loaded ({exc}); an XSD that imports "
+                                              f"{AVS_URL}<file> needs that file in {xsd_dir}/avs/") from exc
 
 
 def default_xsd_dir() -> Path | None:
@@ -195,7 +217,7 @@ def validate_against_xsd(data: bytes, namespace: str, xsd_dir: Path | None) -> N
     if xsd_dir is None:
         raise DdexRejected("xsd_unavailable", "no DDEX XSD directory: set LINERNOTES_DDEX_XSD_DIR")
     rel, target = xsd_for(namespace, xsd_dir)
-    schema = _schema(str(xsd_dir / rel))
+    schema = _schema(str(xsd_dir / rel), str(xsd_dir))
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     doc = etree.parse(BytesIO(data), parser)
     against = f"{rel} (ERN {ERN_NAMESPACES[target]})"
@@ -275,7 +297,9 @@ class _Reader:
         else:
             return None
         if party_id not in self.out.parties:
-            self.out.parties[party_id] = Party(party_id=party_id, name=name or party_id, isni=isni, ipi=ipi)
+            real_dpid = next((v for v in (dpid, plain) if v and _DPID.match(v)), None)
+            self.out.parties[party_id] = Party(party_id=party_id, name=name or party_id, isni=isni, ipi=ipi,
+                                               dpid=real_dpid)
         return party_id
 
     def read(self) -> _Extract:
@@ -448,7 +472,7 @@ def read_ddex(data: bytes, *, source: str, validate_xsd: bool = False, xsd_dir: 
 
 def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Principal | str, validate_xsd: bool = False,
                 xsd_dir: str | Path | None = None, strict: bool = False, roles: RoleBook | None = None,
-                supersede: Supersession | None = None) -> ImportReport:
+                supersede: Supersession | None = None, match_names: bool = False) -> ImportReport:
     """Import one DDEX ERN NewReleaseMessage in one ``rights.import`` command, or reject it with a reason.
 
     Parties, recordings and deals are written as rights events; a record that would loosen a
@@ -483,7 +507,9 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
     source = f"ddex:{path.name}:{extract.message_id}"
     errors = list(extract.errors)
     with command(con, actor, "rights.import", subject, roles=roles) as w:
-        events = records.upsert_parties(w, list(extract.parties.values()), source=source).events
+        resolution = resolve_parties(w.con, extract.parties.values(), match_names=match_names)
+        _remap(extract, resolution)
+        events = records.upsert_parties(w, list(resolution.parties.values()), source=source).events
         affected: set[str] = set()
         recordings, deals, unchanged = [], [], 0
         for recording in extract.recordings:
@@ -514,15 +540,27 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
                 unchanged += 1
         quarantine(w, [Rejection(e.source_ref, e.reason_code, e.message) for e in errors], stage="rights_import")
         summary = {"ern": extract.version, "message_id": extract.message_id, "file_sha256": file_sha,
-                   "parties": len(extract.parties), "recordings": recordings, "deals": deals, "errors": len(errors),
+                   "parties": len(resolution.parties), "parties_matched": resolution.matched, "recordings": recordings, "deals": deals, "errors": len(errors),
                    "conflicts": sum(e.reason_code == "rights_conflict" for e in errors), "events": events}
         w.upsert("rights_imports", [{"file_sha256": file_sha, "kind": "ddex", "path": subject, "imported_by": w.actor,
                                      "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}],
                  key=["file_sha256", "kind"])
         summary["redecided"] = redecide(w, affected)
         w.payload.update(summary)
-    return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, parties=len(extract.parties),
+    return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, parties=len(resolution.parties),
                         recordings=len(recordings), deals=len(deals), unchanged=unchanged, errors=tuple(errors))
+
+
+def _remap(extract: _Extract, resolution: Resolution) -> None:
+    """Point the message's contributors, licensors and rights controllers at the recorded parties."""
+    m = resolution.map
+    for i, rec in enumerate(extract.recordings):
+        people = {(m(c.party_id), c.role): c.name for c in rec.contributors}
+        extract.recordings[i] = rec.model_copy(update={"contributors": tuple(
+            RecordingContributor(party_id=p, name=n, role=r) for (p, r), n in sorted(people.items()))})
+    for i, deal in enumerate(extract.deals):
+        extract.deals[i] = deal.model_copy(update={"licensor": m(deal.licensor), "rights_controllers": tuple(
+            rc.model_copy(update={"party_id": m(rc.party_id)}) for rc in deal.rights_controllers)})
 
 
 def _reject(con: duckdb.DuckDBPyConnection, path: Path, file_sha: str | None, reason_code: str, message: str,

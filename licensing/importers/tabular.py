@@ -34,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 from licensing import records
 from licensing.evaluate import redecide
 from licensing.importers import ImportReport, RecordError
+from licensing.parties import Resolution, canonical_party, resolve_parties
 from licensing.records import Supersession
 from schemas.rights import Consent, Deal, Party
 from store.ledger import authorize, command
@@ -245,7 +246,8 @@ def _validate(items: list[tuple[str, dict[str, Any]]], model: type[BaseModel],
 
 
 def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Principal | str,
-                       roles: RoleBook | None = None, supersede: Supersession | None = None) -> ImportReport:
+                       roles: RoleBook | None = None, supersede: Supersession | None = None,
+                       match_names: bool = False) -> ImportReport:
     """Import one JSON or CSV rights file in one ``rights.import`` command; bad records are quarantined.
 
     Each record is written as a rights event (:mod:`licensing.records`); a record that would loosen
@@ -285,8 +287,12 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
     source = f"{kind}:{path.name}"
 
     with command(con, actor, "rights.import", subject, roles=roles) as w:
-        known = records.known_party_ids(con) | {p.party_id for _, p in parties}
-        events = records.upsert_parties(w, [p for _, p in parties], source=source).events
+        resolution = resolve_parties(w.con, [p for _, p in parties], match_names=match_names)
+        deals = [(ref, _remap_deal(w.con, resolution, deal)) for ref, deal in deals]
+        consents = [(ref, c.model_copy(update={"party_id": resolution.ids.get(c.party_id)
+                                               or canonical_party(w.con, c.party_id)})) for ref, c in consents]
+        known = records.known_party_ids(con) | set(resolution.parties)
+        events = records.upsert_parties(w, list(resolution.parties.values()), source=source).events
         written_deals, written_consents, affected, unchanged = [], [], set(), 0
         for ref, deal in deals:
             missing = sorted({deal.licensor, *(rc.party_id for rc in deal.rights_controllers)} - known)
@@ -322,7 +328,7 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
             else:
                 unchanged += 1
         quarantine(w, [Rejection(e.source_ref, e.reason_code, e.message) for e in errors], stage="rights_import")
-        summary = {"parties": len(parties), "deals": written_deals, "consents": written_consents,
+        summary = {"parties": len(parties), "parties_matched": resolution.matched, "deals": written_deals, "consents": written_consents,
                    "unchanged": unchanged, "errors": len(errors),
                    "conflicts": sum(e.reason_code == "rights_conflict" for e in errors), "file_sha256": file_sha,
                    "events": events}
@@ -336,6 +342,14 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
     return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, parties=len(parties),
                         deals=len(written_deals), consents=len(written_consents), unchanged=unchanged,
                         errors=tuple(errors))
+
+
+def _remap_deal(con: duckdb.DuckDBPyConnection, resolution: Resolution, deal: Deal) -> Deal:
+    def m(party_id: str) -> str:
+        return resolution.ids.get(party_id) or canonical_party(con, party_id)
+
+    return deal.model_copy(update={"licensor": m(deal.licensor), "rights_controllers": tuple(
+        rc.model_copy(update={"party_id": m(rc.party_id)}) for rc in deal.rights_controllers)})
 
 
 def _imported_cleanly(con: duckdb.DuckDBPyConnection, file_sha: str, kind: str) -> bool:
