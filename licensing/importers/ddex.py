@@ -1,4 +1,6 @@
-"""DDEX ERN NewReleaseMessage (4.3 and 3.8.x): recordings, parties, rights controllers and deals.
+"""DDEX ERN messages (4.1, 4.1.1, 4.2, 4.3 and 3.8, 3.8.1-3.8.3): recordings, parties, rights controllers, deals.
+
+Every version is read by the same code onto the same contracts (see docs/ddex.md for the differences).
 
 Hostile XML is refused before any of it is read: no DTD (so no entity expansion and no external
 entities), no network, at most ``MAX_BYTES`` bytes, ``MAX_DEPTH`` levels and ``MAX_ELEMENTS``
@@ -427,8 +429,8 @@ class _Reader:
                                                          + _path(deal_el, "ResourceUsage", "Usage", "UseType"))]
                 uses = list(dict.fromkeys(USE_TYPE_ALIASES.get(u, u) for u in uses if u))
                 try:
-                    include = [normalize_territory((e.text or "")) for e in _kids(terms, "TerritoryCode")]
-                    exclude = [normalize_territory((e.text or "")) for e in _kids(terms, "ExcludedTerritoryCode")]
+                    include = [normalize_territory(e.text or "") for e in _kids(terms, "TerritoryCode")]
+                    exclude = [normalize_territory(e.text or "") for e in _kids(terms, "ExcludedTerritoryCode")]
                 except ValueError as exc:
                     self.error(where, "invalid_territory", f"{exc} (only ISO 3166-1 alpha-2 and Worldwide are supported)")
                     continue
@@ -464,7 +466,7 @@ def read_ddex(data: bytes, *, source: str, validate_xsd: bool = False, xsd_dir: 
     ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
     if _ln(root) != "NewReleaseMessage" or ns not in ERN_NAMESPACES:
         raise DdexRejected("ddex_unsupported_message",
-                           f"expected an ERN 4.3 or 3.8 NewReleaseMessage, found {_ln(root)!r} in namespace {ns!r}")
+                           f"expected an ERN 4.x or 3.8.x NewReleaseMessage, found {_ln(root)!r} in namespace {ns!r}")
     if validate_xsd:
         validate_against_xsd(data, ns, xsd_dir if xsd_dir is not None else default_xsd_dir())
     return _Reader(root, source).read()
