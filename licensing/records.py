@@ -71,6 +71,13 @@ def _event(w: Writer, *, kind: str, subject_kind: str, subject_id: str, isrcs: I
     return event_id
 
 
+def check_loosening(w: Writer, subject_kind: str, subject_id: str, loosened: Iterable[str],
+                    supersede: Supersession | None) -> list[str]:
+    """Raise :class:`RightsConflict` if loosening ``loosened`` of a subject meets a restriction not superseded;
+    return the ids of the events superseded."""
+    return _check_loosening(w, subject_kind, subject_id, loosened, supersede)
+
+
 def record_event(w: Writer, **kwargs: Any) -> str:
     """A rights event written by another licensing command (expiry, revocation, withdrawal)."""
     return _event(w, **kwargs)

@@ -239,3 +239,28 @@ CREATE TABLE IF NOT EXISTS rights_events (
 );
 -- Derived text, left out of the row hash: `audit verify` re-derives it from the sealed columns.
 COMMENT ON COLUMN decisions.explanation IS 'unsealed: derived from allowed, reason_codes, deal_id and consent_ids (schemas.decisions.explanation_for); audit verify checks it';
+-- Every DDEX message applied, for ordering (MessageCreatedDateTime, then MessageId) and for
+-- recognising a re-delivery of the same message (a no-op).
+CREATE TABLE IF NOT EXISTS ddex_messages (
+    sender VARCHAR NOT NULL,
+    message_id VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ,
+    kind VARCHAR NOT NULL,            -- new | update | purge
+    ern_version VARCHAR NOT NULL,
+    release_keys VARCHAR[] NOT NULL,
+    file_sha256 VARCHAR NOT NULL,
+    conflicts INTEGER NOT NULL,       -- a message that met conflicts may be applied again (with --supersede)
+    applied_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
+    PRIMARY KEY (sender, message_id)
+);
+-- The recordings each DDEX release holds, as its latest message says (a purge or takedown withdraws them).
+CREATE TABLE IF NOT EXISTS ddex_release_recordings (
+    release_key VARCHAR NOT NULL,
+    isrc VARCHAR NOT NULL,
+    message_id VARCHAR NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
+    PRIMARY KEY (release_key, isrc)
+);

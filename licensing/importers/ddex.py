@@ -17,7 +17,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
@@ -42,7 +42,7 @@ from schemas.identifiers import (
     normalize_territory,
 )
 from schemas.rights import Deal, Party, Recording, RecordingContributor
-from store.ledger import authorize, command
+from store.ledger import Writer, authorize, command
 from store.paths import ledger_ref
 from store.quarantine import Rejection, quarantine
 from store.roles import Principal, RoleBook
@@ -75,6 +75,7 @@ ROLE_MAP = {
     "Publisher": ("Publisher",), "Producer": ("Producer",),
 }
 AI_MARKERS = ("GenerativeAI",)
+MESSAGE_TYPES = ("NewReleaseMessage", "UpdateReleaseMessage", "PurgeReleaseMessage")
 _DPID = re.compile(r"^PADPIDA[0-9A-Z]{11}$")
 
 
@@ -237,9 +238,15 @@ def validate_against_xsd(data: bytes, namespace: str, xsd_dir: Path | None) -> N
 class _Extract:
     version: str
     message_id: str
+    sender: str = "unknown-sender"
+    kind: str = "new"                       # new | update | purge
+    created_at: datetime | None = None
     parties: dict[str, Party] = field(default_factory=dict)
     recordings: list[Recording] = field(default_factory=list)
     deals: list[Deal] = field(default_factory=list)
+    releases: dict[str, set[str]] = field(default_factory=dict)   # release key -> ISRCs
+    takedowns: dict[str, str] = field(default_factory=dict)       # release key -> where in the message
+    deal_ids: set[str] = field(default_factory=set)               # every deal the message carries, valid or not
     errors: list[RecordError] = field(default_factory=list)
 
 
@@ -259,7 +266,18 @@ class _Reader:
         header = _kid(root, "MessageHeader")
         self.message_id = _text(header, "MessageId") or "unknown"
         self.sender_id = _text(header, "MessageSender", "PartyId") or "unknown-sender"
-        self.out = _Extract(version=ERN_NAMESPACES[ns], message_id=self.message_id)
+        self.out = _Extract(version=ERN_NAMESPACES[ns], message_id=self.message_id, sender=self.sender_id)
+        root_name = _ln(root)
+        indicator = _text(root, "UpdateIndicator") or _text(header, "UpdateIndicator")
+        self.out.kind = ("purge" if root_name == "PurgeReleaseMessage" else
+                         "update" if root_name == "UpdateReleaseMessage" or indicator == "UpdateMessage" else "new")
+        created = _text(header, "MessageCreatedDateTime")
+        if created:
+            try:
+                stamp = datetime.fromisoformat(created)
+            except ValueError as exc:
+                raise DdexRejected("ddex_invalid_header", f"MessageCreatedDateTime {created!r}: {exc}") from exc
+            self.out.created_at = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
         self.party_by_ref: dict[str, str] = {}
         self.party_el_by_ref: dict[str, ET.Element] = {}
 
@@ -305,6 +323,15 @@ class _Reader:
         return party_id
 
     def read(self) -> _Extract:
+        if self.out.kind == "purge":
+            for i, purged in enumerate(_kids(self.root, "PurgedRelease")):
+                key = release_key(purged, self.sender_id)
+                if key is None:
+                    self.error(f"PurgedRelease[{i}]", "ddex_release_unidentified", "PurgedRelease has no ReleaseId")
+                    continue
+                self.out.releases.setdefault(key, set())
+                self.out.takedowns[key] = f"PurgedRelease[{i}]"
+            return self.out
         header = _kid(self.root, "MessageHeader")
         on_behalf = _kid(header, "SentOnBehalfOf")
         licensor = self.party(on_behalf) if on_behalf is not None else None
@@ -404,22 +431,38 @@ class _Reader:
 
     def read_deals(self, licensor: str, by_resource: dict[str, tuple[str, list[tuple[str, float]]]]) -> None:
         resources_by_release: dict[str, list[str]] = {}
+        key_by_ref: dict[str, str] = {}
         for rel in _path(self.root, "ReleaseList", "Release") + _path(self.root, "ReleaseList", "TrackRelease"):
             rref = _text(rel, "ReleaseReference")
             if rref:
                 resources_by_release[rref] = [(e.text or "").strip() for e in _descendants(rel, "ReleaseResourceReference")]
-        n = 0
+                key = release_key(rel, self.sender_id) or f"{self.sender_id}:ref:{rref}"
+                key_by_ref[rref] = key
+                self.out.releases.setdefault(key, set()).update(
+                    by_resource[r][0] for r in resources_by_release[rref] if r in by_resource)
+        per_release: dict[str, int] = {}
         for rd_index, rd in enumerate(_path(self.root, "DealList", "ReleaseDeal")):
             release_refs = [(e.text or "").strip() for e in _kids(rd, "DealReleaseReference")]
             resource_refs = {r for rel in release_refs for r in resources_by_release.get(rel, [])}
             isrcs = sorted({by_resource[r][0] for r in resource_refs if r in by_resource})
-            for deal_el in _kids(rd, "Deal"):
-                n += 1
-                deal_id = f"ddex:{self.sender_id}:{self.message_id}:{n}"
-                where = f"ReleaseDeal[{rd_index}] deal {n} ({deal_id})"
+            keys = [key_by_ref[r] for r in release_refs if r in key_by_ref]
+            main_key = keys[0] if keys else f"{self.sender_id}:ref:{','.join(release_refs)}"
+            for deal_index, deal_el in enumerate(_kids(rd, "Deal")):
+                n = per_release[main_key] = per_release.get(main_key, 0) + 1
+                deal_id = f"ddex:{main_key}:{n}"
+                self.out.deal_ids.add(deal_id)
+                where = f"ReleaseDeal[{rd_index}]/Deal[{deal_index}] ({deal_id})"
                 terms = _kid(deal_el, "DealTerms")
+                takedown = _text(deal_el, "TakeDown") or _text(terms, "TakeDown")
+                out_of_band = _text(deal_el, "IsCommunicatedOutOfBand") == "true"
+                if (takedown or "").lower() in ("true", "1") or (terms is None and not out_of_band):
+                    for key in keys or [main_key]:
+                        self.out.releases.setdefault(key, set()).update(isrcs)
+                        self.out.takedowns[key] = where
+                    continue
                 if terms is None:
-                    self.error(where, "deal_without_terms", "Deal has no DealTerms (e.g. a takedown); nothing to license")
+                    self.error(where, "deal_without_terms", "the deal's terms are communicated out of band; "
+                                                            "nothing to license from this message")
                     continue
                 if not isrcs:
                     self.error(where, "deal_without_recordings",
@@ -460,13 +503,27 @@ class _Reader:
                     self.error(where, code, msg)
 
 
+def release_key(release: ET.Element, sender: str) -> str | None:
+    """A release's identity across messages: its GRid, else ICPN, else catalogue or proprietary id (by sender)."""
+    rid = _kid(release, "ReleaseId")
+    for scheme in ("GRid", "ICPN"):
+        value = _text(rid, scheme)
+        if value:
+            return f"{scheme.lower()}:{value}"
+    for scheme in ("CatalogNumber", "ProprietaryId"):
+        el = _kid(rid, scheme)
+        if el is not None and el.text and el.text.strip():
+            return f"{sender}:{el.get('Namespace') or scheme}:{el.text.strip()}"
+    return None
+
+
 def read_ddex(data: bytes, *, source: str, validate_xsd: bool = False, xsd_dir: Path | None = None) -> _Extract:
     """Parse and check one message into records without touching the ledger."""
     root = parse_message(data)
     ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
-    if _ln(root) != "NewReleaseMessage" or ns not in ERN_NAMESPACES:
+    if _ln(root) not in MESSAGE_TYPES or ns not in ERN_NAMESPACES:
         raise DdexRejected("ddex_unsupported_message",
-                           f"expected an ERN 4.x or 3.8.x NewReleaseMessage, found {_ln(root)!r} in namespace {ns!r}")
+                           f"expected an ERN 4.x or 3.8.x {' / '.join(MESSAGE_TYPES)}, found {_ln(root)!r} in namespace {ns!r}")
     if validate_xsd:
         validate_against_xsd(data, ns, xsd_dir if xsd_dir is not None else default_xsd_dir())
     return _Reader(root, source).read()
@@ -506,7 +563,14 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
     except DdexRejected as exc:
         return _reject(con, path, file_sha, exc.reason_code, exc.message, actor, roles)
 
+    if _already_applied(con, extract):
+        return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, already_imported=True)
+    newer = _newer_message(con, extract)
+    if newer is not None:
+        return _reject(con, path, file_sha, "ddex_stale_message", newer, actor, roles)
+
     source = f"ddex:{path.name}:{extract.message_id}"
+    evidence = f"DDEX message {extract.message_id} from {extract.sender} ({path.name})"
     errors = list(extract.errors)
     with command(con, actor, "rights.import", subject, roles=roles) as w:
         resolution = resolve_parties(w.con, extract.parties.values(), match_names=match_names)
@@ -527,7 +591,20 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
                 affected.add(recording.isrc)
             else:
                 unchanged += 1
+        refused_releases: set[str] = set()
+        for key in sorted(set(extract.releases) - set(extract.takedowns)):
+            try:
+                overridden = records.check_loosening(w, "release", key, ["withdrawn"], supersede)
+            except records.RightsConflict as exc:
+                refused_releases.add(key)
+                errors.append(RecordError(source_ref=f"release {key}", reason_code="rights_conflict",
+                                          message=exc.message))
+                continue
+            if overridden:
+                events.append(_restore_release(w, key, overridden, supersede, source))
         for deal in extract.deals:
+            if any(deal.deal_id.startswith(f"ddex:{key}:") for key in refused_releases):
+                continue
             try:
                 event = records.apply_deal(w, deal, source=source, supersede=supersede)
             except records.RightsConflict as exc:
@@ -540,10 +617,34 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
                 affected |= records.event_isrcs(w.con, event)
             else:
                 unchanged += 1
+        ended: list[str] = []
+        for key in sorted(set(extract.releases) - refused_releases):
+            isrcs = _set_release_recordings(w, key, extract.releases[key], extract)
+            sent = extract.deal_ids
+            day = (extract.created_at or datetime.now(UTC)).date()
+            for deal_id in _release_deals(w.con, key):
+                # a deal of the release that this message no longer carries (an update) or a takedown ends
+                if deal_id not in sent or key in extract.takedowns:
+                    event = _end_deal(w, deal_id, day, source, evidence)
+                    if event:
+                        events.append(event)
+                        ended.append(deal_id)
+                        affected |= records.event_isrcs(w.con, event)
+            if key in extract.takedowns:
+                events.append(_withdraw_release(w, key, isrcs, extract, source, evidence))
+                affected |= isrcs
         quarantine(w, [Rejection(e.source_ref, e.reason_code, e.message) for e in errors], stage="rights_import")
-        summary = {"ern": extract.version, "message_id": extract.message_id, "file_sha256": file_sha,
-                   "parties": len(resolution.parties), "parties_matched": resolution.matched, "recordings": recordings, "deals": deals, "errors": len(errors),
-                   "conflicts": sum(e.reason_code == "rights_conflict" for e in errors), "events": events}
+        conflicts = sum(e.reason_code == "rights_conflict" for e in errors)
+        w.upsert("ddex_messages", [{"sender": extract.sender, "message_id": extract.message_id,
+                                    "created_at": extract.created_at, "kind": extract.kind,
+                                    "ern_version": extract.version, "release_keys": sorted(extract.releases),
+                                    "file_sha256": file_sha, "conflicts": conflicts, "applied_at": datetime.now(UTC)}],
+                 key=["sender", "message_id"])
+        summary = {"ern": extract.version, "message_id": extract.message_id, "message_kind": extract.kind,
+                   "sender": extract.sender, "file_sha256": file_sha, "parties": len(resolution.parties),
+                   "parties_matched": resolution.matched, "recordings": recordings, "deals": deals,
+                   "deals_ended": ended, "withdrawn_releases": sorted(extract.takedowns), "errors": len(errors),
+                   "conflicts": conflicts, "events": events}
         w.upsert("rights_imports", [{"file_sha256": file_sha, "kind": "ddex", "path": subject, "imported_by": w.actor,
                                      "imported_at": datetime.now(UTC), "summary": json.dumps(summary)}],
                  key=["file_sha256", "kind"])
@@ -551,6 +652,96 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
         w.payload.update(summary)
     return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, parties=len(resolution.parties),
                         recordings=len(recordings), deals=len(deals), unchanged=unchanged, errors=tuple(errors))
+
+
+def _already_applied(con: duckdb.DuckDBPyConnection, extract: _Extract) -> bool:
+    """A re-delivery of a message already applied without conflicts changes nothing."""
+    row = con.execute("SELECT conflicts FROM ddex_messages WHERE sender = ? AND message_id = ?",
+                      [extract.sender, extract.message_id]).fetchone()
+    return row is not None and row[0] == 0
+
+
+def _newer_message(con: duckdb.DuckDBPyConnection, extract: _Extract) -> str | None:
+    """Why the message is stale: a later message (by MessageCreatedDateTime, then MessageId) about one of its
+    releases was applied already; None when it is not."""
+    if extract.created_at is None or not extract.releases:
+        return None
+    row = con.execute(
+        "SELECT message_id, created_at, k.key FROM ddex_messages, unnest(release_keys) AS k(key) "
+        "WHERE sender = ? AND message_id <> ? AND k.key IN (SELECT unnest(?::VARCHAR[])) "
+        "AND (created_at > ? OR (created_at = ? AND message_id > ?)) ORDER BY created_at DESC, message_id DESC LIMIT 1",
+        [extract.sender, extract.message_id, sorted(extract.releases), extract.created_at, extract.created_at,
+         extract.message_id]).fetchone()
+    if row is None:
+        return None
+    return (f"message {extract.message_id} (created {extract.created_at:%Y-%m-%dT%H:%M:%S%z}) is older than message "
+            f"{row[0]} (created {row[1]:%Y-%m-%dT%H:%M:%S%z}) already applied for release {row[2]}: not applied")
+
+
+def _release_deals(con: duckdb.DuckDBPyConnection, key: str) -> list[str]:
+    return [r[0] for r in con.execute("SELECT deal_id FROM deals WHERE starts_with(deal_id, ?) ORDER BY deal_id",
+                                      [f"ddex:{key}:"]).fetchall()]
+
+
+def _set_release_recordings(w: Writer, key: str, isrcs: set[str], extract: _Extract) -> set[str]:
+    """Record which recordings the release holds (a purge keeps what was recorded); return them."""
+    known = {r[0] for r in w.con.execute("SELECT isrc FROM ddex_release_recordings WHERE release_key = ?",
+                                         [key]).fetchall()}
+    if extract.kind == "purge" or not isrcs:
+        return known | isrcs
+    w.supersede("ddex_release_recordings", "release_key = ? AND isrc NOT IN (SELECT unnest(?::VARCHAR[]))",
+                [key, sorted(isrcs)])
+    w.upsert("ddex_release_recordings", [{"release_key": key, "isrc": i, "message_id": extract.message_id}
+                                         for i in sorted(isrcs - known)], key=["release_key", "isrc"])
+    return isrcs
+
+
+def _end_deal(w: Writer, deal_id: str, day: date, source: str, evidence: str) -> str | None:
+    """End a DDEX deal the day before ``day`` (a deal not yet started loses its recordings instead)."""
+    row = w.con.execute("SELECT valid_from, valid_to FROM deals WHERE deal_id = ?", [deal_id]).fetchone()
+    isrcs = {r[0] for r in w.con.execute("SELECT isrc FROM deal_recordings WHERE deal_id = ?", [deal_id]).fetchall()}
+    valid_from, valid_to = row
+    end = day - timedelta(days=1)
+    if valid_from is None or valid_from <= end:
+        if valid_to is not None and valid_to <= end:
+            return None
+        w.update("deals", "deal_id = ?", [deal_id], {"valid_to": end})
+        tightened, details = ["valid_to"], {"before": {"valid_to": valid_to}, "after": {"valid_to": end}}
+    else:
+        if not isrcs:
+            return None
+        w.supersede("deal_recordings", "deal_id = ?", [deal_id])
+        w.supersede("rights_controllers", "deal_id = ?", [deal_id])
+        tightened, details = ["recordings"], {"before": {"isrcs": sorted(isrcs)}, "after": {"isrcs": []}}
+    return records.record_event(w, kind="deal.ended", subject_kind="deal", subject_id=deal_id, isrcs=isrcs,
+                                tightened=tightened, evidence_ref=evidence, source=source, details=details)
+
+
+def _withdraw_release(w: Writer, key: str, isrcs: set[str], extract: _Extract, source: str, evidence: str) -> str:
+    """A takedown or purge: the release's recordings are withdrawn (``track_withdrawn``) with the message as evidence."""
+    reason = (f"DDEX {'PurgeReleaseMessage' if extract.kind == 'purge' else 'takedown'} {extract.message_id} "
+              f"from {extract.sender}: release {key} withdrawn")
+    open_ids = {r[0] for r in w.con.execute(
+        "SELECT track_id FROM track_withdrawals WHERE restored_at IS NULL AND delivery_id = ?",
+        [f"ddex:{key}"]).fetchall()}
+    tracks = [r[0] for r in w.con.execute("SELECT track_id FROM tracks WHERE isrc IN (SELECT unnest(?::VARCHAR[])) "
+                                          "ORDER BY track_id", [sorted(isrcs)]).fetchall()]
+    w.insert("track_withdrawals", [{"track_id": t, "delivery_id": f"ddex:{key}", "withdrawn_at": datetime.now(UTC),
+                                    "reason": reason, "restored_at": None} for t in tracks if t not in open_ids])
+    return records.record_event(w, kind="release.withdrawn", subject_kind="release", subject_id=key, isrcs=isrcs,
+                                tightened=["withdrawn"], evidence_ref=evidence, source=source,
+                                details={"message_id": extract.message_id, "kind": extract.kind, "tracks": tracks})
+
+
+def _restore_release(w: Writer, key: str, overridden: list[str], supersede: Supersession | None, source: str) -> str:
+    """A release delivered again after its withdrawal, with ``--supersede`` of that withdrawal: close it."""
+    isrcs = {r[0] for r in w.con.execute("SELECT isrc FROM ddex_release_recordings WHERE release_key = ?",
+                                         [key]).fetchall()}
+    w.update("track_withdrawals", "delivery_id = ? AND restored_at IS NULL", [f"ddex:{key}"],
+             {"restored_at": datetime.now(UTC)})
+    return records.record_event(w, kind="release.restored", subject_kind="release", subject_id=key, isrcs=isrcs,
+                                loosened=["withdrawn"], supersedes=overridden,
+                                evidence_ref=supersede.evidence_ref if supersede else None, source=source)
 
 
 def _remap(extract: _Extract, resolution: Resolution) -> None:

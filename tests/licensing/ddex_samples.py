@@ -67,18 +67,34 @@ def single(path: Path, *, message_id: str = "W83814161", created: str = "2017-04
         rd = r.find("DealList/ReleaseDeal")
         for deal in rd.findall("Deal"):
             rd.remove(deal)
-        deal = _el(rd, "Deal")
-        if takedown:
-            _el(deal, "DealReference", "takedown")
-        else:
+        deal = _el(rd, "Deal")  # a Deal without DealTerms: the release is taken down
+        if not takedown:
             terms = _el(deal, "DealTerms")
             _el(terms, "TerritoryCode", "Worldwide")
             period = _el(terms, "ValidityPeriod")
             _el(period, "StartDate", "2017-04-25")
             if end_date:
                 _el(period, "EndDate", end_date)
-            _el(terms, "CommercialModelType", "AsPerContract")
+            _el(terms, "CommercialModelType", "PayAsYouGoModel")
             for use in use_types or ():
                 _el(terms, "UseType", use)
     path.write_bytes(etree.tostring(doc, xml_declaration=True, encoding="UTF-8"))
+    return path
+
+
+def purge(path: Path, *, message_id: str, created: str, grid: str = "A10302B0003989564F") -> Path:
+    """A PurgeReleaseMessage for the sample's release, with the sample's header."""
+    doc = etree.parse(str(SINGLE))
+    src = doc.getroot()
+    root = etree.Element(f"{{{NS}}}PurgeReleaseMessage", nsmap={"ern": NS})
+    for name in ("LanguageAndScriptCode", "AvsVersionId"):
+        if src.get(name):
+            root.set(name, src.get(name))
+    header = src.find("MessageHeader")
+    header.find("MessageId").text = message_id
+    header.find("MessageCreatedDateTime").text = created
+    root.append(header)
+    purged = _el(root, "PurgedRelease")
+    _el(_el(purged, "ReleaseId"), "GRid", grid)
+    path.write_bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
     return path
