@@ -75,6 +75,7 @@ class TrackFacts:
     duplicate_conflict: str | None = None           # cluster_id of an unresolved ISRC conflict
     withdrawn: str | None = None                    # reason of an open track_withdrawals entry
     fingerprinted: bool = True                      # False: a catalog track with no stored fingerprint
+    publishing_share_total: float | None = None     # sum of the work's writer/publisher shares, None if none known
 
 
 def _utc_date(ts: datetime) -> date:
@@ -146,6 +147,13 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
             codes.add(ReasonCode.RIGHTS_SHARES_INCOMPLETE)
     deal_sig = _digest_sum(f"{d.deal_id}:{int(u)}{int(te)}{int(s)}{int(ne)}{int(c)}" for d, u, te, s, ne, c in flags)
 
+    pub_incomplete = (facts.publishing_share_total is not None
+                      and abs(facts.publishing_share_total - 100.0) > policy.share_tolerance)
+    if pub_incomplete:
+        evidence["publishing_share_total"] = facts.publishing_share_total
+        if rule.require_full_shares:
+            codes.add(ReasonCode.PUBLISHING_SHARES_INCOMPLETE)
+
     roles = set(facts.contributors)
     listed = any(role in rule.required_listed_roles for _, role in roles)
     if not listed:
@@ -214,7 +222,7 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
               f"|ai={int(facts.ai_generated)}|deals={deal_sig}|req={_digest_sum(required)}|listed={int(listed)}"
               f"|consents={consent_sig}|optout={','.join(m.matched_ref for m in hits)}"
               f"|dup={facts.duplicate_conflict or ''}" + ("|withdrawn" if facts.withdrawn is not None else "")
-              + ("|unfingerprinted" if unfingerprinted else ""))
+              + ("|unfingerprinted" if unfingerprinted else "") + ("|pubshares" if pub_incomplete else ""))
     return _decision(facts, policy, purpose, territory, on_date, codes, deal_id, consent_ids, inputs, evidence, decided_at)
 
 
@@ -254,11 +262,16 @@ def load_facts(con: duckdb.DuckDBPyConnection, *, track_ids: Iterable[str] | Non
     for track_id, party, role in con.execute(
             "SELECT t.track_id, c.party_id, c.role FROM _facts_tracks t JOIN contributors c USING (track_id) "
             "UNION SELECT t.track_id, rc.party_id, rc.role FROM _facts_tracks t "
-            "JOIN recording_contributors rc ON rc.isrc = t.isrc").fetchall():
+            "JOIN recording_contributors rc ON rc.isrc = t.isrc "
+            "UNION SELECT t.track_id, wc.party_id, wc.role FROM _facts_tracks t "
+            "JOIN work_contributors wc ON wc.iswc = t.iswc").fetchall():
         contributors[track_id].add((party, role))
     consents = _consents_by_party(con, "SELECT DISTINCT party_id FROM contributors c JOIN _facts_tracks USING (track_id) "
                                        "UNION SELECT DISTINCT party_id FROM recording_contributors rc "
-                                       "JOIN _facts_tracks t ON t.isrc = rc.isrc")
+                                       "JOIN _facts_tracks t ON t.isrc = rc.isrc "
+                                       "UNION SELECT DISTINCT party_id FROM work_contributors wc "
+                                       "JOIN _facts_tracks t ON t.iswc = wc.iswc")
+    pub_shares = _publishing_totals(con, "SELECT DISTINCT iswc FROM _facts_tracks")
     optouts: dict[str, list[OptoutMatch]] = defaultdict(list)
     for track_id, ref, score, threshold in con.execute(
             "SELECT m.track_id, m.matched_ref, m.score, m.threshold FROM audio_matches m "
@@ -279,22 +292,34 @@ def load_facts(con: duckdb.DuckDBPyConnection, *, track_ids: Iterable[str] | Non
             consents=tuple(k for party in sorted({p for p, _ in parties}) for k in consents.get(party, ())),
             optout_matches=tuple(optouts.get(track_id, ())), duplicate_conflict=conflicts.get(track_id),
             withdrawn=withdrawn.get(track_id), fingerprinted=track_id in fingerprinted,
+            publishing_share_total=pub_shares.get(iswc) if iswc else None,
         )
 
 
 def recording_facts(con: duckdb.DuckDBPyConnection, isrc: str) -> TrackFacts:
     """Facts for a recording known from rights data but with no audio in the catalog."""
     row = con.execute("SELECT iswc, ai_generated, ai_evidence FROM recordings WHERE isrc = ?", [isrc]).fetchone()
+    iswc = row[0] if row else None
     contributors = tuple(sorted(con.execute(
-        "SELECT DISTINCT party_id, role FROM recording_contributors WHERE isrc = ?", [isrc]).fetchall()))
+        "SELECT DISTINCT party_id, role FROM recording_contributors WHERE isrc = ? "
+        "UNION SELECT DISTINCT party_id, role FROM work_contributors WHERE iswc = ?", [isrc, iswc]).fetchall()))
     consents = _consents_by_party(con, "SELECT DISTINCT party_id FROM recording_contributors WHERE isrc = "
-                                       + _quote(isrc))
+                                       + _quote(isrc) + " UNION SELECT DISTINCT party_id FROM work_contributors "
+                                       "WHERE iswc = " + (_quote(iswc) if iswc else "NULL"))
     deals = _deals_by_isrc(con, "SELECT " + _quote(isrc)).get(isrc, [])
     return TrackFacts(
         track_id=None, isrc=isrc, iswc=row[0] if row else None, ai_generated=bool(row and row[1]),
         ai_evidence=row[2] if row else None, deals=tuple(deals), contributors=contributors,
         consents=tuple(k for party in sorted({p for p, _ in contributors}) for k in consents.get(party, ())),
+        publishing_share_total=_publishing_totals(con, "SELECT " + _quote(iswc)).get(iswc) if iswc else None,
     )
+
+
+def _publishing_totals(con: duckdb.DuckDBPyConnection, iswc_query: str) -> dict[str, float]:
+    """Sum of the publishing shares of each work that has any (works without shares are absent)."""
+    return {iswc: float(total) for iswc, total in con.execute(
+        f"SELECT iswc, sum(share) FROM work_contributors WHERE share IS NOT NULL AND iswc IN ({iswc_query}) "
+        "GROUP BY iswc").fetchall()}
 
 
 def _quote(value: str) -> str:
@@ -424,7 +449,9 @@ tp AS (
     SELECT track_id AS tk, party_id, bool_or({listed}) AS l, bool_or({required}) AS q
     FROM (SELECT c.track_id, c.party_id, c.role FROM contributors c {contributor_filter}
           UNION ALL
-          SELECT t.track_id, rc.party_id, rc.role FROM recording_contributors rc JOIN t ON t.isrc = rc.isrc)
+          SELECT t.track_id, rc.party_id, rc.role FROM recording_contributors rc JOIN t ON t.isrc = rc.isrc
+          UNION ALL
+          SELECT t.track_id, wc.party_id, wc.role FROM work_contributors wc JOIN t ON t.iswc = wc.iswc)
     WHERE {listed} OR {required}
     GROUP BY track_id, party_id
 ),
@@ -477,6 +504,7 @@ dc AS (SELECT cluster_id FROM duplicate_clusters GROUP BY cluster_id HAVING coun
 dt AS (SELECT d.track_id, min(d.cluster_id) AS cluster_id FROM duplicate_clusters d JOIN dc ON dc.cluster_id = d.cluster_id
        GROUP BY d.track_id),
 tw AS ({withdrawn_sql}),
+ws AS (SELECT iswc, sum(share) AS total FROM work_contributors WHERE share IS NOT NULL GROUP BY iswc),
 tf AS (
     SELECT coalesce(oo.track_id, dt.track_id, tw.track_id) AS track_id, oo.refs, oo.hits, dt.cluster_id, tw.reason
     FROM oo FULL JOIN dt ON dt.track_id = oo.track_id FULL JOIN tw ON tw.track_id = coalesce(oo.track_id, dt.track_id)
@@ -495,14 +523,17 @@ j AS (
         | CASE WHEN tf.cluster_id IS NOT NULL THEN {b_dup} ELSE 0 END
         | CASE WHEN $exclude_ai AND t.ai THEN {b_ai} ELSE 0 END
         | CASE WHEN tf.reason IS NOT NULL THEN {b_withdrawn} ELSE 0 END
-        | CASE WHEN $require_fp AND NOT t.fp THEN {b_nofp} ELSE 0 END AS mask,
+        | CASE WHEN $require_fp AND NOT t.fp THEN {b_nofp} ELSE 0 END
+        | CASE WHEN $full_shares AND abs(ws.total - 100) > $tol THEN {b_pubshares} ELSE 0 END AS mask,
         sha256(concat('{version}|', t.track_id, '|', t.isrc, $mid, t.ai::INT, '|deals=', da.deal_sig,
                '|req=', cg.req_sig, '|listed=', coalesce(cg.listed, FALSE)::INT,
                '|consents=', CASE WHEN cg.cn > 0 THEN cg.csig::VARCHAR END, '|optout=', tf.refs, '|dup=', tf.cluster_id,
                CASE WHEN tf.reason IS NOT NULL THEN '|withdrawn' END,
-               CASE WHEN NOT t.fp THEN '|unfingerprinted' END)) AS inputs_hash
+               CASE WHEN NOT t.fp THEN '|unfingerprinted' END,
+               CASE WHEN abs(ws.total - 100) > $tol THEN '|pubshares' END)) AS inputs_hash
     FROM t
     LEFT JOIN da ON da.isrc = t.isrc LEFT JOIN cg ON cg.tk = t.track_id LEFT JOIN tf ON tf.track_id = t.track_id
+    LEFT JOIN ws ON ws.iswc = t.iswc
 )
 SELECT
     'dec_' || left(sha256($policy_hash || '|' || j.inputs_hash), 32) AS decision_id,
@@ -526,7 +557,7 @@ def _catalog_sql(rule: PurposeRule, *, subset: bool) -> str:
         ("territory", "deal_territory_not_covered"), ("expired", "deal_expired"), ("not_yet", "deal_not_yet_valid"),
         ("shares", "rights_shares_incomplete"), ("unknown", "contributors_unknown"), ("optout", "optout_match"),
         ("dup", "duplicate_conflict"), ("ai", "ai_generated"), ("withdrawn", "track_withdrawn"),
-        ("nofp", "audio_not_fingerprinted"))}
+        ("nofp", "audio_not_fingerprinted"), ("pubshares", "publishing_shares_incomplete"))}
     track_filter = "WHERE tr.track_id IN (SELECT unnest($track_ids::VARCHAR[]))" if subset else ""
     return _CATALOG_SQL.format(
         track_filter=track_filter,

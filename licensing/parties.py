@@ -131,6 +131,7 @@ _REFERENCES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("recording_contributors", "party_id", ("isrc", "role")),
     ("rights_controllers", "party_id", ("deal_id", "isrc")),
     ("contributors", "party_id", ("track_id", "role")),
+    ("work_contributors", "party_id", ("iswc", "role")),
 )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from schemas.canonical import canonical_json
-from schemas.rights import Consent, Deal, Party, Recording
+from schemas.rights import Consent, Deal, Party, Recording, Work
 from store.ledger import Writer
 
 CONSENT_FIELDS = ("ai_training", "ai_generative_training", "data_mining", "ai_inference")
@@ -359,6 +359,35 @@ def apply_recording(w: Writer, recording: Recording, *, source: str,
                                           "after": {"head": list(head), "contributors": sorted(map(list, new_people))}})
 
 
+def apply_work(w: Writer, work: Work, *, source: str, supersede: Supersession | None = None) -> str | None:
+    """Write one musical work with its writers and publishers as an event; None when it changes nothing.
+
+    Like a recording's contributors: adding a writer or publisher tightens (one more consent to
+    require), taking one off loosens and conflicts with an earlier addition unless superseded.
+    """
+    old = w.con.execute("SELECT title FROM works WHERE iswc = ?", [work.iswc]).fetchall()
+    old_people = {(p, r): (n, s) for p, n, r, s in w.con.execute(
+        "SELECT party_id, name, role, share FROM work_contributors WHERE iswc = ?", [work.iswc]).fetchall()}
+    new_people = {(c.party_id, c.role): (c.name, c.share) for c in work.contributors}
+    if old and old[0][0] == work.title and old_people == new_people:
+        return None
+    tight = {"contributors"} if set(new_people) - set(old_people) else set()
+    loose = {"contributors"} if old and set(old_people) - set(new_people) else set()
+    overridden = _check_loosening(w, "work", work.iswc, loose, supersede) if old else []
+    w.upsert("works", [{"iswc": work.iswc, "title": work.title, "source": source}], key=["iswc"])
+    for party_id, role in sorted(set(old_people) - set(new_people)):
+        w.supersede("work_contributors", "iswc = ? AND party_id = ? AND role = ?", [work.iswc, party_id, role])
+    w.upsert("work_contributors", [{"iswc": work.iswc, "party_id": p, "name": n, "role": r, "share": s}
+                                   for (p, r), (n, s) in sorted(new_people.items())], key=["iswc", "party_id", "role"])
+    isrcs = {r[0] for r in w.con.execute("SELECT isrc FROM recordings WHERE iswc = ?", [work.iswc]).fetchall()}
+    return _event(w, kind="work.recorded" if not old else ("work.superseded" if overridden else "work.amended"),
+                  subject_kind="work", subject_id=work.iswc, isrcs=isrcs,
+                  party_ids={p for p, _ in new_people} | {p for p, _ in old_people}, tightened=tight, loosened=loose,
+                  supersedes=overridden, evidence_ref=supersede.evidence_ref if overridden and supersede else None,
+                  source=source, details={"before": sorted([*k, *v] for k, v in old_people.items()),
+                                          "after": sorted([*k, *v] for k, v in new_people.items())})
+
+
 def event_isrcs(con: duckdb.DuckDBPyConnection, event_id: str) -> set[str]:
     """The recordings an event concerns (a deal's recordings before and after, a consent's party's)."""
     row = con.execute("SELECT isrcs, party_ids, subject_kind FROM rights_events WHERE event_id = ?",
@@ -377,7 +406,9 @@ def party_isrcs(con: duckdb.DuckDBPyConnection, party_id: str) -> set[str]:
     """ISRCs of the recordings a party contributes to (catalog tracks and rights data alike)."""
     return {r[0] for r in con.execute(
         "SELECT t.isrc FROM contributors c JOIN tracks t USING (track_id) WHERE c.party_id = ? "
-        "UNION SELECT isrc FROM recording_contributors WHERE party_id = ?", [party_id, party_id]).fetchall()}
+        "UNION SELECT isrc FROM recording_contributors WHERE party_id = ? "
+        "UNION SELECT r.isrc FROM work_contributors wc JOIN recordings r ON r.iswc = wc.iswc WHERE wc.party_id = ?",
+        [party_id, party_id, party_id]).fetchall()}
 
 
 def history(con: duckdb.DuckDBPyConnection, ref: str) -> list[dict[str, Any]]:

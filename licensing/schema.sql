@@ -264,3 +264,22 @@ CREATE TABLE IF NOT EXISTS ddex_release_recordings (
     audit_seq BIGINT,
     PRIMARY KEY (release_key, isrc)
 );
+-- Musical works and their writers and publishers (with publishing shares): their consent is required
+-- like a recording contributor's for every recording of the work (recordings.iswc).
+CREATE TABLE IF NOT EXISTS works (
+    iswc VARCHAR PRIMARY KEY,
+    title VARCHAR,
+    source VARCHAR NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
+);
+CREATE TABLE IF NOT EXISTS work_contributors (
+    iswc VARCHAR NOT NULL,
+    party_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    share DOUBLE,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
+    PRIMARY KEY (iswc, party_id, role)
+);

@@ -41,7 +41,7 @@ from schemas.identifiers import (
     normalize_iswc,
     normalize_territory,
 )
-from schemas.rights import Deal, Party, Recording, RecordingContributor
+from schemas.rights import Deal, Party, Recording, RecordingContributor, Work, WorkContributor
 from store.ledger import Writer, authorize, command
 from store.paths import ledger_ref
 from store.quarantine import Rejection, quarantine
@@ -243,6 +243,7 @@ class _Extract:
     created_at: datetime | None = None
     parties: dict[str, Party] = field(default_factory=dict)
     recordings: list[Recording] = field(default_factory=list)
+    works: dict[str, Work] = field(default_factory=dict)
     deals: list[Deal] = field(default_factory=list)
     releases: dict[str, set[str]] = field(default_factory=dict)   # release key -> ISRCs
     takedowns: dict[str, str] = field(default_factory=dict)       # release key -> where in the message
@@ -384,6 +385,42 @@ class _Reader:
                 return f"DDEX party {(ref_el.text or '').strip()} is of type GenerativeAI"
         return None
 
+    def read_work(self, sr: ET.Element, ref: str, iswc: str, title: str | None,
+                  people: list[RecordingContributor]) -> None:
+        """The work a recording performs: its writers (Composer/Lyricist contributors) and, from
+        ``WorkRightsController``, its publishers with their publishing shares."""
+        found: dict[tuple[str, str], WorkContributor] = {}
+        for c in people:
+            if c.role in ("Composer", "Lyricist"):
+                found[(c.party_id, c.role)] = WorkContributor(party_id=c.party_id, name=c.name, role=c.role)
+        for i, wrc in enumerate(_kids(sr, "WorkRightsController")):
+            where = f"resource {ref}/WorkRightsController[{i}]"
+            party_ref = _text(wrc, "RightsControllerPartyReference")
+            party_id = self.party_by_ref.get(party_ref or "")
+            if party_id is None:
+                self.error(where, "unknown_party", f"RightsControllerPartyReference {party_ref!r} is not in the PartyList")
+                continue
+            raw = _text(wrc, "RightSharePercentage")
+            try:
+                share = float(raw) if raw is not None else None
+            except ValueError:
+                self.error(where, "invalid_share", f"RightSharePercentage {raw!r} is not a number")
+                continue
+            previous = found.get((party_id, "Publisher"))
+            if previous is not None and previous.share is not None and share is not None:
+                share += previous.share
+            try:
+                found[(party_id, "Publisher")] = WorkContributor(party_id=party_id, name=self.out.parties[party_id].name,
+                                                                 role="Publisher", share=share)
+            except ValidationError as exc:
+                self.error(where, "invalid_share", "; ".join(e["msg"] for e in exc.errors()))
+        try:
+            work = Work(iswc=iswc, title=title, contributors=tuple(found[k] for k in sorted(found)))
+        except ValidationError as exc:
+            self.error(f"resource {ref}", "publishing_shares_exceed", "; ".join(e["msg"] for e in exc.errors()))
+            return
+        self.out.works[iswc] = work
+
     def read_recordings(self) -> dict[str, tuple[str, list[tuple[str, float]]]]:
         """Recordings by resource reference: (ISRC, [(rights-controller party, share %)])."""
         by_ref: dict[str, tuple[str, list[tuple[str, float]]]] = {}
@@ -407,9 +444,13 @@ class _Reader:
                 except ValueError as exc:
                     self.error(f"resource {ref}", "invalid_iswc", str(exc))
             evidence = self._ai_evidence(sr)
+            people = self._contributors(sr)
+            title = _text(sr, "DisplayTitleText") or _text(sr, "ReferenceTitle", "TitleText")
             self.out.recordings.append(Recording(
-                isrc=isrc, iswc=iswc, title=_text(sr, "DisplayTitleText") or _text(sr, "ReferenceTitle", "TitleText"),
-                ai_generated=evidence is not None, ai_evidence=evidence, contributors=tuple(self._contributors(sr))))
+                isrc=isrc, iswc=iswc, title=title, ai_generated=evidence is not None, ai_evidence=evidence,
+                contributors=tuple(people)))
+            if iswc:
+                self.read_work(sr, ref, iswc, title, people)
             controllers: list[tuple[str, float]] = []
             for rc in _descendants(sr, "ResourceRightsController") + _descendants(sr, "RightsController"):
                 ref_party = _text(rc, "RightsControllerPartyReference")
@@ -591,6 +632,18 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
                 affected.add(recording.isrc)
             else:
                 unchanged += 1
+        works = []
+        for work in extract.works.values():
+            try:
+                event = records.apply_work(w, work, source=source, supersede=supersede)
+            except records.RightsConflict as exc:
+                errors.append(RecordError(source_ref=f"work {work.iswc}", reason_code="rights_conflict",
+                                          message=exc.message))
+                continue
+            works.append(work.iswc)
+            if event:
+                events.append(event)
+                affected |= records.event_isrcs(w.con, event)
         refused_releases: set[str] = set()
         for key in sorted(set(extract.releases) - set(extract.takedowns)):
             try:
@@ -642,7 +695,7 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
                  key=["sender", "message_id"])
         summary = {"ern": extract.version, "message_id": extract.message_id, "message_kind": extract.kind,
                    "sender": extract.sender, "file_sha256": file_sha, "parties": len(resolution.parties),
-                   "parties_matched": resolution.matched, "recordings": recordings, "deals": deals,
+                   "parties_matched": resolution.matched, "recordings": recordings, "works": works, "deals": deals,
                    "deals_ended": ended, "withdrawn_releases": sorted(extract.takedowns), "errors": len(errors),
                    "conflicts": conflicts, "events": events}
         w.upsert("rights_imports", [{"file_sha256": file_sha, "kind": "ddex", "path": subject, "imported_by": w.actor,
@@ -751,6 +804,9 @@ def _remap(extract: _Extract, resolution: Resolution) -> None:
         people = {(m(c.party_id), c.role): c.name for c in rec.contributors}
         extract.recordings[i] = rec.model_copy(update={"contributors": tuple(
             RecordingContributor(party_id=p, name=n, role=r) for (p, r), n in sorted(people.items()))})
+    for iswc, work in extract.works.items():
+        extract.works[iswc] = work.model_copy(update={"contributors": tuple(
+            c.model_copy(update={"party_id": m(c.party_id)}) for c in work.contributors)})
     for i, deal in enumerate(extract.deals):
         extract.deals[i] = deal.model_copy(update={"licensor": m(deal.licensor), "rights_controllers": tuple(
             rc.model_copy(update={"party_id": m(rc.party_id)}) for rc in deal.rights_controllers)})

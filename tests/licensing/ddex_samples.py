@@ -30,10 +30,12 @@ def single(path: Path, *, message_id: str = "W83814161", created: str = "2017-04
            isrc: str = "GBAYC1700598", artist: str = "RIOPY", artist_ids: dict[str, str] | None = None,
            use_types: tuple[str, ...] | None = ("UseForTrainingGenerativeAI", "UseForDataMining"),
            end_date: str | None = None, takedown: bool = False, root: str = "NewReleaseMessage",
-           extra_parties: list[tuple[str, str, dict[str, str], str]] = ()) -> Path:
+           extra_parties: list[tuple[str, str, dict[str, str], str]] = (), iswc: str | None = None,
+           work_controllers: list[tuple[str, str, dict[str, str], float]] = ()) -> Path:
     """Write a derived single: the artist party's name/identifiers, one Worldwide deal with ``use_types``
     (or the sample's own deals when None; a deal without terms when ``takedown``), ``extra_parties`` as
-    (reference, name, identifiers, contributor role) contributors of the recording."""
+    (reference, name, identifiers, contributor role) contributors of the recording, ``iswc`` its work and
+    ``work_controllers`` (reference, name, identifiers, publishing share %) the work's rights controllers."""
     doc = etree.parse(str(SINGLE))
     r = doc.getroot()
     r.tag = f"{{{NS}}}{root}"
@@ -63,6 +65,24 @@ def single(path: Path, *, message_id: str = "W83814161", created: str = "2017-04
         _el(c, "ContributorPartyReference", ref)
         _el(c, "Role", role)
         anchor.addprevious(c)
+    if iswc:
+        work = etree.Element("WorkId")
+        _el(work, "ISWC", iswc)
+        sr.find("DisplayTitleText").addprevious(work)
+    for ref, name, ids, share in work_controllers:
+        p = etree.Element("Party")
+        _el(p, "PartyReference", ref)
+        _el(_el(p, "PartyName"), "FullName", name)
+        if ids:
+            pe = _el(p, "PartyId")
+            for scheme, value in ids.items():
+                _el(pe, scheme, value)
+        plist.append(p)
+        wrc = etree.Element("WorkRightsController")
+        _el(wrc, "RightsControllerPartyReference", ref)
+        _el(wrc, "RightsControlType", "RightsController")
+        _el(wrc, "RightSharePercentage", f"{share:g}")
+        anchor.addprevious(wrc)
     if use_types is not None or takedown:
         rd = r.find("DealList/ReleaseDeal")
         for deal in rd.findall("Deal"):
