@@ -32,6 +32,7 @@ _FINDING_TEXT = {
     "consent_not_allowed": "{who} does not allow {field}",
     "consent_constrained": "{who} allows {field} only with constraints",
     "consent_revoked": "{who} revoked {field} consent",
+    "rights_controller_refused": "{who}, a rights controller of the recording, refuses {field}",
 }
 
 

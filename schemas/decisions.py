@@ -22,6 +22,7 @@ class ReasonCode(StrEnum):
     DEAL_EXPIRED = "deal_expired"
     RIGHTS_SHARES_INCOMPLETE = "rights_shares_incomplete"
     PUBLISHING_SHARES_INCOMPLETE = "publishing_shares_incomplete"
+    RIGHTS_CONTROLLER_REFUSED = "rights_controller_refused"
     CONTRIBUTORS_UNKNOWN = "contributors_unknown"
     CONSENT_MISSING = "consent_missing"
     CONSENT_NOT_ALLOWED = "consent_not_allowed"
@@ -44,6 +45,8 @@ REASON_TEXT: dict[str, str] = {
     ReasonCode.RIGHTS_SHARES_INCOMPLETE: "the rights controllers covered by the deal do not add up to 100%",
     ReasonCode.PUBLISHING_SHARES_INCOMPLETE: "the work's writers' and publishers' shares do not add up to 100%, so "
                                              "part of the composition's rights is unaccounted for",
+    ReasonCode.RIGHTS_CONTROLLER_REFUSED: "a rights controller or licensor of this recording refuses this purpose "
+                                          "(a label's own opt-out)",
     ReasonCode.CONTRIBUTORS_UNKNOWN: "no main contributor is known, so consent cannot be checked",
     ReasonCode.CONSENT_MISSING: "a required contributor has given no consent for this purpose",
     ReasonCode.CONSENT_NOT_ALLOWED: "a required contributor does not allow this purpose",
