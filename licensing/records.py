@@ -359,6 +359,59 @@ def apply_recording(w: Writer, recording: Recording, *, source: str,
                                           "after": {"head": list(head), "contributors": sorted(map(list, new_people))}})
 
 
+def apply_recordings(w: Writer, recordings: Sequence[Recording], *, source: str,
+                     supersede: Supersession | None = None) -> tuple[list[str], list[str], list[tuple[str, RightsConflict]]]:
+    """Write many recordings: those new to the ledger in a few set-based statements, the others one by one
+    through :func:`apply_recording`. Returns (event ids, ISRCs unchanged, (ISRC, conflict) refused)."""
+    latest = {r.isrc: r for r in recordings}  # a message naming an ISRC twice: its last description wins
+    isrcs = sorted(latest)
+    known = {r[0] for r in w.con.execute("SELECT isrc FROM recordings WHERE isrc IN (SELECT unnest(?::VARCHAR[]))",
+                                         [isrcs]).fetchall()}
+    events: list[str] = []
+    unchanged: list[str] = []
+    refused: list[tuple[str, RightsConflict]] = []
+    for isrc in isrcs:
+        if isrc in known:
+            try:
+                event = apply_recording(w, latest[isrc], source=source, supersede=supersede)
+            except RightsConflict as exc:
+                refused.append((isrc, exc))
+                continue
+            if event:
+                events.append(event)
+            else:
+                unchanged.append(isrc)
+    fresh_all = [latest[i] for i in isrcs if i not in known]
+    now = datetime.now(UTC)
+    for at in range(0, len(fresh_all), _BATCH):  # batches keep the staged Arrow tables small
+        events += _insert_new_recordings(w, fresh_all[at:at + _BATCH], source, now)
+    return events, unchanged, refused
+
+
+_BATCH = 2000
+
+
+def _insert_new_recordings(w: Writer, fresh: Sequence[Recording], source: str, now: datetime) -> list[str]:
+    w.insert("recordings", [{"isrc": r.isrc, "iswc": r.iswc, "title": r.title, "ai_generated": r.ai_generated,
+                             "ai_evidence": r.ai_evidence, "source": source, "imported_at": now} for r in fresh])
+    people = [{"isrc": r.isrc, "party_id": p, "name": n, "role": role} for r in fresh
+              for (p, role), n in sorted({(c.party_id, c.role): c.name for c in r.contributors}.items())]
+    w.insert("recording_contributors", people)
+    n = w.con.execute("SELECT count(*) FROM rights_events WHERE audit_seq = ?", [w.seq]).fetchall()[0][0]
+    rows = []
+    for i, r in enumerate(fresh, start=n + 1):
+        contributors = sorted({(c.party_id, c.role) for c in r.contributors})
+        head = [r.iswc, r.title, r.ai_generated, r.ai_evidence]
+        rows.append({"event_id": f"evt-{w.seq}-{i}", "kind": "recording.recorded", "subject_kind": "recording",
+                     "subject_id": r.isrc, "isrcs": [r.isrc], "party_ids": sorted({p for p, _ in contributors}),
+                     "tightened": [], "loosened": [], "supersedes": [], "evidence_ref": None, "source": source,
+                     "details": canonical_json({"before": {"head": None, "contributors": []},
+                                                "after": {"head": head, "contributors": [list(c) for c in contributors]}}),
+                     "actor": w.actor, "recorded_at": now})
+    w.insert("rights_events", rows)
+    return [row["event_id"] for row in rows]
+
+
 def apply_work(w: Writer, work: Work, *, source: str, supersede: Supersession | None = None) -> str | None:
     """Write one musical work with its writers and publishers as an event; None when it changes nothing.
 

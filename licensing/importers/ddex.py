@@ -16,14 +16,14 @@ import json
 import os
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
+from xml.parsers import expat
 
-import defusedxml
-import defusedxml.ElementTree as DET
 import duckdb
 from lxml import etree
 from pydantic import ValidationError
@@ -89,14 +89,25 @@ class DdexRejected(Exception):
 
 
 def _ln(el: ET.Element) -> str:
-    return el.tag.rsplit("}", 1)[-1] if isinstance(el.tag, str) else ""
+    tag = el.tag
+    if type(tag) is not str:
+        return ""
+    return tag if tag[:1] != "{" else tag.rsplit("}", 1)[-1]
 
 
 def _kids(el: ET.Element | None, name: str) -> list[ET.Element]:
-    return [c for c in el if _ln(c) == name] if el is not None else []
+    if el is None:
+        return []
+    if hasattr(el, "iterchildren"):  # lxml: filtered in C
+        return list(el.iterchildren(name, "{*}" + name))
+    return [c for c in el if _ln(c) == name]
 
 
 def _kid(el: ET.Element | None, name: str) -> ET.Element | None:
+    if el is None:
+        return None
+    if hasattr(el, "iterchildren"):
+        return next(el.iterchildren(name, "{*}" + name), None)
     found = _kids(el, name)
     return found[0] if found else None
 
@@ -116,39 +127,106 @@ def _text(el: ET.Element | None, *names: str) -> str | None:
 
 
 def _descendants(el: ET.Element, name: str) -> list[ET.Element]:
+    if hasattr(el, "iterchildren"):
+        return list(el.iter(name, "{*}" + name))
     return [d for d in el.iter() if _ln(d) == name]
 
 
-def parse_message(data: bytes) -> ET.Element:
-    """Parse untrusted XML into an element tree, refusing DTDs, entities, depth and size bombs."""
-    if len(data) > MAX_BYTES:
-        raise DdexRejected("xml_too_large", f"message is {len(data)} bytes; the limit is {MAX_BYTES}")
+def scan_message(source: Path | bytes) -> tuple[str, str]:
+    """Check untrusted XML without keeping any of it: no DTD (so no entity declarations and no external
+    references), at most ``MAX_DEPTH`` levels and ``MAX_ELEMENTS`` elements. Returns the root's local name
+    and namespace. (Expat callbacks that only count: several times faster than building elements.)"""
     depth = count = 0
+    root = ""
+
+    def start(name: str, _attrs: object) -> None:
+        nonlocal depth, count, root
+        depth += 1
+        count += 1
+        if depth > MAX_DEPTH:
+            raise DdexRejected("xml_too_deep", f"elements nest deeper than {MAX_DEPTH} levels")
+        if count > MAX_ELEMENTS:
+            raise DdexRejected("xml_too_many_elements", f"more than {MAX_ELEMENTS} elements")
+        if count == 1:
+            root = name
+
+    def end(_name: str) -> None:
+        nonlocal depth
+        depth -= 1
+
+    def doctype(name: str, *_rest: object) -> None:
+        raise DdexRejected("xml_dtd_forbidden", f"DOCTYPE declarations are not accepted (<!DOCTYPE {name} ...>)")
+
+    def entity(name: str, *_rest: object) -> None:
+        raise DdexRejected("xml_entities_forbidden", f"entity declarations are not accepted ({name})")
+
+    def external(*_args: object) -> int:
+        raise DdexRejected("xml_external_forbidden", "external references are not accepted")
+
+    parser = expat.ParserCreate(namespace_separator="}")
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.StartDoctypeDeclHandler = doctype
+    parser.EntityDeclHandler = entity
+    parser.ExternalEntityRefHandler = external
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    stream = open(source, "rb") if isinstance(source, Path) else BytesIO(source)  # noqa: SIM115
     try:
-        for event, _elem in DET.iterparse(BytesIO(data), events=("start", "end"), forbid_dtd=True,
-                                          forbid_entities=True, forbid_external=True):
-            if event == "start":
-                depth += 1
-                count += 1
-                if depth > MAX_DEPTH:
-                    raise DdexRejected("xml_too_deep", f"elements nest deeper than {MAX_DEPTH} levels")
-                if count > MAX_ELEMENTS:
-                    raise DdexRejected("xml_too_many_elements", f"more than {MAX_ELEMENTS} elements")
-                if count == 1:
-                    root = _elem
-            else:
-                depth -= 1
-    except defusedxml.DTDForbidden as exc:
-        raise DdexRejected("xml_dtd_forbidden", f"DOCTYPE declarations are not accepted ({exc})") from exc
-    except defusedxml.EntitiesForbidden as exc:
-        raise DdexRejected("xml_entities_forbidden", f"entity declarations are not accepted ({exc})") from exc
-    except defusedxml.ExternalReferenceForbidden as exc:
-        raise DdexRejected("xml_external_forbidden", f"external references are not accepted ({exc})") from exc
-    except ET.ParseError as exc:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            parser.Parse(chunk, False)
+        parser.Parse(b"", True)
+    except expat.ExpatError as exc:
+        raise DdexRejected("xml_malformed", f"not well-formed XML: {expat.ErrorString(exc.code)}: "
+                                            f"line {exc.lineno}, column {exc.offset}") from exc
+    except (LookupError, ValueError) as exc:  # an unknown or impossible declared encoding
         raise DdexRejected("xml_malformed", f"not well-formed XML: {exc}") from exc
+    finally:
+        stream.close()
     if count == 0:
         raise DdexRejected("xml_malformed", "empty document")
-    return root
+    ns, _, local = root.rpartition("}")
+    return local, ns
+
+
+# The entries read one at a time (each is cleared once read, so memory stays bounded): the list each
+# belongs to, or None for a child of the message element itself.
+_STREAMED: dict[str, str | None] = {
+    "MessageHeader": None, "UpdateIndicator": None, "PurgedRelease": None, "Party": "PartyList",
+    "SoundRecording": "ResourceList", "Release": "ReleaseList", "TrackRelease": "ReleaseList",
+    "ReleaseDeal": "DealList",
+}
+
+
+def _stream(source: Path | bytes, schema: etree.XMLSchema | None) -> Iterator[tuple[str, ET.Element, str]]:
+    """Yield (local name, element, XPath and line) for each complete entry of interest, then free it."""
+    stream = open(source, "rb") if isinstance(source, Path) else BytesIO(source)  # noqa: SIM115
+    counters: dict[str, int] = {}
+    try:
+        context = etree.iterparse(stream, events=("end",), tag=[f"{{*}}{t}" for t in _STREAMED],
+                                  resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                                  remove_comments=True, remove_pis=True, schema=schema)
+        for _event, el in context:
+            name = _ln(el)
+            parent = el.getparent()
+            if parent is None:
+                continue
+            holder = _STREAMED[name]
+            if holder is None:
+                if parent.getparent() is not None:
+                    continue
+                prefix = f"/{_ln(parent)}"
+            else:
+                grand = parent.getparent()
+                if _ln(parent) != holder or grand is None or grand.getparent() is not None:
+                    continue
+                prefix = f"/{_ln(grand)}/{holder}"
+            counters[name] = counters.get(name, 0) + 1
+            yield name, el, f"{prefix}/{name}[{counters[name]}] (line {el.sourceline})"
+            el.clear(keep_tail=True)
+            while el.getprevious() is not None:
+                del parent[0]
+    finally:
+        stream.close()
 
 
 class _LocalAvs(etree.Resolver):
@@ -260,18 +338,28 @@ def _date(value: str | None) -> date | None:
 class _Reader:
     """Turns one parsed message into rights records (no database access)."""
 
-    def __init__(self, root: ET.Element, source: str) -> None:
-        self.root = root
+    def __init__(self, root_name: str, ns: str, source: str) -> None:
+        self.root_name = root_name
         self.source = source
-        ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
-        header = _kid(root, "MessageHeader")
-        self.message_id = _text(header, "MessageId") or "unknown"
-        self.sender_id = _text(header, "MessageSender", "PartyId") or "unknown-sender"
+        self.message_id = "unknown"
+        self.sender_id = "unknown-sender"
         self.out = _Extract(version=ERN_NAMESPACES[ns], message_id=self.message_id, sender=self.sender_id)
-        root_name = _ln(root)
-        indicator = _text(root, "UpdateIndicator") or _text(header, "UpdateIndicator")
         self.out.kind = ("purge" if root_name == "PurgeReleaseMessage" else
-                         "update" if root_name == "UpdateReleaseMessage" or indicator == "UpdateMessage" else "new")
+                         "update" if root_name == "UpdateReleaseMessage" else "new")
+        self.licensor: str | None = None
+        self.party_by_ref: dict[str, str] = {}
+        self.ai_party_refs: set[str] = set()
+        self.by_resource: dict[str, tuple[str, list[tuple[str, float]]]] = {}
+        self.resources_by_release: dict[str, list[str]] = {}
+        self.key_by_ref: dict[str, str] = {}
+        self.per_release: dict[str, int] = {}
+        self.here = ""
+
+    def on_header(self, header: ET.Element) -> None:
+        self.message_id = self.out.message_id = _text(header, "MessageId") or "unknown"
+        self.sender_id = self.out.sender = _text(header, "MessageSender", "PartyId") or "unknown-sender"
+        if _text(header, "UpdateIndicator") == "UpdateMessage":
+            self.out.kind = "update"
         created = _text(header, "MessageCreatedDateTime")
         if created:
             try:
@@ -279,11 +367,55 @@ class _Reader:
             except ValueError as exc:
                 raise DdexRejected("ddex_invalid_header", f"MessageCreatedDateTime {created!r}: {exc}") from exc
             self.out.created_at = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-        self.party_by_ref: dict[str, str] = {}
-        self.party_el_by_ref: dict[str, ET.Element] = {}
+        if self.out.kind == "purge":
+            return
+        on_behalf = _kid(header, "SentOnBehalfOf")
+        licensor = self.party(on_behalf) if on_behalf is not None else None
+        sender = _kid(header, "MessageSender")
+        self.licensor = licensor or self.party(sender if sender is not None else ET.Element("x"))
+        if self.licensor is None:
+            raise DdexRejected("ddex_no_sender", "MessageHeader names no MessageSender party")
+
+    def on_party(self, el: ET.Element) -> None:
+        ref = _text(el, "PartyReference")
+        party_id = self.party(el, ref)
+        if ref and party_id:
+            self.party_by_ref[ref] = party_id
+            if any((e.text or "").strip() in AI_MARKERS for e in el.iter()):
+                self.ai_party_refs.add(ref)
+
+    def on_purged(self, purged: ET.Element) -> None:
+        key = release_key(purged, self.sender_id)
+        if key is None:
+            self.error("", "ddex_release_unidentified", "PurgedRelease has no ReleaseId")
+            return
+        self.out.releases.setdefault(key, set())
+        self.out.takedowns[key] = self.here
+
+    def read(self, items: Iterator[tuple[str, ET.Element, str]]) -> _Extract:
+        """Read the message entry by entry (the header, parties and resources come before releases and deals)."""
+        handlers = {"MessageHeader": self.on_header, "Party": self.on_party, "PurgedRelease": self.on_purged,
+                    "SoundRecording": self.on_sound_recording, "Release": self.on_release,
+                    "TrackRelease": self.on_release, "ReleaseDeal": self.on_release_deal}
+        for name, el, where in items:
+            self.here = where
+            if name == "UpdateIndicator":
+                if (el.text or "").strip() == "UpdateMessage" and self.out.kind == "new":
+                    self.out.kind = "update"
+                continue
+            if name != "MessageHeader" and self.licensor is None and self.out.kind != "purge":
+                raise DdexRejected("ddex_no_sender", "the MessageHeader must come first and name the MessageSender")
+            handlers[name](el)
+        if self.out.message_id == "unknown" and self.licensor is None:
+            raise DdexRejected("ddex_no_header", f"the {self.root_name} has no MessageHeader with a MessageId")
+        if self.out.kind == "purge" and not self.out.releases and not self.out.errors:
+            raise DdexRejected("ddex_purge_without_release", "the PurgeReleaseMessage names no PurgedRelease")
+        return self.out
 
     def error(self, where: str, code: str, message: str) -> None:
-        self.out.errors.append(RecordError(source_ref=f"{self.source}#{where}", reason_code=code, message=message))
+        """A per-record error at the entry being read: ``file#XPath (line N) what``."""
+        at = f"{self.here} {where}".strip()
+        self.out.errors.append(RecordError(source_ref=f"{self.source}#{at}", reason_code=code, message=message))
 
     def party(self, el: ET.Element, ref: str | None = None) -> str | None:
         """Register a party (PartyList entry or inline PartyId/PartyName) and return its id."""
@@ -323,32 +455,6 @@ class _Reader:
                                                dpid=real_dpid)
         return party_id
 
-    def read(self) -> _Extract:
-        if self.out.kind == "purge":
-            for i, purged in enumerate(_kids(self.root, "PurgedRelease")):
-                key = release_key(purged, self.sender_id)
-                if key is None:
-                    self.error(f"PurgedRelease[{i}]", "ddex_release_unidentified", "PurgedRelease has no ReleaseId")
-                    continue
-                self.out.releases.setdefault(key, set())
-                self.out.takedowns[key] = f"PurgedRelease[{i}]"
-            return self.out
-        header = _kid(self.root, "MessageHeader")
-        on_behalf = _kid(header, "SentOnBehalfOf")
-        licensor = self.party(on_behalf) if on_behalf is not None else None
-        licensor = licensor or self.party(_kid(header, "MessageSender") or ET.Element("x"))
-        if licensor is None:
-            raise DdexRejected("ddex_no_sender", "MessageHeader names no MessageSender party")
-        for el in _path(self.root, "PartyList", "Party"):
-            ref = _text(el, "PartyReference")
-            party_id = self.party(el, ref)
-            if ref and party_id:
-                self.party_by_ref[ref] = party_id
-                self.party_el_by_ref[ref] = el
-        isrc_by_resource = self.read_recordings()
-        self.read_deals(licensor, isrc_by_resource)
-        return self.out
-
     def _contributors(self, sr: ET.Element) -> list[RecordingContributor]:
         found: dict[tuple[str, str], str] = {}
 
@@ -380,8 +486,7 @@ class _Reader:
             if _ln(el) == "ContainsAI" and text in ("All", "Partly"):
                 return f"DDEX ContainsAI = {text}"
         for ref_el in _descendants(sr, "ContributorPartyReference") + _descendants(sr, "ArtistPartyReference"):
-            party_el = self.party_el_by_ref.get((ref_el.text or "").strip())
-            if party_el is not None and any((e.text or "").strip() in AI_MARKERS for e in party_el.iter()):
+            if (ref_el.text or "").strip() in self.ai_party_refs:
                 return f"DDEX party {(ref_el.text or '').strip()} is of type GenerativeAI"
         return None
 
@@ -421,127 +526,123 @@ class _Reader:
             return
         self.out.works[iswc] = work
 
-    def read_recordings(self) -> dict[str, tuple[str, list[tuple[str, float]]]]:
-        """Recordings by resource reference: (ISRC, [(rights-controller party, share %)])."""
-        by_ref: dict[str, tuple[str, list[tuple[str, float]]]] = {}
-        for i, sr in enumerate(_path(self.root, "ResourceList", "SoundRecording")):
-            ref = _text(sr, "ResourceReference") or f"SoundRecording[{i}]"
-            raw = (_text(sr, "SoundRecordingEdition", "ResourceId", "ISRC") or _text(sr, "ResourceId", "ISRC")
-                   or _text(sr, "SoundRecordingId", "ISRC"))
-            if raw is None:
-                self.error(f"resource {ref}", "missing_isrc", "sound recording has no ISRC")
-                continue
+    def on_sound_recording(self, sr: ET.Element) -> None:
+        """One sound recording: its ISRC, work, contributors and rights controllers (with shares)."""
+        ref = _text(sr, "ResourceReference") or self.here
+        raw = (_text(sr, "SoundRecordingEdition", "ResourceId", "ISRC") or _text(sr, "ResourceId", "ISRC")
+               or _text(sr, "SoundRecordingId", "ISRC"))
+        if raw is None:
+            self.error(f"resource {ref}", "missing_isrc", "sound recording has no ISRC")
+            return
+        try:
+            isrc = normalize_isrc(raw)
+        except ValueError as exc:
+            self.error(f"resource {ref}", "invalid_isrc", str(exc))
+            return
+        iswc = None
+        raw_iswc = _text(sr, "WorkId", "ISWC") or _text(sr, "IndirectSoundRecordingId", "ISWC")
+        if raw_iswc:
             try:
-                isrc = normalize_isrc(raw)
+                iswc = normalize_iswc(raw_iswc)
             except ValueError as exc:
-                self.error(f"resource {ref}", "invalid_isrc", str(exc))
+                self.error(f"resource {ref}", "invalid_iswc", str(exc))
+        evidence = self._ai_evidence(sr)
+        people = self._contributors(sr)
+        title = _text(sr, "DisplayTitleText") or _text(sr, "ReferenceTitle", "TitleText")
+        self.out.recordings.append(Recording(
+            isrc=isrc, iswc=iswc, title=title, ai_generated=evidence is not None, ai_evidence=evidence,
+            contributors=tuple(people)))
+        if iswc:
+            self.read_work(sr, ref, iswc, title, people)
+        controllers: list[tuple[str, float]] = []
+        for rc in _descendants(sr, "ResourceRightsController") + _descendants(sr, "RightsController"):
+            ref_party = _text(rc, "RightsControllerPartyReference")
+            party_id = self.party_by_ref.get(ref_party) if ref_party else self.party(rc)
+            pct = _kid(rc, "RightSharePercentage")
+            try:
+                share = float((pct.text or "").strip()) if pct is not None else float("nan")
+            except ValueError:
+                share = float("nan")
+            if pct is not None and pct.get("HasMaxValueOfOne") == "true":
+                share *= 100.0
+            if party_id is None or not (0.0 < share <= 100.0):
+                self.error(f"resource {ref}", "invalid_share",
+                           f"rights controller {party_id or '?'} has share {pct.text if pct is not None else None!r}")
                 continue
-            iswc = None
-            raw_iswc = _text(sr, "WorkId", "ISWC") or _text(sr, "IndirectSoundRecordingId", "ISWC")
-            if raw_iswc:
-                try:
-                    iswc = normalize_iswc(raw_iswc)
-                except ValueError as exc:
-                    self.error(f"resource {ref}", "invalid_iswc", str(exc))
-            evidence = self._ai_evidence(sr)
-            people = self._contributors(sr)
-            title = _text(sr, "DisplayTitleText") or _text(sr, "ReferenceTitle", "TitleText")
-            self.out.recordings.append(Recording(
-                isrc=isrc, iswc=iswc, title=title, ai_generated=evidence is not None, ai_evidence=evidence,
-                contributors=tuple(people)))
-            if iswc:
-                self.read_work(sr, ref, iswc, title, people)
-            controllers: list[tuple[str, float]] = []
-            for rc in _descendants(sr, "ResourceRightsController") + _descendants(sr, "RightsController"):
-                ref_party = _text(rc, "RightsControllerPartyReference")
-                party_id = self.party_by_ref.get(ref_party) if ref_party else self.party(rc)
-                pct = _kid(rc, "RightSharePercentage")
-                try:
-                    share = float((pct.text or "").strip()) if pct is not None else float("nan")
-                except ValueError:
-                    share = float("nan")
-                if pct is not None and pct.get("HasMaxValueOfOne") == "true":
-                    share *= 100.0
-                if party_id is None or not (0.0 < share <= 100.0):
-                    self.error(f"resource {ref}", "invalid_share",
-                               f"rights controller {party_id or '?'} has share {pct.text if pct is not None else None!r}")
-                    continue
-                controllers.append((party_id, share))
-            by_ref[ref] = (isrc, controllers)
-        return by_ref
+            controllers.append((party_id, share))
+        self.by_resource[ref] = (isrc, controllers)
 
-    def read_deals(self, licensor: str, by_resource: dict[str, tuple[str, list[tuple[str, float]]]]) -> None:
-        resources_by_release: dict[str, list[str]] = {}
-        key_by_ref: dict[str, str] = {}
-        for rel in _path(self.root, "ReleaseList", "Release") + _path(self.root, "ReleaseList", "TrackRelease"):
-            rref = _text(rel, "ReleaseReference")
-            if rref:
-                resources_by_release[rref] = [(e.text or "").strip() for e in _descendants(rel, "ReleaseResourceReference")]
-                key = release_key(rel, self.sender_id) or f"{self.sender_id}:ref:{rref}"
-                key_by_ref[rref] = key
-                self.out.releases.setdefault(key, set()).update(
-                    by_resource[r][0] for r in resources_by_release[rref] if r in by_resource)
-        per_release: dict[str, int] = {}
-        for rd_index, rd in enumerate(_path(self.root, "DealList", "ReleaseDeal")):
-            release_refs = [(e.text or "").strip() for e in _kids(rd, "DealReleaseReference")]
-            resource_refs = {r for rel in release_refs for r in resources_by_release.get(rel, [])}
-            isrcs = sorted({by_resource[r][0] for r in resource_refs if r in by_resource})
-            keys = [key_by_ref[r] for r in release_refs if r in key_by_ref]
-            main_key = keys[0] if keys else f"{self.sender_id}:ref:{','.join(release_refs)}"
-            for deal_index, deal_el in enumerate(_kids(rd, "Deal")):
-                n = per_release[main_key] = per_release.get(main_key, 0) + 1
-                deal_id = f"ddex:{main_key}:{n}"
-                self.out.deal_ids.add(deal_id)
-                where = f"ReleaseDeal[{rd_index}]/Deal[{deal_index}] ({deal_id})"
-                terms = _kid(deal_el, "DealTerms")
-                takedown = _text(deal_el, "TakeDown") or _text(terms, "TakeDown")
-                out_of_band = _text(deal_el, "IsCommunicatedOutOfBand") == "true"
-                if (takedown or "").lower() in ("true", "1") or (terms is None and not out_of_band):
-                    for key in keys or [main_key]:
-                        self.out.releases.setdefault(key, set()).update(isrcs)
-                        self.out.takedowns[key] = where
-                    continue
-                if terms is None:
-                    self.error(where, "deal_without_terms", "the deal's terms are communicated out of band; "
-                                                            "nothing to license from this message")
-                    continue
-                if not isrcs:
-                    self.error(where, "deal_without_recordings",
-                               f"releases {release_refs} contain no sound recording with a valid ISRC")
-                    continue
-                uses = [(e.text or "").strip() for e in (_kids(terms, "UseType") + _path(terms, "Usage", "UseType")
-                                                         + _path(deal_el, "ResourceUsage", "Usage", "UseType"))]
-                uses = list(dict.fromkeys(USE_TYPE_ALIASES.get(u, u) for u in uses if u))
-                try:
-                    include = [normalize_territory(e.text or "") for e in _kids(terms, "TerritoryCode")]
-                    exclude = [normalize_territory(e.text or "") for e in _kids(terms, "ExcludedTerritoryCode")]
-                except ValueError as exc:
-                    self.error(where, "invalid_territory", f"{exc} (only ISO 3166-1 alpha-2 and Worldwide are supported)")
-                    continue
-                if not include and exclude:
-                    include = ["Worldwide"]
-                period = _kid(terms, "ValidityPeriod")
-                try:
-                    valid_from = _date(_text(period, "StartDate") or _text(period, "StartDateTime"))
-                    valid_to = _date(_text(period, "EndDate") or _text(period, "EndDateTime"))
-                except ValueError as exc:
-                    self.error(where, "invalid_validity_period", str(exc))
-                    continue
-                models = [(e.text or "").strip() for e in _kids(terms, "CommercialModelType")]
-                controllers = [{"party_id": p, "isrc": by_resource[r][0], "share": s}
-                               for r in sorted(resource_refs) if r in by_resource for p, s in by_resource[r][1]]
-                try:
-                    self.out.deals.append(Deal.model_validate({
-                        "deal_id": deal_id, "licensor": licensor,
-                        "license": f"DDEX ERN {self.out.version} deal" + (f" ({', '.join(models)})" if models else ""),
-                        "isrcs": isrcs, "use_types": uses, "territories": {"include": include, "exclude": exclude},
-                        "valid_from": valid_from, "valid_to": valid_to, "rights_controllers": controllers,
-                    }))
-                except ValidationError as exc:
-                    msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                    code = "invalid_use_type" if "use_types" in msg else (
-                        "invalid_validity_period" if "valid_to" in msg else "invalid_deal")
-                    self.error(where, code, msg)
+    def on_release(self, rel: ET.Element) -> None:
+        rref = _text(rel, "ReleaseReference")
+        if not rref:
+            return
+        self.resources_by_release[rref] = [(e.text or "").strip() for e in _descendants(rel, "ReleaseResourceReference")]
+        key = release_key(rel, self.sender_id) or f"{self.sender_id}:ref:{rref}"
+        self.key_by_ref[rref] = key
+        self.out.releases.setdefault(key, set()).update(
+            self.by_resource[r][0] for r in self.resources_by_release[rref] if r in self.by_resource)
+
+    def on_release_deal(self, rd: ET.Element) -> None:
+        licensor, by_resource = self.licensor or "", self.by_resource
+        release_refs = [(e.text or "").strip() for e in _kids(rd, "DealReleaseReference")]
+        resource_refs = {r for rel in release_refs for r in self.resources_by_release.get(rel, [])}
+        isrcs = sorted({by_resource[r][0] for r in resource_refs if r in by_resource})
+        keys = [self.key_by_ref[r] for r in release_refs if r in self.key_by_ref]
+        main_key = keys[0] if keys else f"{self.sender_id}:ref:{','.join(release_refs)}"
+        for deal_index, deal_el in enumerate(_kids(rd, "Deal")):
+            n = self.per_release[main_key] = self.per_release.get(main_key, 0) + 1
+            deal_id = f"ddex:{main_key}:{n}"
+            self.out.deal_ids.add(deal_id)
+            where = f"Deal[{deal_index + 1}] ({deal_id})"
+            terms = _kid(deal_el, "DealTerms")
+            takedown = _text(deal_el, "TakeDown") or _text(terms, "TakeDown")
+            out_of_band = _text(deal_el, "IsCommunicatedOutOfBand") == "true"
+            if (takedown or "").lower() in ("true", "1") or (terms is None and not out_of_band):
+                for key in keys or [main_key]:
+                    self.out.releases.setdefault(key, set()).update(isrcs)
+                    self.out.takedowns[key] = f"{self.here} {where}"
+                continue
+            if terms is None:
+                self.error(where, "deal_without_terms", "the deal's terms are communicated out of band; "
+                                                        "nothing to license from this message")
+                continue
+            if not isrcs:
+                self.error(where, "deal_without_recordings",
+                           f"releases {release_refs} contain no sound recording with a valid ISRC")
+                continue
+            uses = [(e.text or "").strip() for e in (_kids(terms, "UseType") + _path(terms, "Usage", "UseType")
+                                                     + _path(deal_el, "ResourceUsage", "Usage", "UseType"))]
+            uses = list(dict.fromkeys(USE_TYPE_ALIASES.get(u, u) for u in uses if u))
+            try:
+                include = [normalize_territory(e.text or "") for e in _kids(terms, "TerritoryCode")]
+                exclude = [normalize_territory(e.text or "") for e in _kids(terms, "ExcludedTerritoryCode")]
+            except ValueError as exc:
+                self.error(where, "invalid_territory", f"{exc} (only ISO 3166-1 alpha-2 and Worldwide are supported)")
+                continue
+            if not include and exclude:
+                include = ["Worldwide"]
+            period = _kid(terms, "ValidityPeriod")
+            try:
+                valid_from = _date(_text(period, "StartDate") or _text(period, "StartDateTime"))
+                valid_to = _date(_text(period, "EndDate") or _text(period, "EndDateTime"))
+            except ValueError as exc:
+                self.error(where, "invalid_validity_period", str(exc))
+                continue
+            models = [(e.text or "").strip() for e in _kids(terms, "CommercialModelType")]
+            controllers = [{"party_id": p, "isrc": by_resource[r][0], "share": s}
+                           for r in sorted(resource_refs) if r in by_resource for p, s in by_resource[r][1]]
+            try:
+                self.out.deals.append(Deal.model_validate({
+                    "deal_id": deal_id, "licensor": licensor,
+                    "license": f"DDEX ERN {self.out.version} deal" + (f" ({', '.join(models)})" if models else ""),
+                    "isrcs": isrcs, "use_types": uses, "territories": {"include": include, "exclude": exclude},
+                    "valid_from": valid_from, "valid_to": valid_to, "rights_controllers": controllers,
+                }))
+            except ValidationError as exc:
+                msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                code = "invalid_use_type" if "use_types" in msg else (
+                    "invalid_validity_period" if "valid_to" in msg else "invalid_deal")
+                self.error(where, code, msg)
 
 
 def release_key(release: ET.Element, sender: str) -> str | None:
@@ -558,16 +659,37 @@ def release_key(release: ET.Element, sender: str) -> str | None:
     return None
 
 
-def read_ddex(data: bytes, *, source: str, validate_xsd: bool = False, xsd_dir: Path | None = None) -> _Extract:
-    """Parse and check one message into records without touching the ledger."""
-    root = parse_message(data)
-    ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
-    if _ln(root) not in MESSAGE_TYPES or ns not in ERN_NAMESPACES:
+def read_ddex(data: bytes | Path, *, source: str, validate_xsd: bool = False, xsd_dir: Path | None = None) -> _Extract:
+    """Parse and check one message (bytes or a file, streamed) into records without touching the ledger."""
+    if isinstance(data, bytes) and len(data) > MAX_BYTES:
+        raise DdexRejected("xml_too_large", f"message is {len(data)} bytes; the limit is {MAX_BYTES}")
+    root_name, ns = scan_message(data)
+    if root_name not in MESSAGE_TYPES or ns not in ERN_NAMESPACES:
         raise DdexRejected("ddex_unsupported_message",
-                           f"expected an ERN 4.x or 3.8.x {' / '.join(MESSAGE_TYPES)}, found {_ln(root)!r} in namespace {ns!r}")
+                           f"expected an ERN 4.x or 3.8.x {' / '.join(MESSAGE_TYPES)}, found {root_name!r} "
+                           f"in namespace {ns!r}")
+    schema, against = None, ""
     if validate_xsd:
-        validate_against_xsd(data, ns, xsd_dir if xsd_dir is not None else default_xsd_dir())
-    return _Reader(root, source).read()
+        folder = xsd_dir if xsd_dir is not None else default_xsd_dir()
+        if folder is None:
+            raise DdexRejected("xsd_unavailable", "no DDEX XSD directory: set LINERNOTES_DDEX_XSD_DIR")
+        rel, target = xsd_for(ns, folder)
+        if target != ns:  # a 3.8.x message checked under 3.8.3: the namespace is mapped on a whole tree
+            validate_against_xsd(data if isinstance(data, bytes) else data.read_bytes(), ns, folder)
+        else:  # checked while it is read, in bounded memory
+            schema, against = _schema(str(folder / rel), str(folder)), f"{rel} (ERN {ERN_NAMESPACES[ns]})"
+    reader = _Reader(root_name, ns, source)
+    try:
+        return reader.read(_stream(data, schema))
+    except etree.XMLSyntaxError as exc:
+        last = exc.error_log.last_error if exc.error_log else None
+        if last is not None and last.domain_name == "SCHEMASV":
+            raise DdexRejected("xsd_invalid", f"message does not validate against {against}: "
+                                              f"{_summarize(list(exc.error_log))} (read up to {reader.here or 'the start'})"
+                               ) from exc
+        raise DdexRejected("xml_malformed", f"not well-formed XML: {exc}") from exc
+    except (LookupError, UnicodeError) as exc:
+        raise DdexRejected("xml_malformed", f"not well-formed XML: {exc}") from exc
 
 
 def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Principal | str, validate_xsd: bool = False,
@@ -586,16 +708,19 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise DdexRejected("xml_too_large", f"message is {size} bytes; the limit is {MAX_BYTES}")
-        data = path.read_bytes()
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
     except OSError as exc:
         return _reject(con, path, None, "unreadable_file", str(exc), actor, roles)
     except DdexRejected as exc:
         return _reject(con, path, None, exc.reason_code, exc.message, actor, roles)
-    file_sha = hashlib.sha256(data).hexdigest()
+    file_sha = digest.hexdigest()
     if _imported_cleanly(con, file_sha, "ddex"):
         return ImportReport(path=str(path), kind="ddex", file_sha256=file_sha, already_imported=True)
     try:
-        extract = read_ddex(data, source=path.name, validate_xsd=validate_xsd,
+        extract = read_ddex(path, source=path.name, validate_xsd=validate_xsd,
                             xsd_dir=Path(xsd_dir) if xsd_dir is not None else None)
         if strict and extract.errors:
             first = extract.errors[0]
@@ -618,20 +743,16 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
         _remap(extract, resolution)
         events = records.upsert_parties(w, list(resolution.parties.values()), source=source).events
         affected: set[str] = set()
-        recordings, deals, unchanged = [], [], 0
-        for recording in extract.recordings:
-            try:
-                event = records.apply_recording(w, recording, source=source, supersede=supersede)
-            except records.RightsConflict as exc:
-                errors.append(RecordError(source_ref=f"recording {recording.isrc}", reason_code="rights_conflict",
-                                          message=exc.message))
-                continue
-            recordings.append(recording.isrc)
-            if event:
-                events.append(event)
-                affected.add(recording.isrc)
-            else:
-                unchanged += 1
+        deals: list[str] = []
+        recording_events, same, refused = records.apply_recordings(w, extract.recordings, source=source,
+                                                                   supersede=supersede)
+        for isrc, exc in refused:
+            errors.append(RecordError(source_ref=f"recording {isrc}", reason_code="rights_conflict",
+                                      message=exc.message))
+        recordings = sorted({r.isrc for r in extract.recordings} - {isrc for isrc, _ in refused})
+        events += recording_events
+        affected |= set(recordings) - set(same)
+        unchanged = len(same)
         works = []
         for work in extract.works.values():
             try:
