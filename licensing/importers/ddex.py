@@ -75,6 +75,12 @@ ROLE_MAP = {
     "Publisher": ("Publisher",), "Producer": ("Producer",),
 }
 AI_MARKERS = ("GenerativeAI",)
+# ERN 3.8.x MusicalWorkContributorRole values that make a party a work's writer or publisher.
+WORK_ROLE_MAP: dict[str, tuple[str, ...]] = {
+    "Composer": ("Composer",), "Lyricist": ("Lyricist",), "ComposerLyricist": ("Composer", "Lyricist"),
+    "Librettist": ("Lyricist",), "Arranger": ("Arranger",), "MusicPublisher": ("Publisher",),
+    "OriginalPublisher": ("Publisher",), "Publisher": ("Publisher",), "SubPublisher": ("SubPublisher",),
+}
 MESSAGE_TYPES = ("NewReleaseMessage", "UpdateReleaseMessage", "PurgeReleaseMessage")
 _DPID = re.compile(r"^PADPIDA[0-9A-Z]{11}$")
 
@@ -192,7 +198,7 @@ def scan_message(source: Path | bytes) -> tuple[str, str]:
 # belongs to, or None for a child of the message element itself.
 _STREAMED: dict[str, str | None] = {
     "MessageHeader": None, "UpdateIndicator": None, "PurgedRelease": None, "Party": "PartyList",
-    "SoundRecording": "ResourceList", "Release": "ReleaseList", "TrackRelease": "ReleaseList",
+    "MusicalWork": "WorkList", "SoundRecording": "ResourceList", "Release": "ReleaseList", "TrackRelease": "ReleaseList",
     "ReleaseDeal": "DealList",
 }
 
@@ -353,6 +359,7 @@ class _Reader:
         self.resources_by_release: dict[str, list[str]] = {}
         self.key_by_ref: dict[str, str] = {}
         self.per_release: dict[str, int] = {}
+        self.iswc_by_work_ref: dict[str, str] = {}
         self.here = ""
 
     def on_header(self, header: ET.Element) -> None:
@@ -384,6 +391,31 @@ class _Reader:
             if any((e.text or "").strip() in AI_MARKERS for e in el.iter()):
                 self.ai_party_refs.add(ref)
 
+    def on_musical_work(self, mw: ET.Element) -> None:
+        """ERN 3.8.x ``WorkList/MusicalWork``: the work's ISWC and its writers and publishers."""
+        raw = _text(mw, "MusicalWorkId", "ISWC")
+        if raw is None:
+            return
+        try:
+            iswc = normalize_iswc(raw)
+        except ValueError as exc:
+            self.error("", "invalid_iswc", str(exc))
+            return
+        ref = _text(mw, "MusicalWorkReference")
+        if ref:
+            self.iswc_by_work_ref[ref] = iswc
+        found: dict[tuple[str, str], WorkContributor] = {}
+        for c in _kids(mw, "MusicalWorkContributor"):
+            party_id = self.party(c)
+            raw_role = _text(c, "MusicalWorkContributorRole") or ""
+            if party_id is None:
+                continue
+            for role in WORK_ROLE_MAP.get(raw_role, ()):
+                found[(party_id, role)] = WorkContributor(party_id=party_id, name=self.out.parties[party_id].name,
+                                                          role=role)
+        title = _text(mw, "ReferenceTitle", "TitleText")
+        self.out.works[iswc] = Work(iswc=iswc, title=title, contributors=tuple(found[k] for k in sorted(found)))
+
     def on_purged(self, purged: ET.Element) -> None:
         key = release_key(purged, self.sender_id)
         if key is None:
@@ -395,6 +427,7 @@ class _Reader:
     def read(self, items: Iterator[tuple[str, ET.Element, str]]) -> _Extract:
         """Read the message entry by entry (the header, parties and resources come before releases and deals)."""
         handlers = {"MessageHeader": self.on_header, "Party": self.on_party, "PurgedRelease": self.on_purged,
+                    "MusicalWork": self.on_musical_work,
                     "SoundRecording": self.on_sound_recording, "Release": self.on_release,
                     "TrackRelease": self.on_release, "ReleaseDeal": self.on_release_deal}
         for name, el, where in items:
@@ -494,10 +527,12 @@ class _Reader:
                   people: list[RecordingContributor]) -> None:
         """The work a recording performs: its writers (Composer/Lyricist contributors) and, from
         ``WorkRightsController``, its publishers with their publishing shares."""
-        found: dict[tuple[str, str], WorkContributor] = {}
+        known = self.out.works.get(iswc)  # from a WorkList (3.8.x) or another recording of the same work
+        found: dict[tuple[str, str], WorkContributor] = {(c.party_id, c.role): c for c in (known.contributors if known else ())}
         for c in people:
             if c.role in ("Composer", "Lyricist"):
                 found[(c.party_id, c.role)] = WorkContributor(party_id=c.party_id, name=c.name, role=c.role)
+        publishers: dict[str, WorkContributor] = {}  # this recording's statement of the publishing shares
         for i, wrc in enumerate(_kids(sr, "WorkRightsController")):
             where = f"resource {ref}/WorkRightsController[{i}]"
             party_ref = _text(wrc, "RightsControllerPartyReference")
@@ -511,16 +546,18 @@ class _Reader:
             except ValueError:
                 self.error(where, "invalid_share", f"RightSharePercentage {raw!r} is not a number")
                 continue
-            previous = found.get((party_id, "Publisher"))
+            previous = publishers.get(party_id)
             if previous is not None and previous.share is not None and share is not None:
-                share += previous.share
+                share += previous.share  # one publisher controlling several parts of the work
             try:
-                found[(party_id, "Publisher")] = WorkContributor(party_id=party_id, name=self.out.parties[party_id].name,
-                                                                 role="Publisher", share=share)
+                publishers[party_id] = WorkContributor(party_id=party_id, name=self.out.parties[party_id].name,
+                                                       role="Publisher", share=share)
             except ValidationError as exc:
                 self.error(where, "invalid_share", "; ".join(e["msg"] for e in exc.errors()))
+        found.update({(p, "Publisher"): c for p, c in publishers.items()})
         try:
-            work = Work(iswc=iswc, title=title, contributors=tuple(found[k] for k in sorted(found)))
+            work = Work(iswc=iswc, title=(known.title if known else None) or title,
+                        contributors=tuple(found[k] for k in sorted(found)))
         except ValidationError as exc:
             self.error(f"resource {ref}", "publishing_shares_exceed", "; ".join(e["msg"] for e in exc.errors()))
             return
@@ -540,7 +577,10 @@ class _Reader:
             self.error(f"resource {ref}", "invalid_isrc", str(exc))
             return
         iswc = None
-        raw_iswc = _text(sr, "WorkId", "ISWC") or _text(sr, "IndirectSoundRecordingId", "ISWC")
+        linked = [self.iswc_by_work_ref[r] for r in (
+            (e.text or "").strip() for e in _path(sr, "ResourceMusicalWorkReferenceList", "ResourceMusicalWorkReference",
+                                                  "ResourceMusicalWorkReference")) if r in self.iswc_by_work_ref]
+        raw_iswc = _text(sr, "WorkId", "ISWC") or _text(sr, "IndirectSoundRecordingId", "ISWC") or next(iter(linked), None)
         if raw_iswc:
             try:
                 iswc = normalize_iswc(raw_iswc)

@@ -114,3 +114,32 @@ def test_imports_of_each_version_through_the_cli(tmp_path: Path) -> None:
         assert json.loads(r.output)["recordings"] >= 1
     with connect(Home.from_env(home).db_path) as con:
         assert con.execute("SELECT count(DISTINCT isrc) FROM recordings").fetchone()[0] == 22
+
+
+def test_ern38_worklist_gives_the_recording_its_work_and_writers(tmp_path: Path) -> None:
+    """Derived from the 3.8 instance: its first MusicalWork given a real ISWC and a Composer, its first
+    SoundRecording a real ISRC, linked to that work by ResourceMusicalWorkReference."""
+    doc = etree.parse(str(DDEX / "ern38" / "instance1.xml"))
+    root = doc.getroot()
+    work = root.find("WorkList/MusicalWork")
+    work.find("MusicalWorkId/ISWC").text = "T-034.524.680-1"
+    writer, *others = work.findall("MusicalWorkContributor")
+    for other in others:
+        work.remove(other)
+    writer.find("PartyName/FullName").text = "Wendy Writer"
+    pid = writer.find("PartyId")
+    pid.attrib.update({"IsDPID": "false", "IsISNI": "false"})
+    pid.text = "WW-1"
+    writer.find("MusicalWorkContributorRole").text = "ComposerLyricist"
+    sr = root.find("ResourceList/SoundRecording")
+    sr.find("SoundRecordingId/ISRC").text = "GBAYC1700598"
+    for el in sr.iter("IndirectSoundRecordingId", "WorkId"):
+        el.getparent().remove(el)
+    sr.find(".//ResourceMusicalWorkReference/ResourceMusicalWorkReference").text = work.findtext("MusicalWorkReference")
+    path = tmp_path / "38-work.xml"
+    doc.write(str(path), xml_declaration=True, encoding="UTF-8")
+    ex = read_ddex(path, source=path.name)
+    [rec] = [r for r in ex.recordings if r.isrc == "GBAYC1700598"]
+    assert rec.iswc == "T0345246801"
+    assert [(c.name, c.role) for c in ex.works["T0345246801"].contributors] == [
+        ("Wendy Writer", "Composer"), ("Wendy Writer", "Lyricist")]
