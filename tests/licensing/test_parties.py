@@ -133,3 +133,18 @@ def test_parties_merge_moves_everything_and_is_audited(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert _q(home, "SELECT DISTINCT party_id FROM recording_contributors WHERE isrc = 'GBAYC1700597'") == [
         ("P-mattias",)]
+
+
+def test_a_rights_file_party_lands_on_the_ddex_party_with_its_isni(tmp_path: Path) -> None:
+    home = _home(tmp_path)
+    r = _run(home, "rights", "import-ddex", str(single(tmp_path / "m.xml", artist="Mattias", artist_ids={"ISNI": ISNI_A})))
+    assert r.exit_code == 0, r.output
+    later = {"party_id": "P-mattias", "name": "Mattias Lind", "isni": ISNI_A, "ipi": None}
+    r = _run(home, "rights", "import", str(_rights(tmp_path / "r.json", [later], consents=[consent("C1", "P-mattias")])),
+             "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["consents"] == 1
+    assert _q(home, "SELECT party_id FROM consents") == [(f"isni:{ISNI_A}",)]
+    assert _q(home, "SELECT count(*) FROM parties WHERE party_id = 'P-mattias'") == [(0,)]
+    r = _run(home, "rights", "explain", ISRC, *GEN, "--json")
+    assert "consent_missing" not in json.loads(r.output)[0]["reason_codes"]
