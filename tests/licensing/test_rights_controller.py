@@ -73,5 +73,5 @@ def test_label_refusal_denies_and_is_named(tmp_path: Path) -> None:
     r = _run(home, "rights", "explain", A, "--purpose", "UseForTrainingGenerativeAI", "--territory", "DE",
              "--on", "2026-03-01", "--json")
     assert json.loads(r.output)[0]["consent_denials"] == [
-        "rights_controller_refused: Co-owner (P-ctl), a rights controller of the recording, refuses "
-        "ai_generative_training"]
+        ("rights_controller_refused: Co-owner (P-ctl), a rights controller of the recording, refuses "
+         "ai_generative_training")]

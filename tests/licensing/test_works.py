@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 from dagster_project.cli import app
 from licensing.evaluate import evaluate_catalog
 from licensing.explain import explain
+from licensing.importers.ddex import read_ddex
 from licensing.policy import load_policy
 from store.database import connect
 from store.home import Home
 from tests.licensing.conftest import DDEX
 from tests.licensing.ddex_samples import ISNI_A, ISNI_B, single
 from tests.licensing.helpers import add_track, consent, deal
-from licensing.importers.ddex import read_ddex
 from tests.roles import write_test_roles
 
 runner = CliRunner()
