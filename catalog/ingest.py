@@ -113,8 +113,9 @@ def _settle_withdrawals(w: Writer, delivery_id: str, previous: dict[str, str], w
                         now: datetime) -> list[str]:
     """Open a withdrawal for each track the delivery held before and no longer does; close re-delivered ones."""
     if written:
-        w.update("track_withdrawals", "track_id IN (SELECT unnest(?::VARCHAR[])) AND restored_at IS NULL",
-                 [sorted(written)], {"restored_at": now})
+        # a label's takedown (delivery_id ddex:...) is lifted by rights data only, not by audio arriving again
+        w.update("track_withdrawals", "track_id IN (SELECT unnest(?::VARCHAR[])) AND restored_at IS NULL "
+                 "AND NOT starts_with(delivery_id, 'ddex:')", [sorted(written)], {"restored_at": now})
     gone = sorted(set(previous) - written)
     open_already = {r[0] for r in w.con.execute(
         "SELECT track_id FROM track_withdrawals WHERE restored_at IS NULL").fetchall()}

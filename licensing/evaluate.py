@@ -75,6 +75,8 @@ class TrackFacts:
     duplicate_conflict: str | None = None           # cluster_id of an unresolved ISRC conflict
     withdrawn: str | None = None                    # reason of an open track_withdrawals entry
     fingerprinted: bool = True                      # False: a catalog track with no stored fingerprint
+    publishing_share_total: float | None = None     # sum of the work's writer/publisher shares, None if none known
+    controller_consents: tuple[ConsentFact, ...] = ()  # consents of the recording's rights controllers and licensors
 
 
 def _utc_date(ts: datetime) -> date:
@@ -146,13 +148,29 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
             codes.add(ReasonCode.RIGHTS_SHARES_INCOMPLETE)
     deal_sig = _digest_sum(f"{d.deal_id}:{int(u)}{int(te)}{int(s)}{int(ne)}{int(c)}" for d, u, te, s, ne, c in flags)
 
+    pub_incomplete = (facts.publishing_share_total is not None
+                      and abs(facts.publishing_share_total - 100.0) > policy.share_tolerance)
+    if pub_incomplete:
+        evidence["publishing_share_total"] = facts.publishing_share_total
+        if rule.require_full_shares:
+            codes.add(ReasonCode.PUBLISHING_SHARES_INCOMPLETE)
+
     roles = set(facts.contributors)
     listed = any(role in rule.required_listed_roles for _, role in roles)
     if not listed:
         codes.add(ReasonCode.CONTRIBUTORS_UNKNOWN)
     required = sorted({party for party, role in roles if role in rule.required_consent_roles})
+    # a required contributor's refusal is already a consent_* code; this is the others' (docs/ddex.md)
+    refusals = sorted((k for k in facts.controller_consents
+                       if k.party_id not in required and _in_scope(k, facts) and _effective(k, on_date) and k.values[rule.consent_field] != "allowed"),
+                      key=lambda k: k.consent_id)
+    if refusals:
+        codes.add(ReasonCode.RIGHTS_CONTROLLER_REFUSED)
+    refusal_sig = _digest_sum(f"{k.consent_id}:{k.values[rule.consent_field]}" for k in refusals)
+
     applicable: list[tuple[ConsentFact, str, str]] = []  # (consent, value, state)
     consent_codes: set[str] = set()
+    party_findings: list[dict[str, str]] = []
     for party in required:
         mine = []
         for k in facts.consents:
@@ -167,16 +185,24 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
             mine.append((k, k.values[rule.consent_field], state))
         applicable.extend(mine)
         effective = {v for _, v, st in mine if st == "e"}
+        code: str | None = None
         if "notAllowed" in effective:
-            consent_codes.add(ReasonCode.CONSENT_NOT_ALLOWED)
+            code = ReasonCode.CONSENT_NOT_ALLOWED
         elif "constrained" in effective:
-            consent_codes.add(ReasonCode.CONSENT_CONSTRAINED)
+            code = ReasonCode.CONSENT_CONSTRAINED
         elif "allowed" in effective:
             pass
         elif any(st == "r" for _, _, st in mine):
-            consent_codes.add(ReasonCode.CONSENT_REVOKED)
+            code = ReasonCode.CONSENT_REVOKED
         else:
-            consent_codes.add(ReasonCode.CONSENT_MISSING)
+            code = ReasonCode.CONSENT_MISSING
+        if code is not None:
+            consent_codes.add(code)
+            party_findings.append({"party_id": party, "code": str(ReasonCode(code).value),
+                                   "consent_field": rule.consent_field})
+    for party in sorted({k.party_id for k in refusals}):
+        party_findings.append({"party_id": party, "code": ReasonCode.RIGHTS_CONTROLLER_REFUSED.value,
+                               "consent_field": rule.consent_field})
     codes |= consent_codes
     applicable.sort(key=lambda a: a[0].consent_id)
     consent_ids = tuple(sorted({k.consent_id for k, v, st in applicable if st == "e" and v == "allowed"}))
@@ -200,14 +226,27 @@ def evaluate_track(facts: TrackFacts, policy: Policy, *, purpose: str, territory
     if unfingerprinted and rule.require_fingerprint:
         codes.add(ReasonCode.AUDIO_NOT_FINGERPRINTED)
     evidence["required_parties"] = required
+    if party_findings:
+        evidence["consent_findings"] = party_findings
     evidence["required_party_count"] = len(required)
 
     inputs = (f"{INPUTS_VERSION}|{facts.track_id or ''}|{facts.isrc}|{purpose}|{territory}|{on_date.isoformat()}"
               f"|ai={int(facts.ai_generated)}|deals={deal_sig}|req={_digest_sum(required)}|listed={int(listed)}"
               f"|consents={consent_sig}|optout={','.join(m.matched_ref for m in hits)}"
               f"|dup={facts.duplicate_conflict or ''}" + ("|withdrawn" if facts.withdrawn is not None else "")
-              + ("|unfingerprinted" if unfingerprinted else ""))
+              + ("|unfingerprinted" if unfingerprinted else "") + ("|pubshares" if pub_incomplete else "") + (f"|rcrefused={refusal_sig}" if refusals else ""))
     return _decision(facts, policy, purpose, territory, on_date, codes, deal_id, consent_ids, inputs, evidence, decided_at)
+
+
+def _in_scope(k: ConsentFact, facts: TrackFacts) -> bool:
+    return (k.scope == "all" or (k.scope == "recording" and k.scope_ref == facts.isrc)
+            or (k.scope == "work" and facts.iswc is not None and k.scope_ref == facts.iswc))
+
+
+def _effective(k: ConsentFact, on_date: date) -> bool:
+    """Granted by ``on_date`` and not revoked by then."""
+    return (k.granted_at is not None and _utc_date(k.granted_at) <= on_date
+            and not (k.revoked_at is not None and _utc_date(k.revoked_at) <= on_date))
 
 
 def _decision(facts: TrackFacts, policy: Policy, purpose: str, territory: str, on_date: date, codes: set[str],
@@ -246,11 +285,17 @@ def load_facts(con: duckdb.DuckDBPyConnection, *, track_ids: Iterable[str] | Non
     for track_id, party, role in con.execute(
             "SELECT t.track_id, c.party_id, c.role FROM _facts_tracks t JOIN contributors c USING (track_id) "
             "UNION SELECT t.track_id, rc.party_id, rc.role FROM _facts_tracks t "
-            "JOIN recording_contributors rc ON rc.isrc = t.isrc").fetchall():
+            "JOIN recording_contributors rc ON rc.isrc = t.isrc "
+            "UNION SELECT t.track_id, wc.party_id, wc.role FROM _facts_tracks t "
+            "JOIN work_contributors wc ON wc.iswc = t.iswc").fetchall():
         contributors[track_id].add((party, role))
     consents = _consents_by_party(con, "SELECT DISTINCT party_id FROM contributors c JOIN _facts_tracks USING (track_id) "
                                        "UNION SELECT DISTINCT party_id FROM recording_contributors rc "
-                                       "JOIN _facts_tracks t ON t.isrc = rc.isrc")
+                                       "JOIN _facts_tracks t ON t.isrc = rc.isrc "
+                                       "UNION SELECT DISTINCT party_id FROM work_contributors wc "
+                                       "JOIN _facts_tracks t ON t.iswc = wc.iswc")
+    pub_shares = _publishing_totals(con, "SELECT DISTINCT iswc FROM _facts_tracks")
+    controllers = _controller_consents(con, "SELECT DISTINCT isrc FROM _facts_tracks")
     optouts: dict[str, list[OptoutMatch]] = defaultdict(list)
     for track_id, ref, score, threshold in con.execute(
             "SELECT m.track_id, m.matched_ref, m.score, m.threshold FROM audio_matches m "
@@ -271,22 +316,52 @@ def load_facts(con: duckdb.DuckDBPyConnection, *, track_ids: Iterable[str] | Non
             consents=tuple(k for party in sorted({p for p, _ in parties}) for k in consents.get(party, ())),
             optout_matches=tuple(optouts.get(track_id, ())), duplicate_conflict=conflicts.get(track_id),
             withdrawn=withdrawn.get(track_id), fingerprinted=track_id in fingerprinted,
+            publishing_share_total=pub_shares.get(iswc) if iswc else None,
+            controller_consents=tuple(controllers.get(track_isrc, ())),
         )
 
 
 def recording_facts(con: duckdb.DuckDBPyConnection, isrc: str) -> TrackFacts:
     """Facts for a recording known from rights data but with no audio in the catalog."""
     row = con.execute("SELECT iswc, ai_generated, ai_evidence FROM recordings WHERE isrc = ?", [isrc]).fetchone()
+    iswc = row[0] if row else None
     contributors = tuple(sorted(con.execute(
-        "SELECT DISTINCT party_id, role FROM recording_contributors WHERE isrc = ?", [isrc]).fetchall()))
+        "SELECT DISTINCT party_id, role FROM recording_contributors WHERE isrc = ? "
+        "UNION SELECT DISTINCT party_id, role FROM work_contributors WHERE iswc = ?", [isrc, iswc]).fetchall()))
     consents = _consents_by_party(con, "SELECT DISTINCT party_id FROM recording_contributors WHERE isrc = "
-                                       + _quote(isrc))
+                                       + _quote(isrc) + " UNION SELECT DISTINCT party_id FROM work_contributors "
+                                       "WHERE iswc = " + (_quote(iswc) if iswc else "NULL"))
     deals = _deals_by_isrc(con, "SELECT " + _quote(isrc)).get(isrc, [])
     return TrackFacts(
         track_id=None, isrc=isrc, iswc=row[0] if row else None, ai_generated=bool(row and row[1]),
         ai_evidence=row[2] if row else None, deals=tuple(deals), contributors=contributors,
         consents=tuple(k for party in sorted({p for p, _ in contributors}) for k in consents.get(party, ())),
+        publishing_share_total=_publishing_totals(con, "SELECT " + _quote(iswc)).get(iswc) if iswc else None,
+        controller_consents=tuple(_controller_consents(con, "SELECT " + _quote(isrc)).get(isrc, ())),
     )
+
+
+# Rights controllers and licensors of the deals on a recording: their refusal denies (docs/ddex.md).
+_CONTROLLERS_SQL = ("SELECT dr.isrc, rc.party_id FROM deal_recordings dr JOIN rights_controllers rc "
+                    "ON rc.deal_id = dr.deal_id AND rc.isrc = dr.isrc "
+                    "UNION SELECT dr.isrc, d.licensor_party_id FROM deal_recordings dr JOIN deals d USING (deal_id)")
+
+
+def _controller_consents(con: duckdb.DuckDBPyConnection, isrc_query: str) -> dict[str, list[ConsentFact]]:
+    """Per ISRC, the consents of its rights controllers and licensors."""
+    pairs = con.execute(f"SELECT isrc, party_id FROM ({_CONTROLLERS_SQL}) WHERE isrc IN ({isrc_query})").fetchall()
+    by_party = _consents_by_party(con, f"SELECT party_id FROM ({_CONTROLLERS_SQL}) WHERE isrc IN ({isrc_query})")
+    out: dict[str, list[ConsentFact]] = defaultdict(list)
+    for isrc, party in sorted(pairs):
+        out[isrc].extend(by_party.get(party, ()))
+    return out
+
+
+def _publishing_totals(con: duckdb.DuckDBPyConnection, iswc_query: str) -> dict[str, float]:
+    """Sum of the publishing shares of each work that has any (works without shares are absent)."""
+    return {iswc: float(total) for iswc, total in con.execute(
+        f"SELECT iswc, sum(share) FROM work_contributors WHERE share IS NOT NULL AND iswc IN ({iswc_query}) "
+        "GROUP BY iswc").fetchall()}
 
 
 def _quote(value: str) -> str:
@@ -416,7 +491,9 @@ tp AS (
     SELECT track_id AS tk, party_id, bool_or({listed}) AS l, bool_or({required}) AS q
     FROM (SELECT c.track_id, c.party_id, c.role FROM contributors c {contributor_filter}
           UNION ALL
-          SELECT t.track_id, rc.party_id, rc.role FROM recording_contributors rc JOIN t ON t.isrc = rc.isrc)
+          SELECT t.track_id, rc.party_id, rc.role FROM recording_contributors rc JOIN t ON t.isrc = rc.isrc
+          UNION ALL
+          SELECT t.track_id, wc.party_id, wc.role FROM work_contributors wc JOIN t ON t.iswc = wc.iswc)
     WHERE {listed} OR {required}
     GROUP BY track_id, party_id
 ),
@@ -469,6 +546,22 @@ dc AS (SELECT cluster_id FROM duplicate_clusters GROUP BY cluster_id HAVING coun
 dt AS (SELECT d.track_id, min(d.cluster_id) AS cluster_id FROM duplicate_clusters d JOIN dc ON dc.cluster_id = d.cluster_id
        GROUP BY d.track_id),
 tw AS ({withdrawn_sql}),
+ws AS (SELECT iswc, sum(share) AS total FROM work_contributors WHERE share IS NOT NULL GROUP BY iswc),
+rcp AS ({controllers_sql}),
+rcr AS (
+    SELECT t.track_id AS tk, bit_xor({md5_refusal})::VARCHAR AS sig
+    FROM t JOIN rcp ON rcp.isrc = t.isrc
+    JOIN (SELECT consent_id, party_id, scope, scope_ref, {consent_field} AS v FROM consents
+          WHERE party_id IN (SELECT party_id FROM rcp) AND granted_at IS NOT NULL
+            AND (granted_at AT TIME ZONE 'UTC')::DATE <= $on
+            AND NOT (revoked_at IS NOT NULL AND (revoked_at AT TIME ZONE 'UTC')::DATE <= $on)) kc
+      ON kc.party_id = rcp.party_id
+     AND (kc.scope = 'all' OR (kc.scope = 'recording' AND kc.scope_ref = t.isrc)
+          OR (kc.scope = 'work' AND kc.scope_ref = t.iswc))
+    WHERE kc.v <> 'allowed'
+      AND NOT EXISTS (SELECT 1 FROM tp WHERE tp.tk = t.track_id AND tp.party_id = rcp.party_id AND tp.q)
+    GROUP BY t.track_id
+),
 tf AS (
     SELECT coalesce(oo.track_id, dt.track_id, tw.track_id) AS track_id, oo.refs, oo.hits, dt.cluster_id, tw.reason
     FROM oo FULL JOIN dt ON dt.track_id = oo.track_id FULL JOIN tw ON tw.track_id = coalesce(oo.track_id, dt.track_id)
@@ -487,14 +580,19 @@ j AS (
         | CASE WHEN tf.cluster_id IS NOT NULL THEN {b_dup} ELSE 0 END
         | CASE WHEN $exclude_ai AND t.ai THEN {b_ai} ELSE 0 END
         | CASE WHEN tf.reason IS NOT NULL THEN {b_withdrawn} ELSE 0 END
-        | CASE WHEN $require_fp AND NOT t.fp THEN {b_nofp} ELSE 0 END AS mask,
+        | CASE WHEN $require_fp AND NOT t.fp THEN {b_nofp} ELSE 0 END
+        | CASE WHEN $full_shares AND abs(ws.total - 100) > $tol THEN {b_pubshares} ELSE 0 END
+        | CASE WHEN rcr.tk IS NOT NULL THEN {b_rcrefused} ELSE 0 END AS mask,
         sha256(concat('{version}|', t.track_id, '|', t.isrc, $mid, t.ai::INT, '|deals=', da.deal_sig,
                '|req=', cg.req_sig, '|listed=', coalesce(cg.listed, FALSE)::INT,
                '|consents=', CASE WHEN cg.cn > 0 THEN cg.csig::VARCHAR END, '|optout=', tf.refs, '|dup=', tf.cluster_id,
                CASE WHEN tf.reason IS NOT NULL THEN '|withdrawn' END,
-               CASE WHEN NOT t.fp THEN '|unfingerprinted' END)) AS inputs_hash
+               CASE WHEN NOT t.fp THEN '|unfingerprinted' END,
+               CASE WHEN abs(ws.total - 100) > $tol THEN '|pubshares' END,
+               CASE WHEN rcr.tk IS NOT NULL THEN '|rcrefused=' || rcr.sig END)) AS inputs_hash
     FROM t
     LEFT JOIN da ON da.isrc = t.isrc LEFT JOIN cg ON cg.tk = t.track_id LEFT JOIN tf ON tf.track_id = t.track_id
+    LEFT JOIN ws ON ws.iswc = t.iswc LEFT JOIN rcr ON rcr.tk = t.track_id
 )
 SELECT
     'dec_' || left(sha256($policy_hash || '|' || j.inputs_hash), 32) AS decision_id,
@@ -518,7 +616,8 @@ def _catalog_sql(rule: PurposeRule, *, subset: bool) -> str:
         ("territory", "deal_territory_not_covered"), ("expired", "deal_expired"), ("not_yet", "deal_not_yet_valid"),
         ("shares", "rights_shares_incomplete"), ("unknown", "contributors_unknown"), ("optout", "optout_match"),
         ("dup", "duplicate_conflict"), ("ai", "ai_generated"), ("withdrawn", "track_withdrawn"),
-        ("nofp", "audio_not_fingerprinted"))}
+        ("nofp", "audio_not_fingerprinted"), ("pubshares", "publishing_shares_incomplete"),
+        ("rcrefused", "rights_controller_refused"))}
     track_filter = "WHERE tr.track_id IN (SELECT unnest($track_ids::VARCHAR[]))" if subset else ""
     return _CATALOG_SQL.format(
         track_filter=track_filter,
@@ -533,7 +632,8 @@ def _catalog_sql(rule: PurposeRule, *, subset: bool) -> str:
         md5_deal=_MD5_LOW.format("dr.deal_id || ':' || dd.u::INT || dd.te::INT || dd.s::INT || dd.ne::INT || "
                                  "(abs(coalesce(ds.total, 0) - 100) <= $tol)::INT"),
         md5_consent=_MD5_LOW.format("consent_id || ':' || v || ':' || CASE WHEN rv THEN 'r' WHEN g THEN 'e' ELSE 'p' END"),
-        md5_party=_MD5_LOW.format("party_id"), **bits)
+        md5_party=_MD5_LOW.format("party_id"), controllers_sql=_CONTROLLERS_SQL,
+        md5_refusal=_MD5_LOW.format("kc.consent_id || ':' || kc.v"), **bits)
 
 
 def evaluate_catalog_frame(con: duckdb.DuckDBPyConnection, policy: Policy, *, purpose: str, territory: str,

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from schemas.canonical import canonical_json
-from schemas.rights import Consent, Deal, Party, Recording
+from schemas.rights import Consent, Deal, Party, Recording, Work
 from store.ledger import Writer
 
 CONSENT_FIELDS = ("ai_training", "ai_generative_training", "data_mining", "ai_inference")
@@ -71,6 +71,13 @@ def _event(w: Writer, *, kind: str, subject_kind: str, subject_id: str, isrcs: I
     return event_id
 
 
+def check_loosening(w: Writer, subject_kind: str, subject_id: str, loosened: Iterable[str],
+                    supersede: Supersession | None) -> list[str]:
+    """Raise :class:`RightsConflict` if loosening ``loosened`` of a subject meets a restriction not superseded;
+    return the ids of the events superseded."""
+    return _check_loosening(w, subject_kind, subject_id, loosened, supersede)
+
+
 def record_event(w: Writer, **kwargs: Any) -> str:
     """A rights event written by another licensing command (expiry, revocation, withdrawal)."""
     return _event(w, **kwargs)
@@ -108,14 +115,16 @@ def upsert_parties(w: Writer, parties: Sequence[Party], *, source: str) -> Outco
     when a record leaves them out)."""
     out = Outcome()
     for party in parties:
-        row = w.con.execute("SELECT name, isni, ipi FROM parties WHERE party_id = ?", [party.party_id]).fetchall()
+        row = w.con.execute("SELECT name, isni, ipi, dpid FROM parties WHERE party_id = ?",
+                            [party.party_id]).fetchall()
         before = row[0] if row else None
-        after = (party.name, party.isni or (before[1] if before else None), party.ipi or (before[2] if before else None))
+        after = (party.name, party.isni or (before[1] if before else None), party.ipi or (before[2] if before else None),
+                 party.dpid or (before[3] if before else None))
         if before is not None and tuple(before) == after:
             out.unchanged.append(party.party_id)
             continue
-        w.upsert("parties", [{"party_id": party.party_id, "name": after[0], "isni": after[1], "ipi": after[2]}],
-                 key=["party_id"])
+        w.upsert("parties", [{"party_id": party.party_id, "name": after[0], "isni": after[1], "ipi": after[2],
+                              "dpid": after[3]}], key=["party_id"])
         out.written.append(party.party_id)
         out.events.append(_event(w, kind="party.recorded" if before is None else "party.amended", subject_kind="party",
                                  subject_id=party.party_id, party_ids=[party.party_id], source=source,
@@ -350,6 +359,88 @@ def apply_recording(w: Writer, recording: Recording, *, source: str,
                                           "after": {"head": list(head), "contributors": sorted(map(list, new_people))}})
 
 
+def apply_recordings(w: Writer, recordings: Sequence[Recording], *, source: str,
+                     supersede: Supersession | None = None) -> tuple[list[str], list[str], list[tuple[str, RightsConflict]]]:
+    """Write many recordings: those new to the ledger in a few set-based statements, the others one by one
+    through :func:`apply_recording`. Returns (event ids, ISRCs unchanged, (ISRC, conflict) refused)."""
+    latest = {r.isrc: r for r in recordings}  # a message naming an ISRC twice: its last description wins
+    isrcs = sorted(latest)
+    known = {r[0] for r in w.con.execute("SELECT isrc FROM recordings WHERE isrc IN (SELECT unnest(?::VARCHAR[]))",
+                                         [isrcs]).fetchall()}
+    events: list[str] = []
+    unchanged: list[str] = []
+    refused: list[tuple[str, RightsConflict]] = []
+    for isrc in isrcs:
+        if isrc in known:
+            try:
+                event = apply_recording(w, latest[isrc], source=source, supersede=supersede)
+            except RightsConflict as exc:
+                refused.append((isrc, exc))
+                continue
+            if event:
+                events.append(event)
+            else:
+                unchanged.append(isrc)
+    fresh_all = [latest[i] for i in isrcs if i not in known]
+    now = datetime.now(UTC)
+    for at in range(0, len(fresh_all), _BATCH):  # batches keep the staged Arrow tables small
+        events += _insert_new_recordings(w, fresh_all[at:at + _BATCH], source, now)
+    return events, unchanged, refused
+
+
+_BATCH = 2000
+
+
+def _insert_new_recordings(w: Writer, fresh: Sequence[Recording], source: str, now: datetime) -> list[str]:
+    w.insert("recordings", [{"isrc": r.isrc, "iswc": r.iswc, "title": r.title, "ai_generated": r.ai_generated,
+                             "ai_evidence": r.ai_evidence, "source": source, "imported_at": now} for r in fresh])
+    people = [{"isrc": r.isrc, "party_id": p, "name": n, "role": role} for r in fresh
+              for (p, role), n in sorted({(c.party_id, c.role): c.name for c in r.contributors}.items())]
+    w.insert("recording_contributors", people)
+    n = w.con.execute("SELECT count(*) FROM rights_events WHERE audit_seq = ?", [w.seq]).fetchall()[0][0]
+    rows = []
+    for i, r in enumerate(fresh, start=n + 1):
+        contributors = sorted({(c.party_id, c.role) for c in r.contributors})
+        head = [r.iswc, r.title, r.ai_generated, r.ai_evidence]
+        rows.append({"event_id": f"evt-{w.seq}-{i}", "kind": "recording.recorded", "subject_kind": "recording",
+                     "subject_id": r.isrc, "isrcs": [r.isrc], "party_ids": sorted({p for p, _ in contributors}),
+                     "tightened": [], "loosened": [], "supersedes": [], "evidence_ref": None, "source": source,
+                     "details": canonical_json({"before": {"head": None, "contributors": []},
+                                                "after": {"head": head, "contributors": [list(c) for c in contributors]}}),
+                     "actor": w.actor, "recorded_at": now})
+    w.insert("rights_events", rows)
+    return [row["event_id"] for row in rows]
+
+
+def apply_work(w: Writer, work: Work, *, source: str, supersede: Supersession | None = None) -> str | None:
+    """Write one musical work with its writers and publishers as an event; None when it changes nothing.
+
+    Like a recording's contributors: adding a writer or publisher tightens (one more consent to
+    require), taking one off loosens and conflicts with an earlier addition unless superseded.
+    """
+    old = w.con.execute("SELECT title FROM works WHERE iswc = ?", [work.iswc]).fetchall()
+    old_people = {(p, r): (n, s) for p, n, r, s in w.con.execute(
+        "SELECT party_id, name, role, share FROM work_contributors WHERE iswc = ?", [work.iswc]).fetchall()}
+    new_people = {(c.party_id, c.role): (c.name, c.share) for c in work.contributors}
+    if old and old[0][0] == work.title and old_people == new_people:
+        return None
+    tight = {"contributors"} if set(new_people) - set(old_people) else set()
+    loose = {"contributors"} if old and set(old_people) - set(new_people) else set()
+    overridden = _check_loosening(w, "work", work.iswc, loose, supersede) if old else []
+    w.upsert("works", [{"iswc": work.iswc, "title": work.title, "source": source}], key=["iswc"])
+    for party_id, role in sorted(set(old_people) - set(new_people)):
+        w.supersede("work_contributors", "iswc = ? AND party_id = ? AND role = ?", [work.iswc, party_id, role])
+    w.upsert("work_contributors", [{"iswc": work.iswc, "party_id": p, "name": n, "role": r, "share": s}
+                                   for (p, r), (n, s) in sorted(new_people.items())], key=["iswc", "party_id", "role"])
+    isrcs = {r[0] for r in w.con.execute("SELECT isrc FROM recordings WHERE iswc = ?", [work.iswc]).fetchall()}
+    return _event(w, kind="work.recorded" if not old else ("work.superseded" if overridden else "work.amended"),
+                  subject_kind="work", subject_id=work.iswc, isrcs=isrcs,
+                  party_ids={p for p, _ in new_people} | {p for p, _ in old_people}, tightened=tight, loosened=loose,
+                  supersedes=overridden, evidence_ref=supersede.evidence_ref if overridden and supersede else None,
+                  source=source, details={"before": sorted([*k, *v] for k, v in old_people.items()),
+                                          "after": sorted([*k, *v] for k, v in new_people.items())})
+
+
 def event_isrcs(con: duckdb.DuckDBPyConnection, event_id: str) -> set[str]:
     """The recordings an event concerns (a deal's recordings before and after, a consent's party's)."""
     row = con.execute("SELECT isrcs, party_ids, subject_kind FROM rights_events WHERE event_id = ?",
@@ -368,7 +459,9 @@ def party_isrcs(con: duckdb.DuckDBPyConnection, party_id: str) -> set[str]:
     """ISRCs of the recordings a party contributes to (catalog tracks and rights data alike)."""
     return {r[0] for r in con.execute(
         "SELECT t.isrc FROM contributors c JOIN tracks t USING (track_id) WHERE c.party_id = ? "
-        "UNION SELECT isrc FROM recording_contributors WHERE party_id = ?", [party_id, party_id]).fetchall()}
+        "UNION SELECT isrc FROM recording_contributors WHERE party_id = ? "
+        "UNION SELECT r.isrc FROM work_contributors wc JOIN recordings r ON r.iswc = wc.iswc WHERE wc.party_id = ?",
+        [party_id, party_id, party_id]).fetchall()}
 
 
 def history(con: duckdb.DuckDBPyConnection, ref: str) -> list[dict[str, Any]]:

@@ -68,6 +68,19 @@ CREATE TABLE IF NOT EXISTS parties (
     name VARCHAR NOT NULL,
     isni VARCHAR,
     ipi VARCHAR,
+    dpid VARCHAR,                     -- DDEX Party Identifier (PADPIDA...)
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
+);
+-- A party recorded twice (two sources, no shared identifier) merged into one: the merged id is
+-- kept here so later records naming it land on the surviving party.
+CREATE TABLE IF NOT EXISTS party_merges (
+    merged_party_id VARCHAR PRIMARY KEY,
+    into_party_id VARCHAR NOT NULL,
+    evidence_ref VARCHAR NOT NULL,
+    reason VARCHAR,
+    merged_by VARCHAR NOT NULL,
+    merged_at TIMESTAMPTZ NOT NULL,
     row_sha256 VARCHAR,
     audit_seq BIGINT
 );
@@ -247,4 +260,48 @@ CREATE TABLE IF NOT EXISTS lyrics_licences (
     revoked_at TIMESTAMPTZ,
     row_sha256 VARCHAR,
     audit_seq BIGINT
+);
+-- Every DDEX message applied, for ordering (MessageCreatedDateTime, then MessageId) and for
+-- recognising a re-delivery of the same message (a no-op).
+CREATE TABLE IF NOT EXISTS ddex_messages (
+    sender VARCHAR NOT NULL,
+    message_id VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ,
+    kind VARCHAR NOT NULL,            -- new | update | purge
+    ern_version VARCHAR NOT NULL,
+    release_keys VARCHAR[] NOT NULL,
+    file_sha256 VARCHAR NOT NULL,
+    conflicts INTEGER NOT NULL,       -- a message that met conflicts may be applied again (with --supersede)
+    applied_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
+    PRIMARY KEY (sender, message_id)
+);
+-- The recordings each DDEX release holds, as its latest message says (a purge or takedown withdraws them).
+CREATE TABLE IF NOT EXISTS ddex_release_recordings (
+    release_key VARCHAR NOT NULL,
+    isrc VARCHAR NOT NULL,
+    message_id VARCHAR NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
+    PRIMARY KEY (release_key, isrc)
+);
+-- Musical works and their writers and publishers (with publishing shares): their consent is required
+-- like a recording contributor's for every recording of the work (recordings.iswc).
+CREATE TABLE IF NOT EXISTS works (
+    iswc VARCHAR PRIMARY KEY,
+    title VARCHAR,
+    source VARCHAR NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
+);
+CREATE TABLE IF NOT EXISTS work_contributors (
+    iswc VARCHAR NOT NULL,
+    party_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    share DOUBLE,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT,
+    PRIMARY KEY (iswc, party_id, role)
 );

@@ -21,6 +21,8 @@ class ReasonCode(StrEnum):
     DEAL_NOT_YET_VALID = "deal_not_yet_valid"
     DEAL_EXPIRED = "deal_expired"
     RIGHTS_SHARES_INCOMPLETE = "rights_shares_incomplete"
+    PUBLISHING_SHARES_INCOMPLETE = "publishing_shares_incomplete"
+    RIGHTS_CONTROLLER_REFUSED = "rights_controller_refused"
     CONTRIBUTORS_UNKNOWN = "contributors_unknown"
     CONSENT_MISSING = "consent_missing"
     CONSENT_NOT_ALLOWED = "consent_not_allowed"
@@ -41,6 +43,10 @@ REASON_TEXT: dict[str, str] = {
     ReasonCode.DEAL_NOT_YET_VALID: "the deals licensing this use here are not yet in force on this date",
     ReasonCode.DEAL_EXPIRED: "the deals licensing this use here have expired by this date",
     ReasonCode.RIGHTS_SHARES_INCOMPLETE: "the rights controllers covered by the deal do not add up to 100%",
+    ReasonCode.PUBLISHING_SHARES_INCOMPLETE: "the work's writers' and publishers' shares do not add up to 100%, so "
+                                             "part of the composition's rights is unaccounted for",
+    ReasonCode.RIGHTS_CONTROLLER_REFUSED: "a rights controller or licensor of this recording refuses this purpose "
+                                          "(a label's own opt-out)",
     ReasonCode.CONTRIBUTORS_UNKNOWN: "no main contributor is known, so consent cannot be checked",
     ReasonCode.CONSENT_MISSING: "a required contributor has given no consent for this purpose",
     ReasonCode.CONSENT_NOT_ALLOWED: "a required contributor does not allow this purpose",

@@ -25,7 +25,8 @@ class PurposeRule(BaseModel):
         default=("MainArtist",),
         description="At least one contributor with one of these roles must be known, or consent cannot be checked")
     exclude_ai_generated: bool = Field(default=True, description="Deny recordings declared AI-generated")
-    require_full_shares: bool = Field(default=True, description="Rights-controller shares must sum to 100%")
+    require_full_shares: bool = Field(default=True, description="Rights-controller (master) shares must sum to 100%, "
+                                                                "and so must a work's publishing shares where known")
     require_fingerprint: bool = Field(
         default=True, description="Deny a catalog track whose audio has no fingerprint: it was never checked "
                                   "against the opt-out registry or for duplicates")

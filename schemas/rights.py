@@ -56,15 +56,42 @@ class Party(BaseModel):
     name: str = Field(min_length=1)
     isni: ISNI | None = None
     ipi: IPI | None = None
+    dpid: str | None = Field(default=None, pattern=r"^PADPIDA[0-9A-Z]{11}$")
+
+
+WorkRole = Literal["Composer", "Lyricist", "Publisher", "Arranger", "SubPublisher", "Administrator"]
+
+
+class WorkContributor(BaseModel):
+    """A songwriter or publisher of a work, with their publishing share (percent) when known."""
+
+    model_config = _frozen
+
+    party_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    role: WorkRole
+    share: float | None = Field(default=None, ge=0, le=100)
 
 
 class Work(BaseModel):
-    """A musical work (composition), identified by its ISWC."""
+    """A musical work (composition), identified by its ISWC, with its writers and publishers.
+
+    Publishing shares add up like master shares: over 100% is invalid; under 100% leaves part of
+    the work unaccounted for, which a policy requiring full shares denies.
+    """
 
     model_config = _frozen
 
     iswc: ISWC
     title: str | None = None
+    contributors: tuple[WorkContributor, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Work:
+        total = sum(c.share or 0.0 for c in self.contributors)
+        if total > 100.0 + 1e-6:
+            raise ValueError(f"publishing shares of {self.iswc} add up to {total:g}%, more than 100%")
+        return self
 
 
 class RecordingContributor(BaseModel):
@@ -198,3 +225,4 @@ class RightsFile(BaseModel):
     parties: tuple[Party, ...] = ()
     deals: tuple[Deal, ...] = ()
     consents: tuple[Consent, ...] = ()
+    works: tuple[Work, ...] = ()

@@ -132,6 +132,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "optout.register": frozenset({"pipeline", "rights_team"}),
     "rights.import": frozenset({"pipeline", "rights_team"}),
     "rights.supersede": frozenset({"rights_team"}),
+    "rights.parties.merge": frozenset({"rights_team"}),
     "rights.evaluate": frozenset({"pipeline", "rights_team", "ml_engineer"}),
     "consent.revoke": frozenset({"rights_team"}),
     "deal.expire": frozenset({"rights_team"}),

@@ -182,26 +182,61 @@ def register(app: typer.Typer) -> None:
                                    help="Let these records loosen what this rights event restricted (repeatable; "
                                         "needs --evidence-ref; audited).")
     EvidenceOption = typer.Option(None, "--evidence-ref", help="Where the document behind --supersede is kept.")
+    MatchNamesOption = typer.Option(False, "--match-names",
+                                    help="Also match a party with no shared ISNI/IPI/DPID to the one recorded party "
+                                         "of exactly the same normalised name.")
+
+    parties = typer.Typer(no_args_is_help=True, help="Parties: one per person or company.")
+    rights.add_typer(parties, name="parties")
+
+    @parties.command("merge")
+    def merge_cmd(keep: str = typer.Argument(..., help="The party that stays."),
+                  merge: str = typer.Argument(..., help="The party merged into it (same person or company)."),
+                  evidence_ref: str = typer.Option(..., "--evidence-ref", help="Where the proof of identity is kept."),
+                  reason: str = typer.Option("", "--reason", "-m"),
+                  home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
+                  as_json: bool = JsonOption) -> None:
+        """Merge two records of one party (rights team): deals, consents, contributions and shares follow; audited."""
+        from licensing.parties import PartyMergeError, merge_parties
+        from store.database import connect
+        from store.roles import RoleRefused
+
+        data_home = home_from(home)
+        who = actor_from(actor, data_home)
+        with connect(data_home.db_path) as con:
+            try:
+                result = merge_parties(con, keep, merge, actor=who, evidence_ref=evidence_ref, reason=reason)
+            except RoleRefused as exc:
+                fail(f"refused ({exc.code}): {exc.message}", code=3)
+            except PartyMergeError as exc:
+                fail(f"{exc.code}: {exc.message}", code=2)
+        if as_json:
+            print_json(result)
+            return
+        moved = ", ".join(f"{n} {t}" for t, n in result["moved"].items() if n) or "no records"
+        console.print(f"party [bold]{result['merged']}[/bold] merged into [bold]{result['kept']}[/bold] "
+                      f"({moved} moved; event {result['event']})")
 
     @rights.command("import-ddex")
     def import_ddex_cmd(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
                         validate_xsd: bool = typer.Option(False, "--validate", "--validate-xsd",
                                                           help="Validate against the ERN XSD of the message's version."),
                         xsd_dir: Optional[Path] = typer.Option(None, "--xsd-dir",
-                                                               help="Folder holding ernv43/, ernv383/ (and ernv38/ ...)."),
+                                                               help="Folder holding ernv43/, ernv42/, ernv383/ ... (DDEX's XSDs; default $LINERNOTES_DDEX_XSD_DIR)."),
                         strict: bool = typer.Option(False, "--strict", help="Reject a message if any item is invalid."),
-                        supersede: list[str] = SupersedeOption, evidence_ref: Optional[str] = EvidenceOption,
+                        match_names: bool = MatchNamesOption, supersede: list[str] = SupersedeOption, evidence_ref: Optional[str] = EvidenceOption,
                         home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
                         as_json: bool = JsonOption) -> None:
-        """Import DDEX ERN 4.3 / 3.8.x NewReleaseMessages, each message in one command (rights team)."""
+        """Import DDEX ERN 4.1-4.3 / 3.8.x messages, each message in one command (rights team)."""
         from licensing.importers.ddex import import_ddex
 
         _import(files, home, actor, as_json, supersede, evidence_ref, lambda con, f, who, over: import_ddex(
-            con, f, actor=who, validate_xsd=validate_xsd, xsd_dir=xsd_dir, strict=strict, supersede=over))
+            con, f, actor=who, validate_xsd=validate_xsd, xsd_dir=xsd_dir, strict=strict, supersede=over,
+            match_names=match_names))
 
     @rights.command("import")
     def import_cmd(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
-                   supersede: list[str] = SupersedeOption, evidence_ref: Optional[str] = EvidenceOption,
+                   match_names: bool = MatchNamesOption, supersede: list[str] = SupersedeOption, evidence_ref: Optional[str] = EvidenceOption,
                    home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
                    as_json: bool = JsonOption) -> None:
         """Import CSV/JSON licenses, consents and parties; bad records are quarantined, the rest imported (rights team).
@@ -212,7 +247,8 @@ def register(app: typer.Typer) -> None:
         from licensing.importers.tabular import import_rights_file
 
         _import(files, home, actor, as_json, supersede, evidence_ref,
-                lambda con, f, who, over: import_rights_file(con, f, actor=who, supersede=over))
+                lambda con, f, who, over: import_rights_file(con, f, actor=who, supersede=over,
+                                                             match_names=match_names))
 
     @rights.command("history")
     def history_cmd(ref: str = typer.Argument(..., help="An ISRC, a deal id, a consent id or a party id."),
@@ -291,7 +327,7 @@ def register(app: typer.Typer) -> None:
                     as_json: bool = JsonOption) -> None:
         """Print the decision for one recording and every reason behind it."""
         from licensing.evaluate import UnknownPurpose, require_purpose
-        from licensing.explain import explain_all
+        from licensing.explain import consent_denials, explain_all
         from schemas.decisions import REASON_TEXT
         from schemas.identifiers import normalize_territory
         from store.database import connect
@@ -308,19 +344,22 @@ def register(app: typer.Typer) -> None:
                 decisions = explain_all(con, isrc, purpose=purpose, territory=territory, on_date=on_date, policy=pol)
             except ValueError as exc:
                 fail(str(exc), code=2)
+            named = [consent_denials(con, d) for d in decisions]
         if as_json:
-            print_json([d.model_dump(mode="json") for d in decisions])
+            print_json([{**d.model_dump(mode="json"), "consent_denials": n} for d, n in zip(decisions, named, strict=True)])
             return
-        for d in decisions:
+        for d, lines in zip(decisions, named, strict=True):
             verdict = "[green]ALLOWED[/green]" if d.allowed else "[red]DENIED[/red]"
             console.print(f"{verdict} {d.isrc} (track {d.track_id or 'not in catalog'}) for {d.purpose} "
                           f"in {d.territory} on {d.on_date}")
             for code in d.reason_codes:
                 console.print(f"  [yellow]{code.value}[/yellow]: {REASON_TEXT[code]}")
+            for line in lines:
+                console.print(f"    {escape(line)}")
             if d.allowed:
                 console.print(f"  deal {d.deal_id}; consents {', '.join(d.consent_ids) or 'none required'}")
             for key, value in sorted(d.evidence.items()):
-                if value not in (None, [], {}):
+                if value not in (None, [], {}) and key != "consent_findings":
                     shown = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
                     console.print(f"  {key.replace('_', ' ')}: {escape(shown)}")
             console.print(f"  policy {d.policy_hash[:12]}  inputs {d.inputs_hash[:12]}  decision {d.decision_id}")

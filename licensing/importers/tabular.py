@@ -34,8 +34,9 @@ from pydantic import BaseModel, ValidationError
 from licensing import records
 from licensing.evaluate import redecide
 from licensing.importers import ImportReport, RecordError
+from licensing.parties import Resolution, canonical_party, resolve_parties
 from licensing.records import Supersession
-from schemas.rights import Consent, Deal, Party
+from schemas.rights import Consent, Deal, Party, Work
 from store.ledger import authorize, command
 from store.paths import ledger_ref
 from store.quarantine import Rejection, quarantine
@@ -64,7 +65,7 @@ def _validation_message(exc: ValidationError) -> str:
 
 def _reason_for(exc: ValidationError) -> str:
     text = _validation_message(exc).lower()
-    for needle, code in (("time zone", "invalid_timestamp"), ("'allowed', 'notallowed'", "invalid_consent_value"),
+    for needle, code in (("publishing shares", "publishing_shares_exceed"), ("time zone", "invalid_timestamp"), ("'allowed', 'notallowed'", "invalid_consent_value"),
                          ("isrc", "invalid_isrc"), ("iswc", "invalid_iswc"), ("isni", "invalid_isni"),
                          ("ipi", "invalid_ipi"), ("territor", "invalid_territory"), ("share", "invalid_share"),
                          ("use_types", "invalid_use_type"), ("valid_to", "invalid_validity_period"),
@@ -79,6 +80,7 @@ class _Parsed:
         self.parties: list[tuple[str, dict[str, Any]]] = []
         self.deals: list[tuple[str, dict[str, Any]]] = []
         self.consents: list[tuple[str, dict[str, Any]]] = []
+        self.works: list[tuple[str, dict[str, Any]]] = []
         self.errors: list[RecordError] = []
 
 
@@ -95,14 +97,15 @@ def _parse_json(path: Path, text: str) -> _Parsed:
     if data.get("schema_version") != 1:
         raise _FileRejected("unsupported_schema_version",
                             f"schema_version must be 1, found {data.get('schema_version')!r}")
-    unknown = set(data) - {"schema_version", "parties", "deals", "consents"}
+    unknown = set(data) - {"schema_version", "parties", "deals", "consents", "works"}
     if unknown:
         raise _FileRejected("invalid_rights_file", f"unknown top-level keys: {sorted(unknown)}")
-    for key, target in (("parties", parsed.parties), ("deals", parsed.deals), ("consents", parsed.consents)):
+    for key, target in (("parties", parsed.parties), ("deals", parsed.deals), ("consents", parsed.consents),
+                        ("works", parsed.works)):
         items = data.get(key, [])
         if not isinstance(items, list):
             raise _FileRejected("invalid_rights_file", f"{key!r} must be a list")
-        id_key = {"parties": "party_id", "deals": "deal_id", "consents": "consent_id"}[key]
+        id_key = {"parties": "party_id", "deals": "deal_id", "consents": "consent_id", "works": "iswc"}[key]
         for i, item in enumerate(items):
             label = item.get(id_key) if isinstance(item, dict) else None
             ref = f"{path}#/{key}/{i}" + (f" ({label})" if label else "")
@@ -231,7 +234,7 @@ def _validate(items: list[tuple[str, dict[str, Any]]], model: type[BaseModel],
     good = []
     seen: set[str] = set()
     for ref, item in items:
-        key = str(item.get("deal_id") or item.get("consent_id") or item.get("party_id") or "")
+        key = str(item.get("deal_id") or item.get("consent_id") or item.get("party_id") or item.get("iswc") or "")
         if key and key in seen:
             errors.append(RecordError(source_ref=ref, reason_code="duplicate_record",
                                       message=f"{key} appears more than once in this file"))
@@ -245,7 +248,8 @@ def _validate(items: list[tuple[str, dict[str, Any]]], model: type[BaseModel],
 
 
 def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Principal | str,
-                       roles: RoleBook | None = None, supersede: Supersession | None = None) -> ImportReport:
+                       roles: RoleBook | None = None, supersede: Supersession | None = None,
+                       match_names: bool = False) -> ImportReport:
     """Import one JSON or CSV rights file in one ``rights.import`` command; bad records are quarantined.
 
     Each record is written as a rights event (:mod:`licensing.records`); a record that would loosen
@@ -282,11 +286,16 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
     parties = _validate(parsed.parties, Party, errors)
     deals = _validate(parsed.deals, Deal, errors)
     consents = _validate(parsed.consents, Consent, errors)
+    works = _validate(parsed.works, Work, errors)
     source = f"{kind}:{path.name}"
 
     with command(con, actor, "rights.import", subject, roles=roles) as w:
-        known = records.known_party_ids(con) | {p.party_id for _, p in parties}
-        events = records.upsert_parties(w, [p for _, p in parties], source=source).events
+        resolution = resolve_parties(w.con, [p for _, p in parties], match_names=match_names)
+        deals = [(ref, _remap_deal(w.con, resolution, deal)) for ref, deal in deals]
+        consents = [(ref, c.model_copy(update={"party_id": resolution.ids.get(c.party_id)
+                                               or canonical_party(w.con, c.party_id)})) for ref, c in consents]
+        known = records.known_party_ids(con) | set(resolution.parties)
+        events = records.upsert_parties(w, list(resolution.parties.values()), source=source).events
         written_deals, written_consents, affected, unchanged = [], [], set(), 0
         for ref, deal in deals:
             missing = sorted({deal.licensor, *(rc.party_id for rc in deal.rights_controllers)} - known)
@@ -321,8 +330,29 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
                 affected |= records.event_isrcs(w.con, event)
             else:
                 unchanged += 1
+        written_works = []
+        for ref, work in works:
+            work = work.model_copy(update={"contributors": tuple(
+                c.model_copy(update={"party_id": resolution.ids.get(c.party_id) or canonical_party(w.con, c.party_id)})
+                for c in work.contributors)})
+            missing = sorted({c.party_id for c in work.contributors} - known)
+            if missing:
+                errors.append(RecordError(source_ref=ref, reason_code="unknown_party",
+                                          message=f"work {work.iswc} names unknown parties {missing}: list them under parties"))
+                continue
+            try:
+                event = records.apply_work(w, work, source=source, supersede=supersede)
+            except records.RightsConflict as exc:
+                errors.append(RecordError(source_ref=ref, reason_code="rights_conflict", message=exc.message))
+                continue
+            if event:
+                events.append(event)
+                written_works.append(work.iswc)
+                affected |= records.event_isrcs(w.con, event)
+            else:
+                unchanged += 1
         quarantine(w, [Rejection(e.source_ref, e.reason_code, e.message) for e in errors], stage="rights_import")
-        summary = {"parties": len(parties), "deals": written_deals, "consents": written_consents,
+        summary = {"parties": len(parties), "works": written_works, "parties_matched": resolution.matched, "deals": written_deals, "consents": written_consents,
                    "unchanged": unchanged, "errors": len(errors),
                    "conflicts": sum(e.reason_code == "rights_conflict" for e in errors), "file_sha256": file_sha,
                    "events": events}
@@ -336,6 +366,14 @@ def import_rights_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, acto
     return ImportReport(path=str(path), kind=kind, file_sha256=file_sha, parties=len(parties),
                         deals=len(written_deals), consents=len(written_consents), unchanged=unchanged,
                         errors=tuple(errors))
+
+
+def _remap_deal(con: duckdb.DuckDBPyConnection, resolution: Resolution, deal: Deal) -> Deal:
+    def m(party_id: str) -> str:
+        return resolution.ids.get(party_id) or canonical_party(con, party_id)
+
+    return deal.model_copy(update={"licensor": m(deal.licensor), "rights_controllers": tuple(
+        rc.model_copy(update={"party_id": m(rc.party_id)}) for rc in deal.rights_controllers)})
 
 
 def _imported_cleanly(con: duckdb.DuckDBPyConnection, file_sha: str, kind: str) -> bool:

@@ -39,7 +39,8 @@ DEEP = (b'<NewReleaseMessage xmlns="http://ddex.net/xml/ern/43">' + b"<a>" * (MA
         + b"</a>" * (MAX_DEPTH + 10) + b"</NewReleaseMessage>")
 VERY_DEEP = b"<a>" * 200_000 + b"</a>" * 200_000
 MALFORMED = b'<NewReleaseMessage xmlns="http://ddex.net/xml/ern/43"><MessageHeader></NewReleaseMessage>'
-WRONG_ROOT = b'<PurgeReleaseMessage xmlns="http://ddex.net/xml/ern/43"/>'
+WRONG_ROOT = b'<CatalogListMessage xmlns="http://ddex.net/xml/ern/43"/>'
+EMPTY_PURGE = b'<PurgeReleaseMessage xmlns="http://ddex.net/xml/ern/43"/>'
 
 CASES = {
     "billion_laughs": (lambda tmp: LAUGHS, {"xml_dtd_forbidden", "xml_entities_forbidden"}),
@@ -52,6 +53,7 @@ CASES = {
     "malformed": (lambda tmp: MALFORMED, {"xml_malformed"}),
     "empty": (lambda tmp: b"", {"xml_malformed"}),
     "wrong_message": (lambda tmp: WRONG_ROOT, {"ddex_unsupported_message"}),
+    "empty_purge": (lambda tmp: EMPTY_PURGE, {"ddex_no_header"}),
 }
 
 

@@ -1,0 +1,136 @@
+"""Musical works: writers and publishers (with publishing shares) from ERN 4.3 and from rights files; their
+consent is required for generative training, and publishing shares must add up like master shares.
+Both evaluators (reference and set-based SQL) give the same decisions."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from dagster_project.cli import app
+from licensing.evaluate import evaluate_catalog
+from licensing.explain import explain
+from licensing.importers.ddex import read_ddex
+from licensing.policy import load_policy
+from store.database import connect
+from store.home import Home
+from tests.licensing.conftest import DDEX
+from tests.licensing.ddex_samples import ISNI_A, ISNI_B, single
+from tests.licensing.helpers import add_track, consent, deal
+from tests.roles import write_test_roles
+
+runner = CliRunner()
+ISRC, ISWC = "GBAYC1700598", "T0345246801"
+GEN = ("--purpose", "UseForTrainingGenerativeAI", "--territory", "DE", "--on", "2026-03-01")
+
+
+def _run(home: Path, *args: str):  # type: ignore[no-untyped-def]
+    who = [] if args[1] in ("explain", "history") else ["--actor", "rita"]
+    return runner.invoke(app, [*args, "--home", str(home), *who], catch_exceptions=False)
+
+
+def _rights(path: Path, parties: list[dict] = (), deals: list[dict] = (), consents: list[dict] = (),
+            works: list[dict] = ()) -> Path:
+    path.write_text(json.dumps({"schema_version": 1, "parties": list(parties), "deals": list(deals),
+                                "consents": list(consents), "works": list(works)}), encoding="utf-8")
+    return path
+
+
+def _explain(home: Path) -> dict:
+    r = _run(home, "rights", "explain", ISRC, *GEN, "--json")
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)[0]
+
+
+def _both_evaluators_agree(home: Path) -> list[str]:
+    policy = load_policy()
+    with connect(Home.from_env(home).db_path) as con:
+        ref = explain(con, ISRC, purpose=GEN[1], territory="DE", on_date=date(2026, 3, 1), policy=policy)
+        evaluate_catalog(con, policy, purpose=GEN[1], territory="DE", on_date=date(2026, 3, 1), actor="rita")
+        row = con.execute("SELECT d.decision_id, d.reason_codes FROM current_decisions c JOIN decisions d "
+                          "USING (decision_id) WHERE d.isrc = ? AND d.purpose = ? AND d.territory = 'DE' "
+                          "AND d.on_date = DATE '2026-03-01' AND d.policy_hash = ?",
+                          [ISRC, GEN[1], policy.content_hash]).fetchall()
+    assert row == [(ref.decision_id, [c.value for c in ref.reason_codes])]
+    return list(row[0][1])
+
+
+def test_writers_and_publishers_from_ern43_need_consent_and_full_shares(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_test_roles(home)
+    parties = [{"party_id": "P-label", "name": "Label", "isni": None, "ipi": None},
+               {"party_id": "P-artist", "name": "Artist", "isni": ISNI_A, "ipi": None},
+               {"party_id": "P-writer", "name": "Wendy Writer", "isni": ISNI_B, "ipi": None},
+               {"party_id": "P-pub", "name": "Pub Co", "isni": None, "ipi": "00123456789"}]
+    r = _run(home, "rights", "import", str(_rights(tmp_path / "r1.json", parties, [deal("D1", [ISRC])],
+                                                    [consent("C-artist", "P-artist")])))
+    assert r.exit_code == 0, r.output
+    msg = single(tmp_path / "m.xml", artist="Artist", artist_ids={"ISNI": ISNI_A}, iswc="T-034.524.680-1",
+                 extra_parties=[("PW", "W. Writer", {"ISNI": ISNI_B}, "Composer")],
+                 work_controllers=[("PP", "Pub Co Ltd", {"IpiNameNumber": "00123456789"}, 60.0)])
+    read_ddex(msg.read_bytes(), source="m", validate_xsd=True, xsd_dir=DDEX / "xsd")  # still valid ERN 4.3
+    r = _run(home, "rights", "import-ddex", str(msg), "--json")
+    assert r.exit_code == 0, r.output
+    with connect(Home.from_env(home).db_path) as con:
+        add_track(con, 1, ISRC, [("P-artist", "MainArtist")])
+        assert sorted(con.execute("SELECT party_id, role, share FROM work_contributors WHERE iswc = ?",
+                                  [ISWC]).fetchall()) == [("P-pub", "Publisher", 60.0), ("P-writer", "Composer", None)]
+
+    d = _explain(home)
+    assert set(d["reason_codes"]) == {"consent_missing", "publishing_shares_incomplete"}
+    assert sorted(d["consent_denials"]) == [
+        "consent_missing: Pub Co (IPI 00123456789) has no ai_generative_training consent",
+        f"consent_missing: Wendy Writer (ISNI {ISNI_B}) has no ai_generative_training consent"]
+    assert set(_both_evaluators_agree(home)) == {"consent_missing", "publishing_shares_incomplete"}
+
+    # the publisher's registration completes the shares; the writer and publisher consent
+    work = {"iswc": "T-034.524.680-1", "title": "I Love You", "contributors": [
+        {"party_id": "P-writer", "name": "Wendy Writer", "role": "Composer", "share": 40},
+        {"party_id": "P-pub", "name": "Pub Co", "role": "Publisher", "share": 60}]}
+    r = _run(home, "rights", "import", str(_rights(tmp_path / "r2.json", works=[work], consents=[
+        consent("C-writer", "P-writer"), consent("C-pub", "P-pub")])), "--json")
+    assert r.exit_code == 0, r.output
+    assert _explain(home)["allowed"] is True
+    assert _both_evaluators_agree(home) == []
+
+    # a publisher refusing denies generative training
+    r = _run(home, "rights", "import", str(_rights(tmp_path / "r3.json", consents=[
+        consent("C-pub-no", "P-pub", value="notAllowed")])))
+    assert r.exit_code == 0, r.output
+    assert _explain(home)["reason_codes"] == ["consent_not_allowed"]
+
+
+def test_publishing_shares_over_100_are_rejected_per_record(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_test_roles(home)
+    parties = [{"party_id": p, "name": p, "isni": None, "ipi": None} for p in ("P-a", "P-b")]
+    works = [{"iswc": "T-034.524.680-1", "contributors": [
+                 {"party_id": "P-a", "name": "A", "role": "Composer", "share": 70},
+                 {"party_id": "P-b", "name": "B", "role": "Publisher", "share": 40}]},
+             {"iswc": "T-123.456.789-4", "contributors": [
+                 {"party_id": "P-a", "name": "A", "role": "Composer", "share": 50},
+                 {"party_id": "P-b", "name": "B", "role": "Publisher", "share": 50}]}]
+    r = _run(home, "rights", "import", str(_rights(tmp_path / "w.json", parties, works=works)), "--json")
+    report = json.loads(r.output)
+    assert [e["reason_code"] for e in report["errors"]] == ["publishing_shares_exceed"]
+    assert "110%" in report["errors"][0]["message"] and "/works/0" in report["errors"][0]["source_ref"]
+    with connect(Home.from_env(home).db_path) as con:
+        assert con.execute("SELECT iswc FROM works").fetchall() == [("T1234567894",)]
+
+
+def test_taking_a_writer_off_a_work_is_a_conflict(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_test_roles(home)
+    parties = [{"party_id": p, "name": p, "isni": None, "ipi": None} for p in ("P-a", "P-b")]
+    both = {"iswc": "T-123.456.789-4", "contributors": [
+        {"party_id": "P-a", "name": "A", "role": "Composer"}, {"party_id": "P-b", "name": "B", "role": "Lyricist"}]}
+    one = {"iswc": "T-123.456.789-4", "contributors": [{"party_id": "P-a", "name": "A", "role": "Composer"}]}
+    assert _run(home, "rights", "import", str(_rights(tmp_path / "a.json", parties, works=[both]))).exit_code == 0
+    r = _run(home, "rights", "import", str(_rights(tmp_path / "b.json", works=[one])), "--json")
+    assert r.exit_code == 1
+    assert [e["reason_code"] for e in json.loads(r.output)["errors"]] == ["rights_conflict"]
+    with connect(Home.from_env(home).db_path) as con:
+        assert con.execute("SELECT count(*) FROM work_contributors").fetchone() == (2,)
