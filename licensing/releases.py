@@ -217,3 +217,63 @@ def tracks_without_allow(con: duckdb.DuckDBPyConnection, release_id: str) -> lis
     return [isrc for (isrc,) in rows]
 
 
+
+
+def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> list[dict[str, object]]:
+    cur = con.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def baseline_release(con: duckdb.DuckDBPyConnection, release_id: str) -> str | None:
+    """The last release approved before this one for the same purpose and territory (the review's baseline)."""
+    row = con.execute(
+        "SELECT b.release_id FROM releases r JOIN releases b ON b.purpose = r.purpose AND b.territory = r.territory "
+        "AND b.release_id <> r.release_id AND b.status = 'approved' AND b.proposed_at <= r.proposed_at "
+        "WHERE r.release_id = ? ORDER BY b.proposed_at DESC LIMIT 1", [release_id]).fetchone()
+    return row[0] if row else None
+
+
+def release_review(con: duckdb.DuckDBPyConnection, release_id: str, *, limit: int = 50,
+                   offset: int = 0) -> dict[str, object]:
+    """What a reviewer reads before approving: the diff against the baseline and the excluded tracks.
+
+    ``added``/``removed`` compare the release's tracks with its baseline's (:func:`baseline_release`);
+    ``newly_denied`` are the removed ones the release's own evaluation denies, with its reasons;
+    ``excluded`` are every track that evaluation denied (``limit``/``offset`` page through them), and
+    ``excluded_by_reason`` counts them per reason. All set-based: one query per part.
+    """
+    release = get_release(con, release_id, with_tracks=False)
+    if release is None:
+        raise ReleaseError("release_unknown", f"no release {release_id}")
+    base = baseline_release(con, release_id)
+    key = [release.purpose, release.territory, release.on_date, release.policy_hash]
+    denied = ("SELECT c.track_id, t.isrc, t.title, d.reason_codes FROM current_decisions c "
+              "JOIN decisions d USING (decision_id) JOIN tracks t ON t.track_id = c.track_id "
+              "WHERE c.purpose = ? AND c.territory = ? AND c.on_date = ? AND c.policy_hash = ? AND NOT c.allowed")
+    counts = con.execute(
+        "SELECT (SELECT count(*) FROM release_tracks n WHERE n.release_id = $r AND NOT EXISTS "
+        "        (SELECT 1 FROM release_tracks o WHERE o.release_id = $b AND o.track_id = n.track_id)), "
+        "       (SELECT count(*) FROM release_tracks o WHERE o.release_id = $b AND NOT EXISTS "
+        "        (SELECT 1 FROM release_tracks n WHERE n.release_id = $r AND n.track_id = o.track_id))",
+        {"r": release_id, "b": base}).fetchone() or (0, 0)
+    added = _dicts(con, "SELECT n.track_id, n.isrc, t.title FROM release_tracks n JOIN tracks t USING (track_id) "
+                        "WHERE n.release_id = ? AND NOT EXISTS (SELECT 1 FROM release_tracks o WHERE o.release_id = ? "
+                        "AND o.track_id = n.track_id) ORDER BY n.isrc, n.track_id LIMIT ?", [release_id, base, limit])
+    removed = _dicts(con, "SELECT o.track_id, o.isrc, t.title FROM release_tracks o JOIN tracks t USING (track_id) "
+                          "WHERE o.release_id = ? AND NOT EXISTS (SELECT 1 FROM release_tracks n WHERE n.release_id = ? "
+                          "AND n.track_id = o.track_id) ORDER BY o.isrc, o.track_id LIMIT ?", [base, release_id, limit])
+    newly = _dicts(con, f"SELECT x.* FROM ({denied}) x JOIN release_tracks o ON o.track_id = x.track_id "
+                        "AND o.release_id = ? ORDER BY x.isrc, x.track_id LIMIT ?", [*key, base, limit])
+    newly_count = con.execute(f"SELECT count(*) FROM ({denied}) x JOIN release_tracks o ON o.track_id = x.track_id "
+                              "AND o.release_id = ?", [*key, base]).fetchone()
+    by_reason = dict(con.execute(f"SELECT r, count(*) FROM ({denied}) x, unnest(x.reason_codes) u(r) "
+                                 "GROUP BY r ORDER BY count(*) DESC, r", key).fetchall())
+    excluded_count = con.execute(f"SELECT count(*) FROM ({denied}) x", key).fetchone()
+    excluded = _dicts(con, f"SELECT * FROM ({denied}) x ORDER BY x.isrc, x.track_id LIMIT ? OFFSET ?",
+                      [*key, limit, offset])
+    return {"release": release, "baseline": base, "added_count": int(counts[0]), "removed_count": int(counts[1]),
+            "added": added, "removed": removed, "newly_denied": newly,
+            "newly_denied_count": int(newly_count[0]) if newly_count else 0,
+            "excluded": excluded, "excluded_count": int(excluded_count[0]) if excluded_count else 0,
+            "excluded_by_reason": by_reason}
