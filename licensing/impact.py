@@ -201,9 +201,9 @@ def change_preview(con: duckdb.DuckDBPyConnection, isrcs: list[str], *, limit: i
     con.execute("CREATE OR REPLACE TEMP TABLE _preview_tracks AS SELECT track_id, isrc FROM tracks "
                 "WHERE isrc IN (SELECT unnest(?::VARCHAR[]))", [isrcs])
     releases = _rows(con, """
-        SELECT r.release_id, r.status, r.purpose, r.territory, count(*) AS tracks
+        SELECT r.release_id, r.status, r.purpose, r.territory, count(*) AS tracks, r.status = 'approved' AS approved
         FROM release_tracks rt JOIN _preview_tracks k USING (track_id) JOIN releases r USING (release_id)
-        GROUP BY ALL ORDER BY r.status = 'approved' DESC, tracks DESC, r.release_id LIMIT ?""", [limit])
+        GROUP BY r.release_id, r.status, r.purpose, r.territory ORDER BY approved DESC, tracks DESC, r.release_id LIMIT ?""", [limit])
     builds = _rows(con, """
         SELECT b.build_id, b.release_id, b.manifest_uri, sum(f.row_count)::BIGINT AS rows, count(DISTINCT f.track_id) AS tracks
         FROM shard_file_tracks f JOIN _preview_tracks k USING (track_id) JOIN shard_builds b USING (build_id)

@@ -128,7 +128,9 @@ def track_page(con: duckdb.DuckDBPyConnection, track_id: str) -> dict[str, Any] 
         d["consent_field"] = field
         evidence = d["evidence"] if isinstance(d["evidence"], dict) else _json(d["evidence"])
         d["evidence"] = evidence
-        required = evidence.get("required_parties") or []
+        roles = set(getattr(rule, "required_consent_roles", ()) or ())
+        required = evidence.get("required_parties") or sorted({c["party_id"] for c in contributors
+                                                               if c["role"] in roles})
         d["parties"] = [{"party_id": p, "name": names.get(p, p),
                          "consents": [{"consent_id": k["consent_id"], "evidence_ref": k["evidence_ref"],
                                        "words": _consent_words(k, field, d["on_date"])}
