@@ -60,6 +60,7 @@ from store.roles import Principal, RoleRefused
 from web import auth, reads
 
 HERE = Path(__file__).parent
+_ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
 T = TypeVar("T")
 TEMPLATES = ("rights.json", "parties.csv", "licenses.csv", "consents.csv")
 
@@ -96,6 +97,8 @@ def _fmt(value: Any) -> str:
         return f"{value:,.4g}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
+    if isinstance(value, str) and _ISO_TIME.match(value):  # timestamps of the trace documents (ISO 8601, UTC)
+        return f"{value[:16].replace('T', ' ')} UTC"
     return str(value)
 
 
