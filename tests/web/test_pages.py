@@ -193,3 +193,16 @@ def test_parties_deals_and_consents_list_and_show(client: TestClient) -> None:
     assert "D-LNR-1" in client.get("/deals").text and "contract:LNR-2026-01" in client.get("/deals/D-LNR-1").text
     assert f"C-{ada}" in client.get("/consents", params={"q": "Ada"}).text
     assert "test://consent/" in client.get(f"/consents/C-{ada}").text
+
+
+def test_a_ddex_message_uploads_with_its_report(client: TestClient, web_home: Home) -> None:
+    """The official ERN 4.3 audio sample (from ../shared/testdata) through the Import page."""
+    sample = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "ddex" / "ern43" / "1 Audio.xml"
+    assert sample.exists(), f"{sample} is missing"
+    login(client, "rita.rights")
+    token = csrf_of(client, "/import")
+    html = client.post("/import", data={"csrf_token": token},
+                       files={"file": ("1 Audio.xml", sample.read_bytes())}).text
+    assert '<span class="allowed">imported</span>' in html
+    assert "Recordings</th><td>21" in html and "Deals</th><td>3" in html
+    assert _one(web_home, "SELECT count(*) FROM recordings WHERE isrc = 'JPTO09404900'")[0] == 1  # type: ignore[index]
