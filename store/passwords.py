@@ -97,6 +97,18 @@ def set_password(con: duckdb.DuckDBPyConnection, name: str, password: str, *, ac
     if code:
         record_refusal(con, principal, action, subject, code=code, message=message)
         raise PasswordRejected(code, message)
+    try:
+        return _store(con, principal, action, subject, path, name, password)
+    except RoleRefused:  # a PermissionError, so an OSError too: already recorded by the command
+        raise
+    except OSError as exc:
+        message = f"cannot rewrite {path}: {exc.strerror or exc}"
+        record_refusal(con, principal, action, subject, code="roles_unwritable", message=message)
+        raise PasswordRejected("roles_unwritable", message) from exc
+
+
+def _store(con: duckdb.DuckDBPyConnection, principal: Principal, action: str, subject: str, path: Path, name: str,
+           password: str) -> str:
     with command(con, principal, action, subject) as w:
         raw = path.read_bytes()
         data: dict[str, Any] = yaml.safe_load(raw) or {}
