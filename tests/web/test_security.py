@@ -9,7 +9,9 @@ import time
 
 import pytest
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
+from dagster_project.cli import app
 from store.database import connect
 from store.home import Home
 from store.passwords import PasswordRejected, set_password
@@ -189,3 +191,25 @@ def test_a_trusted_sso_header_logs_in_only_from_the_trusted_proxy(web_home: Home
     untrusted = create_app(web_home, settings_for(web_home, sso_header="X-Forwarded-User"))
     with TestClient(untrusted, follow_redirects=False) as c:
         assert c.get("/", headers={"X-Forwarded-User": "rita.rights"}).status_code == 303
+
+
+def test_users_set_password_on_the_command_line(web_home: Home) -> None:
+    """The OS account running the tests is the admin `ops`: it may set anyone's password; --actor someone
+    without admin may not set another's (exit 3, audited), a short password exits 2."""
+    runner = CliRunner()
+    home = str(web_home.root)
+    ok = runner.invoke(app, ["users", "set-password", "aude.audit", "--home", home, "--password-stdin"],
+                       input="a brand new passphrase\n", catch_exceptions=False)
+    assert ok.exit_code == 0, ok.output
+    with TestClient(create_app(web_home, settings_for(web_home)), follow_redirects=False) as c:
+        assert login(c, "aude.audit").status_code == 401
+        assert login(c, "aude.audit", "a brand new passphrase").status_code == 303
+    short = runner.invoke(app, ["users", "set-password", "aude.audit", "--home", home, "--password-stdin"],
+                          input="short\n", catch_exceptions=False)
+    assert short.exit_code == 2
+    refused = runner.invoke(app, ["users", "set-password", "rita.rights", "--home", home, "--password-stdin",
+                                  "--actor", "mira.ml"], input="another long passphrase\n", catch_exceptions=False)
+    assert refused.exit_code == 3  # an admin acting as mira.ml has mira.ml's roles
+    assert _audit(web_home, "users.set_password.refused")[-1]["principal"]["method"] == "admin_as"
+    entry = _audit(web_home, "users.set_password")[-1]
+    assert entry["user"] == "aude.audit" and entry["principal"]["method"] == "os_user"
