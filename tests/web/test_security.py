@@ -213,3 +213,10 @@ def test_users_set_password_on_the_command_line(web_home: Home) -> None:
     assert _audit(web_home, "users.set_password.refused")[-1]["principal"]["method"] == "admin_as"
     entry = _audit(web_home, "users.set_password")[-1]
     assert entry["user"] == "aude.audit" and entry["principal"]["method"] == "os_user"
+
+
+def test_secure_cookies_are_sent_over_https_only(web_home: Home) -> None:
+    app = create_app(web_home, settings_for(web_home, secure_cookies=True))
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
+        response = login(c, "rita.rights")
+        assert response.status_code == 303 and "; secure" in response.headers["set-cookie"].lower()
