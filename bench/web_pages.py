@@ -5,8 +5,9 @@ duplicates and withdrawals; ``licensing.synthetic``), decides it and proposes tw
 the domain commands (the first approved by a second person, so the review page has a baseline to
 diff against), sets a web password, then requests each page through the ASGI app in this process
 (Starlette's test client: the full middleware, session, template and ledger path, no network) as a
-logged-in rights user. Each page is requested once to warm up, then ``--repeat`` times; the median
-and the slowest are reported, with the ratio to the anchor: the login page, which reads no ledger.
+logged-in rights user. Each page is requested once (``first``: whole-catalog counts per reason are then
+computed and kept until the ledger's audit head moves), then ``--repeat`` times; the median and the
+slowest are reported, with the ratio to the anchor: the login page, which reads no ledger.
 
     python bench/web_pages.py [--tracks 1000000] [--repeat 5] [--threads 2]
 """
@@ -14,6 +15,7 @@ and the slowest are reported, with the ratio to the anchor: the login page, whic
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -67,8 +69,10 @@ def _build(home: Home, tracks: int, seed: int, threads: int) -> dict[str, str]:
     return {"track_id": pick[0], "isrc": pick[1], "party_id": pick[2], "deal_id": pick[3], "consent_id": consent[0]}
 
 
-def _time(client: TestClient, path: str, repeat: int) -> tuple[float, float, int]:
+def _time(client: TestClient, path: str, repeat: int) -> tuple[float, float, float]:
+    t0 = time.perf_counter()
     first = client.get(path)
+    first_ms = (time.perf_counter() - t0) * 1000
     if first.status_code != 200:
         raise RuntimeError(f"{path}: HTTP {first.status_code}")
     times = []
@@ -78,7 +82,7 @@ def _time(client: TestClient, path: str, repeat: int) -> tuple[float, float, int
         times.append((time.perf_counter() - t0) * 1000)
         if response.status_code != 200:
             raise RuntimeError(f"{path}: HTTP {response.status_code}")
-    return statistics.median(times), max(times), len(first.content)
+    return statistics.median(times), max(times), first_ms
 
 
 def main() -> None:
@@ -87,17 +91,28 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="Build the ledger in this directory and reuse it when it is already there.")
     args = parser.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        home = Home.from_env(Path(tmp) / "home").ensure()
+        home = Home.from_env(args.keep or Path(tmp) / "home").ensure()
         t0 = time.perf_counter()
-        ids = _build(home, args.tracks, args.seed, args.threads)
+        ids_file = home.root / "bench-ids.json"
+        if args.keep and ids_file.exists():
+            ids = json.loads(ids_file.read_text(encoding="utf-8"))
+        else:
+            ids = _build(home, args.tracks, args.seed, args.threads)
+            ids_file.write_text(json.dumps(ids), encoding="utf-8")
         build_s = time.perf_counter() - t0
         with connect(home.db_path, read_only=True) as con:
             counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
                       for t in ("tracks", "contributors", "consents", "deals", "decisions", "current_decisions",
                                 "release_tracks", "audit_log")}
+            deep = con.execute("SELECT track_id FROM current_decisions WHERE purpose = ? AND territory = ? "
+                               "AND NOT allowed ORDER BY track_id LIMIT 1 OFFSET ?",
+                               [PURPOSE, TERRITORY, counts["tracks"] // 2]).fetchone()
+            deep_after = deep[0] if deep else ""
         settings = WebSettings(roles_path=home.root / "roles.yaml", secret_key="bench-" + "k" * 40)
         q = f"&territory={TERRITORY}&purpose={PURPOSE}"
         pages = [
@@ -109,7 +124,8 @@ def main() -> None:
             ("search by title (no match)", "/search?q=no+such+title"),
             ("track page (decisions explained)", f"/tracks/{ids['track_id']}"),
             ("denied tracks, page 1", f"/denied?page=1{q}"),
-            ("denied tracks, page 10,000", f"/denied?page=10000{q}"),
+            ("denied tracks, page 10,000 (offset)", f"/denied?page=10000{q}"),
+            ("denied tracks, next page mid-list", f"/denied?page=2&after={deep_after}{q}"),
             ("quarantine", "/quarantine"),
             ("review queue", "/releases"),
             ("release review with diff", "/releases/rel-bench-2"),
@@ -131,8 +147,8 @@ def main() -> None:
             if client.post("/login", data={"username": "rita", "password": PASSWORD, "csrf_token": token}).status_code != 303:
                 raise RuntimeError("login failed")
             for name, path in pages:
-                median, worst, size = _time(client, path, args.repeat)
-                rows.append((name, path, median, worst, size))
+                median, worst, first_ms = _time(client, path, args.repeat)
+                rows.append((name, path, median, worst, first_ms))
     load_after = os.getloadavg()
     anchor = rows[0][2]
     print(f"ledger: {counts['tracks']:,} tracks, {counts['contributors']:,} contributor rows, {counts['consents']:,} "
@@ -141,11 +157,11 @@ def main() -> None:
           f"(built in {build_s:.1f} s); threads={args.threads}, cpus={os.cpu_count()}; repeat={args.repeat}; "
           f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     print()
-    print(f"| {'page':38} | {'median ms':>9} | {'max ms':>7} | {'vs anchor':>9} | {'< 300 ms':>8} |")
-    print(f"|{'-' * 40}|{'-' * 11}|{'-' * 9}|{'-' * 11}|{'-' * 10}|")
-    for name, _, median, worst, _ in rows:
+    print(f"| {'page':38} | {'first ms':>8} | {'median ms':>9} | {'max ms':>7} | {'vs anchor':>9} | {'< 300 ms':>8} |")
+    print(f"|{'-' * 40}|{'-' * 10}|{'-' * 11}|{'-' * 9}|{'-' * 11}|{'-' * 10}|")
+    for name, _, median, worst, first_ms in rows:
         ok = "yes" if median < TARGET_MS else "NO"
-        print(f"| {name:38} | {median:9.1f} | {worst:7.1f} | {median / anchor:8.1f}x | {ok:>8} |")
+        print(f"| {name:38} | {first_ms:8.1f} | {median:9.1f} | {worst:7.1f} | {median / anchor:8.1f}x | {ok:>8} |")
     slow = [name for name, _, median, _, _ in rows if median >= TARGET_MS]
     print()
     print(f"target: every page < {TARGET_MS:.0f} ms (median) at {counts['tracks']:,} tracks -> "

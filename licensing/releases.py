@@ -7,6 +7,7 @@ against today's deals and consents whenever it is built, served or trained on.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 
 import duckdb
@@ -219,8 +220,15 @@ def tracks_without_allow(con: duckdb.DuckDBPyConnection, release_id: str) -> lis
 
 
 
-def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> list[dict[str, object]]:
-    cur = con.execute(sql, params)
+def _used(sql: str, params: list[object] | dict[str, object]) -> list[object] | dict[str, object]:
+    """Named parameters: only those the statement names (DuckDB refuses extra ones)."""
+    if isinstance(params, dict):
+        return {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
+    return params
+
+
+def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | dict[str, object]) -> list[dict[str, object]]:
+    cur = con.execute(sql, _used(sql, params))
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
@@ -247,10 +255,14 @@ def release_review(con: duckdb.DuckDBPyConnection, release_id: str, *, limit: in
     if release is None:
         raise ReleaseError("release_unknown", f"no release {release_id}")
     base = baseline_release(con, release_id)
-    key = [release.purpose, release.territory, release.on_date, release.policy_hash]
-    denied = ("SELECT c.track_id, t.isrc, t.title, d.reason_codes FROM current_decisions c "
-              "JOIN decisions d USING (decision_id) JOIN tracks t ON t.track_id = c.track_id "
-              "WHERE c.purpose = ? AND c.territory = ? AND c.on_date = ? AND c.policy_hash = ? AND NOT c.allowed")
+    key = {"p": release.purpose, "t": release.territory, "d": release.on_date, "h": release.policy_hash,
+           "r": release_id, "b": base}
+    # Denied keys come from current_decisions alone; decisions are joined only where reasons are shown,
+    # pre-filtered on the same key so the join reads one evaluation's rows.
+    denied_keys = ("SELECT track_id, decision_id FROM current_decisions WHERE purpose = $p AND territory = $t "
+                   "AND on_date = $d AND policy_hash = $h AND NOT allowed")
+    reasons = ("SELECT decision_id, reason_codes FROM decisions WHERE purpose = $p AND territory = $t "
+               "AND on_date = $d AND policy_hash = $h AND NOT allowed")
     counts = con.execute(
         "SELECT (SELECT count(*) FROM release_tracks n WHERE n.release_id = $r AND NOT EXISTS "
         "        (SELECT 1 FROM release_tracks o WHERE o.release_id = $b AND o.track_id = n.track_id)), "
@@ -263,15 +275,24 @@ def release_review(con: duckdb.DuckDBPyConnection, release_id: str, *, limit: in
     removed = _dicts(con, "SELECT o.track_id, o.isrc, t.title FROM release_tracks o JOIN tracks t USING (track_id) "
                           "WHERE o.release_id = ? AND NOT EXISTS (SELECT 1 FROM release_tracks n WHERE n.release_id = ? "
                           "AND n.track_id = o.track_id) ORDER BY o.isrc, o.track_id LIMIT ?", [base, release_id, limit])
-    newly = _dicts(con, f"SELECT x.* FROM ({denied}) x JOIN release_tracks o ON o.track_id = x.track_id "
-                        "AND o.release_id = ? ORDER BY x.isrc, x.track_id LIMIT ?", [*key, base, limit])
-    newly_count = con.execute(f"SELECT count(*) FROM ({denied}) x JOIN release_tracks o ON o.track_id = x.track_id "
-                              "AND o.release_id = ?", [*key, base]).fetchone()
-    by_reason = dict(con.execute(f"SELECT r, count(*) FROM ({denied}) x, unnest(x.reason_codes) u(r) "
-                                 "GROUP BY r ORDER BY count(*) DESC, r", key).fetchall())
-    excluded_count = con.execute(f"SELECT count(*) FROM ({denied}) x", key).fetchone()
-    excluded = _dicts(con, f"SELECT * FROM ({denied}) x ORDER BY x.isrc, x.track_id LIMIT ? OFFSET ?",
-                      [*key, limit, offset])
+    newly_keys = f"SELECT k.* FROM ({denied_keys}) k SEMI JOIN release_tracks o ON o.track_id = k.track_id AND o.release_id = $b"
+    newly = _dicts(con, f"""
+        WITH k AS ({newly_keys} ORDER BY k.track_id LIMIT {int(limit)})
+        SELECT k.track_id, t.isrc, t.title, d.reason_codes FROM k JOIN ({reasons}) d USING (decision_id)
+        JOIN tracks t ON t.track_id = k.track_id ORDER BY t.isrc, k.track_id""", key)
+    newly_sql = f"SELECT count(*) FROM ({newly_keys})"
+    newly_count = con.execute(newly_sql, _used(newly_sql, key)).fetchone()
+    reason_sql = (f"SELECT r, count(*) FROM ({denied_keys}) k JOIN ({reasons}) d USING (decision_id), "
+                  "unnest(d.reason_codes) u(r) GROUP BY r ORDER BY count(*) DESC, r")
+    by_reason = dict(con.execute(reason_sql, _used(reason_sql, key)).fetchall())
+    excluded_sql = f"SELECT count(*) FROM ({denied_keys})"
+    excluded_count = con.execute(excluded_sql, _used(excluded_sql, key)).fetchone()
+    excluded = _dicts(con, f"""
+        WITH k AS ({denied_keys} ORDER BY track_id LIMIT {int(limit)} OFFSET {int(offset)}),
+        d AS (SELECT decision_id, reason_codes FROM decisions WHERE track_id IN (SELECT track_id FROM k)
+              AND decision_id IN (SELECT decision_id FROM k))
+        SELECT k.track_id, t.isrc, t.title, d.reason_codes FROM k JOIN d USING (decision_id)
+        JOIN tracks t ON t.track_id = k.track_id ORDER BY k.track_id""", key)
     return {"release": release, "baseline": base, "added_count": int(counts[0]), "removed_count": int(counts[1]),
             "added": added, "removed": removed, "newly_denied": newly,
             "newly_denied_count": int(newly_count[0]) if newly_count else 0,

@@ -269,14 +269,18 @@ def _key(request: Request, keys: list[tuple[str, str]]) -> tuple[str, str] | Non
 async def denied_page(request: Request) -> Response:
     page = _page(request)
     reason = request.query_params.get("reason") or None
+    after = request.query_params.get("after") or None
 
     def read(con: duckdb.DuckDBPyConnection) -> Any:
         keys = reads.decision_keys(con)
         key = _key(request, keys)
-        found, total, by_reason = reads.denied(con, *key, page=page, reason=reason) if key else ([], 0, {})
+        found, total, by_reason = reads.denied(con, *key, page=page, reason=reason, after=after) if key \
+            else ([], 0, {})
         return keys, key, found, total, by_reason
     keys, key, found, total, by_reason = await _app(request).ledger(read)
-    return render(request, "denied.html", keys=keys, key=key, rows=found, pages=_pages(total, page),
+    pages = _pages(total, page)
+    pages["after"] = found[-1]["track_id"] if len(found) == reads.PAGE else None  # the next page starts after it
+    return render(request, "denied.html", keys=keys, key=key, rows=found, pages=pages,
                   by_reason=by_reason, reason=reason)
 
 
@@ -330,7 +334,8 @@ async def release_page(request: Request) -> Response:
     page = _page(request)
 
     def read(con: duckdb.DuckDBPyConnection) -> Any:
-        return rl.release_review(con, release_id, limit=reads.PAGE, offset=(page - 1) * reads.PAGE)
+        return reads.memo(con, ("release_review", release_id, page), lambda: rl.release_review(
+            con, release_id, limit=reads.PAGE, offset=(page - 1) * reads.PAGE))
     try:
         review = await _app(request).ledger(read)
     except rl.ReleaseError as exc:

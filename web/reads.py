@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
@@ -17,6 +19,9 @@ from licensing.policy import load_policy, policy_by_hash
 from schemas.decisions import REASON_TEXT
 
 PAGE = 50
+_MEMO: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_MEMO_SIZE = 64
+_MEMO_LOCK = threading.Lock()
 _ISRC = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$")
 
 
@@ -36,6 +41,29 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
     return row[0] if row else None
 
 
+def ledger_state(con: duckdb.DuckDBPyConnection) -> tuple[str, int, str]:
+    """Which ledger, and how far its audit log goes: every change to it is a command that moves the head."""
+    row = con.execute("SELECT (SELECT value FROM ledger_meta WHERE key = 'ledger_id'), seq, entry_hash "
+                      "FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    return (str(row[0]), int(row[1]), str(row[2])) if row else ("", 0, "")
+
+
+def memo(con: duckdb.DuckDBPyConnection, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept for as long as the ledger's audit head stays where it is (whole-catalog
+    aggregates such as counts per reason are then computed once per ledger state, not per page view)."""
+    full = (ledger_state(con), *key)
+    with _MEMO_LOCK:
+        if full in _MEMO:
+            _MEMO.move_to_end(full)
+            return _MEMO[full]
+    value = compute()
+    with _MEMO_LOCK:
+        _MEMO[full] = value
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return value
+
+
 def overview(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return {
         "tracks": scalar(con, "SELECT count(*) FROM tracks"),
@@ -50,18 +78,25 @@ def overview(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 # Search -------------------------------------------------------------------------------------------
 
 def search_tracks(con: duckdb.DuckDBPyConnection, q: str, *, page: int = 1) -> tuple[list[dict[str, Any]], int]:
-    """Tracks whose ISRC, title, artist, contributing party's name or deal id matches ``q``."""
+    """Tracks matching ``q``: an ISRC, a deal id or a party id when it is one (looked up exactly), otherwise
+    tracks whose title or artists, or whose contributors' or parties' names, contain it."""
     q = q.strip()
     if not q:
         return [], 0
     isrc = q.upper().replace("-", "")
-    like = f"%{q}%"
-    matched = """
-        SELECT track_id FROM tracks WHERE isrc = $isrc OR title ILIKE $like OR array_to_string(artists, ' ') ILIKE $like
-        UNION SELECT track_id FROM contributors WHERE name ILIKE $like
-        UNION SELECT c.track_id FROM contributors c JOIN parties p USING (party_id) WHERE p.name ILIKE $like
-        UNION SELECT t.track_id FROM deal_recordings dr JOIN tracks t USING (isrc) WHERE dr.deal_id = $q"""
-    params = {"isrc": isrc if _ISRC.match(isrc) else None, "like": like, "q": q}
+    if _ISRC.match(isrc) and scalar(con, "SELECT count(*) FROM tracks WHERE isrc = ?", [isrc]):
+        matched, params = "SELECT track_id FROM tracks WHERE isrc = $q", {"q": isrc}
+    elif scalar(con, "SELECT count(*) FROM deals WHERE deal_id = ?", [q]):
+        matched, params = ("SELECT t.track_id FROM deal_recordings dr JOIN tracks t USING (isrc) "
+                           "WHERE dr.deal_id = $q"), {"q": q}
+    elif scalar(con, "SELECT count(*) FROM parties WHERE party_id = ?", [q]):
+        matched, params = "SELECT DISTINCT track_id FROM contributors WHERE party_id = $q", {"q": q}
+    else:
+        matched = """
+            SELECT track_id FROM tracks WHERE title ILIKE $like
+            UNION SELECT track_id FROM contributors WHERE name ILIKE $like  -- artists are contributors too
+               OR party_id IN (SELECT party_id FROM parties WHERE name ILIKE $like)"""
+        params = {"like": f"%{q}%"}
     con.execute(f"CREATE OR REPLACE TEMP TABLE _search AS {matched}", params)
     total = scalar(con, "SELECT count(*) FROM _search")
     found = rows(con, "SELECT t.track_id, t.isrc, t.title, t.artists, t.delivery_id FROM _search s JOIN tracks t "
@@ -111,9 +146,9 @@ def track_page(con: duckdb.DuckDBPyConnection, track_id: str) -> dict[str, Any] 
     decisions = rows(con, """
         SELECT d.decision_id, d.purpose, d.territory, d.on_date, d.allowed, d.reason_codes, d.explanation,
                d.policy_hash, d.deal_id, d.consent_ids, d.evidence, d.decided_at
-        FROM current_decisions c JOIN decisions d USING (decision_id) WHERE c.track_id = ?
-        QUALIFY row_number() OVER (PARTITION BY c.purpose, c.territory ORDER BY c.on_date DESC, d.decided_at DESC) = 1
-        ORDER BY d.purpose, d.territory""", [track_id])
+        FROM decisions d WHERE d.track_id = $t  -- by its index; the newest decision per key is the current one
+        QUALIFY row_number() OVER (PARTITION BY d.purpose, d.territory ORDER BY d.on_date DESC, d.decided_at DESC) = 1
+        ORDER BY d.purpose, d.territory""", {"t": track_id})
     deals = {r["deal_id"]: r for r in rows(con, "SELECT d.deal_id, d.license, d.licensor_party_id, d.valid_from, "
                                                 "d.valid_to, d.use_types, d.territories_included FROM deals d "
                                                 "JOIN deal_recordings dr USING (deal_id) WHERE dr.isrc = ?",
@@ -159,25 +194,60 @@ def decision_keys(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
                                            "ORDER BY 1, 2").fetchall()]
 
 
-_DENIED = """
-    FROM current_decisions c JOIN decisions d USING (decision_id) JOIN tracks t ON t.track_id = c.track_id
-    WHERE c.purpose = $purpose AND c.territory = $territory AND NOT c.allowed
-      AND c.on_date = (SELECT max(on_date) FROM current_decisions WHERE purpose = $purpose AND territory = $territory)"""
+_LATEST = "(SELECT max(on_date) FROM current_decisions WHERE purpose = $purpose AND territory = $territory)"
+_DENIED_KEYS = f"""
+    SELECT track_id, decision_id FROM current_decisions
+    WHERE purpose = $purpose AND territory = $territory AND NOT allowed AND on_date = {_LATEST}"""
+_DENIED = f"""
+    FROM ({_DENIED_KEYS}) c JOIN decisions d USING (decision_id) JOIN tracks t ON t.track_id = c.track_id"""
 
 
 def denied(con: duckdb.DuckDBPyConnection, purpose: str, territory: str, *, page: int = 1,
-           reason: str | None = None) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
+           reason: str | None = None, after: str | None = None) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
+    """One page of the tracks denied for (purpose, territory) at the latest date decided (in track-id order,
+    after ``after`` when given, else at ``page``), the total, and the counts per reason (with ``reason``,
+    only the tracks denied for it).
+
+    The page's keys come from ``current_decisions`` alone; only those 50 are looked up in ``decisions``
+    and ``tracks`` (by their track-id indexes). Whole-set counts are kept per ledger state (:func:`memo`).
+    """
     params: dict[str, Any] = {"purpose": purpose, "territory": territory}
-    filt = ""
+    by_reason = memo(con, ("denied_by_reason", purpose, territory),
+                     lambda: denied_by_reason(con, purpose, territory))
     if reason:
-        filt, params["reason"] = " AND list_contains(d.reason_codes, $reason)", reason
-    total = scalar(con, f"SELECT count(*) {_DENIED}{filt}", params)
-    by_reason = dict(con.execute(f"SELECT r, count(*) FROM (SELECT d.reason_codes {_DENIED}) x, "
-                                 "unnest(x.reason_codes) u(r) GROUP BY r ORDER BY 2 DESC, 1",
-                                 {"purpose": purpose, "territory": territory}).fetchall())
-    found = rows(con, f"SELECT t.track_id, t.isrc, t.title, t.artists, d.reason_codes, d.on_date, d.deal_id {_DENIED}"
-                      f"{filt} ORDER BY t.isrc, t.track_id LIMIT {PAGE} OFFSET {(page - 1) * PAGE}", params)
+        total = by_reason.get(reason, 0)
+        params["reason"] = reason
+        keys = (f"SELECT c.track_id, c.decision_id FROM ({_DENIED_KEYS}) c SEMI JOIN decisions d "
+                "ON d.decision_id = c.decision_id AND list_contains(d.reason_codes, $reason)")
+    else:
+        total = memo(con, ("denied_count", purpose, territory),
+                     lambda: scalar(con, f"SELECT count(*) FROM ({_DENIED_KEYS})", params))
+        keys = _DENIED_KEYS
+    if after:
+        params["after"] = after
+        window = f"SELECT * FROM ({keys}) WHERE track_id > $after ORDER BY track_id LIMIT {PAGE}"
+    else:
+        window = f"SELECT * FROM ({keys}) ORDER BY track_id LIMIT {PAGE} OFFSET {(page - 1) * PAGE}"
+    page_keys = con.execute(window, params).fetchall()
+    if not page_keys:
+        return [], int(total or 0), by_reason
+    ids = [k[0] for k in page_keys]
+    wanted = {k[1] for k in page_keys}
+    found = [r for r in rows(con, """
+        SELECT t.track_id, t.isrc, t.title, t.artists, d.reason_codes, d.on_date, d.deal_id, d.decision_id
+        FROM (SELECT * FROM decisions WHERE track_id = ANY($ids::VARCHAR[])) d
+        JOIN (SELECT * FROM tracks WHERE track_id = ANY($ids::VARCHAR[])) t USING (track_id)
+        ORDER BY t.track_id""", {"ids": ids}) if r["decision_id"] in wanted]
     return found, int(total or 0), by_reason
+
+
+def denied_by_reason(con: duckdb.DuckDBPyConnection, purpose: str, territory: str) -> dict[str, int]:
+    """How many tracks are denied for (purpose, territory) per reason, most frequent first."""
+    return dict(con.execute(f"""
+        SELECT r, count(*) FROM (SELECT d.reason_codes FROM ({_DENIED_KEYS}) c JOIN
+            (SELECT decision_id, reason_codes FROM decisions WHERE purpose = $purpose AND territory = $territory
+                AND NOT allowed) d USING (decision_id)) x, unnest(x.reason_codes) u(r)
+        GROUP BY r ORDER BY 2 DESC, 1""", {"purpose": purpose, "territory": territory}).fetchall())
 
 
 def denied_csv(con: duckdb.DuckDBPyConnection, purpose: str, territory: str, *, batch: int = 10_000) -> Iterator[list[Any]]:
@@ -199,11 +269,15 @@ def quarantine(con: duckdb.DuckDBPyConnection, *, page: int = 1) -> tuple[list[d
 
 # Parties, deals, consents -------------------------------------------------------------------------
 
+def _filter(q: str, where: str) -> tuple[str, dict[str, Any]]:
+    return (f"WHERE {where}", {"like": f"%{q.strip()}%"}) if q.strip() else ("", {})
+
+
 def parties(con: duckdb.DuckDBPyConnection, q: str, *, page: int = 1) -> tuple[list[dict[str, Any]], int]:
-    like = f"%{q.strip()}%"
-    total = scalar(con, "SELECT count(*) FROM parties WHERE name ILIKE ? OR party_id ILIKE ?", [like, like])
-    found = rows(con, "SELECT party_id, name, isni, ipi FROM parties WHERE name ILIKE ? OR party_id ILIKE ? "
-                      "ORDER BY name, party_id LIMIT ? OFFSET ?", [like, like, PAGE, (page - 1) * PAGE])
+    where, params = _filter(q, "name ILIKE $like OR party_id ILIKE $like")
+    total = scalar(con, f"SELECT count(*) FROM parties {where}", params)
+    found = rows(con, f"SELECT party_id, name, isni, ipi FROM parties {where} ORDER BY name, party_id "
+                      f"LIMIT {PAGE} OFFSET {(page - 1) * PAGE}", params)
     return found, int(total or 0)
 
 
@@ -224,11 +298,11 @@ def party(con: duckdb.DuckDBPyConnection, party_id: str) -> dict[str, Any] | Non
 
 
 def deals(con: duckdb.DuckDBPyConnection, q: str, *, page: int = 1) -> tuple[list[dict[str, Any]], int]:
-    like = f"%{q.strip()}%"
-    where = "deal_id ILIKE $like OR licensor_party_id ILIKE $like OR coalesce(license, '') ILIKE $like"
-    total = scalar(con, f"SELECT count(*) FROM deals WHERE {where}", {"like": like})
+    where, params = _filter(q, "deal_id ILIKE $like OR licensor_party_id ILIKE $like OR coalesce(license, '') "
+                               "ILIKE $like")
+    total = scalar(con, f"SELECT count(*) FROM deals {where}", params)
     found = rows(con, f"SELECT deal_id, licensor_party_id, license, valid_from, valid_to, use_types FROM deals "
-                      f"WHERE {where} ORDER BY deal_id LIMIT {PAGE} OFFSET {(page - 1) * PAGE}", {"like": like})
+                      f"{where} ORDER BY deal_id LIMIT {PAGE} OFFSET {(page - 1) * PAGE}", params)
     return found, int(total or 0)
 
 
@@ -251,13 +325,14 @@ def deal_isrcs(con: duckdb.DuckDBPyConnection, deal_id: str) -> list[str]:
 
 
 def consents(con: duckdb.DuckDBPyConnection, q: str, *, page: int = 1) -> tuple[list[dict[str, Any]], int]:
-    like = f"%{q.strip()}%"
-    where = "c.consent_id ILIKE $like OR c.party_id ILIKE $like OR coalesce(p.name, '') ILIKE $like"
-    base = f"FROM consents c LEFT JOIN parties p USING (party_id) WHERE {where}"
-    total = scalar(con, f"SELECT count(*) {base}", {"like": like})
-    found = rows(con, f"SELECT c.consent_id, c.party_id, p.name, c.scope, c.scope_ref, c.ai_training, "
-                      f"c.ai_generative_training, c.data_mining, c.granted_at, c.revoked_at {base} "
-                      f"ORDER BY c.consent_id LIMIT {PAGE} OFFSET {(page - 1) * PAGE}", {"like": like})
+    where, params = _filter(q, "c.consent_id ILIKE $like OR c.party_id ILIKE $like OR c.party_id IN "
+                               "(SELECT party_id FROM parties WHERE name ILIKE $like)")
+    total = scalar(con, f"SELECT count(*) FROM consents c {where}", params)
+    found = rows(con, f"""
+        WITH page AS (SELECT * FROM consents c {where} ORDER BY c.consent_id LIMIT {PAGE} OFFSET {(page - 1) * PAGE})
+        SELECT c.consent_id, c.party_id, p.name, c.scope, c.scope_ref, c.ai_training, c.ai_generative_training,
+               c.data_mining, c.granted_at, c.revoked_at
+        FROM page c LEFT JOIN parties p USING (party_id) ORDER BY c.consent_id""", params)
     return found, int(total or 0)
 
 
