@@ -206,3 +206,17 @@ def test_a_ddex_message_uploads_with_its_report(client: TestClient, web_home: Ho
     assert '<span class="allowed">imported</span>' in html
     assert "Recordings</th><td>21" in html and "Deals</th><td>3" in html
     assert _one(web_home, "SELECT count(*) FROM recordings WHERE isrc = 'JPTO09404900'")[0] == 1  # type: ignore[index]
+
+
+def test_counts_kept_per_ledger_state_follow_a_change(client: TestClient) -> None:
+    """The denied page's counts per reason are kept between views, and a recorded change refreshes them."""
+    login(client, "rita.rights")
+    query = {"purpose": "UseForTrainingGenerativeAI", "territory": "GB"}
+    expired = "the deals licensing this use here have expired by this date"
+    before = client.get("/denied", params=query).text
+    assert expired not in before
+    token = csrf_of(client, "/deals/D-LNR-1/end")
+    client.post("/deals/D-LNR-1/end", data={"valid_to": "2025-06-30", "evidence_ref": "termination.pdf",
+                                            "csrf_token": token})
+    after = client.get("/denied", params=query).text
+    assert f"{expired}</a></th><td>3</td>" in after  # GBLNR2600001, -02 and -06 as of 2026-03-01
