@@ -62,7 +62,7 @@ from web import auth, reads
 HERE = Path(__file__).parent
 _ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d")
 T = TypeVar("T")
-TEMPLATES = ("rights.json", "parties.csv", "licenses.csv", "consents.csv")
+TEMPLATES = ("rights.json", "parties.csv", "licenses.csv", "consents.csv", "ddex-ern43.xml")
 
 
 class WebApp:

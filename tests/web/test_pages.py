@@ -11,6 +11,7 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
+from licensing.importers.ddex import validate_against_xsd
 from licensing.policy import load_policy
 from licensing.releases import propose_release
 from store.audit import Checkpoint
@@ -155,7 +156,7 @@ def test_an_auditor_traces_songs_and_models_and_downloads_the_evidence(client: T
 def test_import_upload_shows_the_per_record_report_and_templates_import_cleanly(client: TestClient,
                                                                                 web_home: Home) -> None:
     login(client, "rita.rights")
-    for name in ("rights.json", "parties.csv", "licenses.csv", "consents.csv"):
+    for name in ("rights.json", "parties.csv", "licenses.csv", "consents.csv", "ddex-ern43.xml"):
         body = client.get(f"/import/templates/{name}").content
         assert body == (WEB / "rights_templates" / name).read_bytes()
         token = csrf_of(client, "/import")
@@ -163,6 +164,9 @@ def test_import_upload_shows_the_per_record_report_and_templates_import_cleanly(
         assert '<span class="allowed">imported</span>' in html or "already imported" in html, name
         assert "Records refused</th><td>0" in html, name
     assert _one(web_home, "SELECT count(*) FROM consents WHERE consent_id = 'C-EXAMPLE-1'")[0] == 1  # type: ignore[index]
+    ddex_deal = _one(web_home, "SELECT d.use_types, rc.share FROM deals d JOIN rights_controllers rc USING (deal_id) "
+                               "WHERE rc.isrc = 'ZZEXA2600001' AND d.source LIKE 'ddex%'")
+    assert ddex_deal is not None and "UseForTrainingGenerativeAI" in ddex_deal[0] and ddex_deal[1] == 100.0
 
     bad = ("consent_id,party_id,scope,scope_ref,ai_training,ai_generative_training,data_mining,ai_inference,"
            "evidence_ref,evidence_sha256,granted_at,revoked_at\n"
@@ -193,6 +197,12 @@ def test_parties_deals_and_consents_list_and_show(client: TestClient) -> None:
     assert "D-LNR-1" in client.get("/deals").text and "contract:LNR-2026-01" in client.get("/deals/D-LNR-1").text
     assert f"C-{ada}" in client.get("/consents", params={"q": "Ada"}).text
     assert "test://consent/" in client.get(f"/consents/C-{ada}").text
+
+
+def test_the_ddex_template_is_valid_ern43() -> None:
+    xsd = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "ddex" / "xsd"
+    assert xsd.exists(), f"{xsd} is missing"
+    validate_against_xsd((WEB / "rights_templates" / "ddex-ern43.xml").read_bytes(), "http://ddex.net/xml/ern/43", xsd)
 
 
 def test_a_ddex_message_uploads_with_its_report(client: TestClient, web_home: Home) -> None:
