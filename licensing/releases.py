@@ -282,8 +282,9 @@ def release_review(con: duckdb.DuckDBPyConnection, release_id: str, *, limit: in
         JOIN tracks t ON t.track_id = k.track_id ORDER BY t.isrc, k.track_id""", key)
     newly_sql = f"SELECT count(*) FROM ({newly_keys})"
     newly_count = con.execute(newly_sql, _used(newly_sql, key)).fetchone()
-    reason_sql = (f"SELECT r, count(*) FROM ({denied_keys}) k JOIN ({reasons}) d USING (decision_id), "
-                  "unnest(d.reason_codes) u(r) GROUP BY r ORDER BY count(*) DESC, r")
+    reason_sql = (f"SELECT r, count(*) FROM (SELECT d.reason_codes FROM ({reasons}) d SEMI JOIN ({denied_keys}) k "
+                  "ON k.decision_id = d.decision_id) x, unnest(x.reason_codes) u(r) "
+                  "GROUP BY r ORDER BY count(*) DESC, r")
     by_reason = dict(con.execute(reason_sql, _used(reason_sql, key)).fetchall())
     excluded_sql = f"SELECT count(*) FROM ({denied_keys})"
     excluded_count = con.execute(excluded_sql, _used(excluded_sql, key)).fetchone()

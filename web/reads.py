@@ -244,9 +244,10 @@ def denied(con: duckdb.DuckDBPyConnection, purpose: str, territory: str, *, page
 def denied_by_reason(con: duckdb.DuckDBPyConnection, purpose: str, territory: str) -> dict[str, int]:
     """How many tracks are denied for (purpose, territory) per reason, most frequent first."""
     return dict(con.execute(f"""
-        SELECT r, count(*) FROM (SELECT d.reason_codes FROM ({_DENIED_KEYS}) c JOIN
-            (SELECT decision_id, reason_codes FROM decisions WHERE purpose = $purpose AND territory = $territory
-                AND NOT allowed) d USING (decision_id)) x, unnest(x.reason_codes) u(r)
+        SELECT r, count(*) FROM (
+            SELECT d.reason_codes FROM decisions d SEMI JOIN ({_DENIED_KEYS}) k ON k.decision_id = d.decision_id
+            WHERE d.purpose = $purpose AND d.territory = $territory AND NOT d.allowed AND d.on_date = {_LATEST}) x,
+            unnest(x.reason_codes) u(r)
         GROUP BY r ORDER BY 2 DESC, 1""", {"purpose": purpose, "territory": territory}).fetchall())
 
 
