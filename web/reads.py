@@ -226,8 +226,18 @@ def denied(con: duckdb.DuckDBPyConnection, purpose: str, territory: str, *, page
     if after:
         params["after"] = after
         window = f"SELECT * FROM ({keys}) WHERE track_id > $after ORDER BY track_id LIMIT {PAGE}"
+    elif page > 1:
+        # A page by number: the first track id of every page is found once per ledger state, then any
+        # page is a keyed range rather than an OFFSET over the whole sorted set.
+        starts: list[str] = memo(con, ("denied_page_starts", purpose, territory, reason), lambda: [r[0] for r in con.execute(
+            f"SELECT track_id FROM (SELECT track_id, row_number() OVER (ORDER BY track_id) - 1 AS n FROM ({keys})) "
+            f"WHERE n % {PAGE} = 0 ORDER BY track_id", params).fetchall()])
+        if page > len(starts):
+            return [], int(total or 0), by_reason
+        params["start"] = starts[page - 1]
+        window = f"SELECT * FROM ({keys}) WHERE track_id >= $start ORDER BY track_id LIMIT {PAGE}"
     else:
-        window = f"SELECT * FROM ({keys}) ORDER BY track_id LIMIT {PAGE} OFFSET {(page - 1) * PAGE}"
+        window = f"SELECT * FROM ({keys}) ORDER BY track_id LIMIT {PAGE}"
     page_keys = con.execute(window, params).fetchall()
     if not page_keys:
         return [], int(total or 0), by_reason

@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
+import pytest
 from starlette.testclient import TestClient
 
 from licensing.importers.ddex import validate_against_xsd
@@ -20,6 +22,7 @@ from store.home import Home
 from tests.ledger_seed import today
 from tests.lineage.pipeline import RELEASE_ID, RUN_ID
 from tests.web.conftest import csrf_of, login
+from web import reads
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 
@@ -230,3 +233,28 @@ def test_counts_kept_per_ledger_state_follow_a_change(client: TestClient) -> Non
                                             "csrf_token": token})
     after = client.get("/denied", params=query).text
     assert f"{expired}</a></th><td>3</td>" in after  # GBLNR2600001, -02 and -06 as of 2026-03-01
+
+
+def test_denied_pages_by_number_and_by_next_link_agree(client: TestClient, web_home: Home,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reads, "PAGE", 2)
+    login(client, "rita.rights")
+    query = "purpose=UseForTrainingGenerativeAI&territory=GB"
+    with connect(web_home.db_path, read_only=True) as con:
+        ids = [r[0] for r in con.execute(
+            "SELECT track_id FROM current_decisions WHERE purpose = 'UseForTrainingGenerativeAI' AND territory = 'GB' "
+            "AND NOT allowed AND on_date = (SELECT max(on_date) FROM current_decisions WHERE "
+            "purpose = 'UseForTrainingGenerativeAI' AND territory = 'GB') ORDER BY track_id").fetchall()]
+    assert len(ids) >= 4
+
+    def shown(html: str) -> list[str]:
+        return re.findall(r'<tr><td><a href="/tracks/([^"]+)">', html)
+
+    html = client.get(f"/denied?{query}").text
+    assert shown(html) == ids[:2]
+    for number in range(2, -(-len(ids) // 2) + 1):
+        next_link = re.search(r'<a href="(/denied\?[^"]+)">next', html)
+        assert next_link, number
+        html = client.get(next_link.group(1).replace("&amp;", "&")).text
+        assert shown(html) == ids[(number - 1) * 2: number * 2]
+        assert shown(client.get(f"/denied?{query}&page={number}").text) == ids[(number - 1) * 2: number * 2]
