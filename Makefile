@@ -2,8 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export LINERNOTES_HOME ?= $(CURDIR)/.linernotes
+PORT ?= 8000
 
-.PHONY: setup demo test ui bench clean
+.PHONY: setup demo test ui serve bench clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -16,6 +17,9 @@ test: setup
 
 ui: setup
 	@DAGSTER_HOME=$(LINERNOTES_HOME)/dagster $(VENV)/bin/dagster dev -w workspace.yaml
+
+serve: setup
+	@$(VENV)/bin/linernotes serve --port $(PORT)
 
 bench: setup
 	@for b in bench/*.py; do $(PY) $$b; done

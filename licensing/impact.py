@@ -190,3 +190,38 @@ def _decisions_now(con: duckdb.DuckDBPyConnection, track_ids: list[str], when: d
                                        reason_codes=tuple(row["reason_codes"]), explanation=row["explanation"],
                                        decision_id=row["decision_id"]))
     return out
+
+
+def change_preview(con: duckdb.DuckDBPyConnection, isrcs: list[str], *, limit: int = 100) -> dict[str, Any]:
+    """What a rights change touching ``isrcs`` reaches, before it is recorded: set-based, bounded lists.
+
+    Releases (with how many of their tracks are concerned), shard builds (rows), training runs and
+    their models (samples seen); every list holds at most ``limit`` rows, the counts are exact.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE _preview_tracks AS SELECT track_id, isrc FROM tracks "
+                "WHERE isrc IN (SELECT unnest(?::VARCHAR[]))", [isrcs])
+    releases = _rows(con, """
+        SELECT r.release_id, r.status, r.purpose, r.territory, count(*) AS tracks, r.status = 'approved' AS approved
+        FROM release_tracks rt JOIN _preview_tracks k USING (track_id) JOIN releases r USING (release_id)
+        GROUP BY r.release_id, r.status, r.purpose, r.territory ORDER BY approved DESC, tracks DESC, r.release_id LIMIT ?""", [limit])
+    builds = _rows(con, """
+        SELECT b.build_id, b.release_id, b.manifest_uri, sum(f.row_count)::BIGINT AS rows, count(DISTINCT f.track_id) AS tracks
+        FROM shard_file_tracks f JOIN _preview_tracks k USING (track_id) JOIN shard_builds b USING (build_id)
+        GROUP BY ALL ORDER BY rows DESC, b.build_id LIMIT ?""", [limit])
+    runs = _rows(con, """
+        SELECT r.run_id, r.release_id, r.status, r.model, sum(e.samples)::BIGINT AS samples,
+               sum(e.fraction)::DOUBLE AS fraction, count(DISTINCT e.track_id) AS tracks
+        FROM training_exposure e JOIN _preview_tracks k USING (track_id) JOIN training_runs r USING (run_id)
+        GROUP BY ALL ORDER BY samples DESC, r.run_id LIMIT ?""", [limit])
+    counts = con.execute("""
+        SELECT (SELECT count(*) FROM _preview_tracks),
+               (SELECT count(DISTINCT release_id) FROM release_tracks JOIN _preview_tracks USING (track_id)),
+               (SELECT count(DISTINCT release_id) FROM release_tracks JOIN _preview_tracks USING (track_id)
+                JOIN releases USING (release_id) WHERE status = 'approved'),
+               (SELECT count(DISTINCT build_id) FROM shard_file_tracks JOIN _preview_tracks USING (track_id)),
+               (SELECT count(DISTINCT run_id) FROM training_exposure JOIN _preview_tracks USING (track_id))""").fetchone()
+    con.execute("DROP TABLE IF EXISTS _preview_tracks")
+    tracks, rel_count, approved, build_count, run_count = counts or (0, 0, 0, 0, 0)
+    return {"isrcs": len(isrcs), "tracks": tracks, "release_count": rel_count, "approved_release_count": approved,
+            "build_count": build_count, "run_count": run_count, "releases": releases, "shard_builds": builds,
+            "training_runs": runs}

@@ -7,6 +7,7 @@ against today's deals and consents whenever it is built, served or trained on.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 
 import duckdb
@@ -217,3 +218,84 @@ def tracks_without_allow(con: duckdb.DuckDBPyConnection, release_id: str) -> lis
     return [isrc for (isrc,) in rows]
 
 
+
+
+def _used(sql: str, params: list[object] | dict[str, object]) -> list[object] | dict[str, object]:
+    """Named parameters: only those the statement names (DuckDB refuses extra ones)."""
+    if isinstance(params, dict):
+        return {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
+    return params
+
+
+def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | dict[str, object]) -> list[dict[str, object]]:
+    cur = con.execute(sql, _used(sql, params))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def baseline_release(con: duckdb.DuckDBPyConnection, release_id: str) -> str | None:
+    """The last release approved before this one for the same purpose and territory (the review's baseline)."""
+    row = con.execute(
+        "SELECT b.release_id FROM releases r JOIN releases b ON b.purpose = r.purpose AND b.territory = r.territory "
+        "AND b.release_id <> r.release_id AND b.status = 'approved' AND b.proposed_at <= r.proposed_at "
+        "WHERE r.release_id = ? ORDER BY b.proposed_at DESC LIMIT 1", [release_id]).fetchone()
+    return row[0] if row else None
+
+
+def release_review(con: duckdb.DuckDBPyConnection, release_id: str, *, limit: int = 50,
+                   offset: int = 0) -> dict[str, object]:
+    """What a reviewer reads before approving: the diff against the baseline and the excluded tracks.
+
+    ``added``/``removed`` compare the release's tracks with its baseline's (:func:`baseline_release`);
+    ``newly_denied`` are the removed ones the release's own evaluation denies, with its reasons;
+    ``excluded`` are every track that evaluation denied (``limit``/``offset`` page through them), and
+    ``excluded_by_reason`` counts them per reason. All set-based: one query per part.
+    """
+    release = get_release(con, release_id, with_tracks=False)
+    if release is None:
+        raise ReleaseError("release_unknown", f"no release {release_id}")
+    base = baseline_release(con, release_id)
+    key = {"p": release.purpose, "t": release.territory, "d": release.on_date, "h": release.policy_hash,
+           "r": release_id, "b": base}
+    # Denied keys come from current_decisions alone; decisions are joined only where reasons are shown,
+    # pre-filtered on the same key so the join reads one evaluation's rows.
+    denied_keys = ("SELECT track_id, decision_id FROM current_decisions WHERE purpose = $p AND territory = $t "
+                   "AND on_date = $d AND policy_hash = $h AND NOT allowed")
+    reasons = ("SELECT decision_id, reason_codes FROM decisions WHERE purpose = $p AND territory = $t "
+               "AND on_date = $d AND policy_hash = $h AND NOT allowed")
+    counts = con.execute(
+        "SELECT (SELECT count(*) FROM release_tracks n WHERE n.release_id = $r AND NOT EXISTS "
+        "        (SELECT 1 FROM release_tracks o WHERE o.release_id = $b AND o.track_id = n.track_id)), "
+        "       (SELECT count(*) FROM release_tracks o WHERE o.release_id = $b AND NOT EXISTS "
+        "        (SELECT 1 FROM release_tracks n WHERE n.release_id = $r AND n.track_id = o.track_id))",
+        {"r": release_id, "b": base}).fetchone() or (0, 0)
+    added = _dicts(con, "SELECT n.track_id, n.isrc, t.title FROM release_tracks n JOIN tracks t USING (track_id) "
+                        "WHERE n.release_id = ? AND NOT EXISTS (SELECT 1 FROM release_tracks o WHERE o.release_id = ? "
+                        "AND o.track_id = n.track_id) ORDER BY n.isrc, n.track_id LIMIT ?", [release_id, base, limit])
+    removed = _dicts(con, "SELECT o.track_id, o.isrc, t.title FROM release_tracks o JOIN tracks t USING (track_id) "
+                          "WHERE o.release_id = ? AND NOT EXISTS (SELECT 1 FROM release_tracks n WHERE n.release_id = ? "
+                          "AND n.track_id = o.track_id) ORDER BY o.isrc, o.track_id LIMIT ?", [base, release_id, limit])
+    newly_keys = f"SELECT k.* FROM ({denied_keys}) k SEMI JOIN release_tracks o ON o.track_id = k.track_id AND o.release_id = $b"
+    newly = _dicts(con, f"""
+        WITH k AS ({newly_keys} ORDER BY k.track_id LIMIT {int(limit)})
+        SELECT k.track_id, t.isrc, t.title, d.reason_codes FROM k JOIN ({reasons}) d USING (decision_id)
+        JOIN tracks t ON t.track_id = k.track_id ORDER BY t.isrc, k.track_id""", key)
+    newly_sql = f"SELECT count(*) FROM ({newly_keys})"
+    newly_count = con.execute(newly_sql, _used(newly_sql, key)).fetchone()
+    reason_sql = (f"SELECT r, count(*) FROM (SELECT d.reason_codes FROM ({reasons}) d SEMI JOIN ({denied_keys}) k "
+                  "ON k.decision_id = d.decision_id) x, unnest(x.reason_codes) u(r) "
+                  "GROUP BY r ORDER BY count(*) DESC, r")
+    by_reason = dict(con.execute(reason_sql, _used(reason_sql, key)).fetchall())
+    excluded_sql = f"SELECT count(*) FROM ({denied_keys})"
+    excluded_count = con.execute(excluded_sql, _used(excluded_sql, key)).fetchone()
+    excluded = _dicts(con, f"""
+        WITH k AS ({denied_keys} ORDER BY track_id LIMIT {int(limit)} OFFSET {int(offset)}),
+        d AS (SELECT decision_id, reason_codes FROM decisions WHERE track_id IN (SELECT track_id FROM k)
+              AND decision_id IN (SELECT decision_id FROM k))
+        SELECT k.track_id, t.isrc, t.title, d.reason_codes FROM k JOIN d USING (decision_id)
+        JOIN tracks t ON t.track_id = k.track_id ORDER BY k.track_id""", key)
+    return {"release": release, "baseline": base, "added_count": int(counts[0]), "removed_count": int(counts[1]),
+            "added": added, "removed": removed, "newly_denied": newly,
+            "newly_denied_count": int(newly_count[0]) if newly_count else 0,
+            "excluded": excluded, "excluded_count": int(excluded_count[0]) if excluded_count else 0,
+            "excluded_by_reason": by_reason}

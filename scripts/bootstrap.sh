@@ -42,6 +42,20 @@ if [ -n "$missing" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; t
   fi
 fi
 
+# The web app's browser tests drive Debian's chromium through Playwright; a browser is never downloaded.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+missing=$(missing_debs "chromium")
+if [ -n "$missing" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "linernotes: installing Debian packages:$missing (for the web app's browser tests)"
+    (apt-get install -y -qq $missing >/dev/null 2>&1) || { apt-get update -qq && apt-get install -y -qq $missing; } \
+      || echo "linernotes: could not install$missing; tests/web/test_browser.py will fail until it is" >&2
+  else
+    echo "linernotes: Debian package chromium is missing: the web app's browser tests (tests/web/test_browser.py)" >&2
+    echo "linernotes: need /usr/bin/chromium; run: sudo apt-get install -y chromium" >&2
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi

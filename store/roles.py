@@ -150,6 +150,9 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "trace.snapshot": frozenset({"pipeline", "auditor", "rights_team", "ml_engineer"}),
     "audit.export": frozenset({"auditor", "rights_team"}),
     "outbox.apply": frozenset({"pipeline"}),
+    # Web-login passwords in roles.yaml: anyone's by an admin only; one's own by any person.
+    "users.set_password": frozenset(),
+    "users.set_own_password": frozenset({"rights_team", "ml_engineer", "auditor"}),
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("schemas", "store", "catalog", "fingerprinting", "licensing", "shards", "training", "lineage", "assets",
-            "dagster_project")
+            "dagster_project", "web")
 # Libraries whose import costs seconds or needs a device: imported where used, so that a command
 # that does not need them does not pay for them. Everything else is imported at module level.
 LAZY_ALLOWED = {"torch", "av", "boto3", "botocore", "dagster"}

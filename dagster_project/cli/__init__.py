@@ -14,7 +14,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="linernotes: train only on music you have the right to use, and prove it.")
 
 COMMAND_MODULES = ("demo", "fingerprint", "rights", "shards", "train", "trace", "audit", "prove", "export",
-                   "outbox")
+                   "outbox", "users", "serve")
 
 for _name in COMMAND_MODULES:
     try:

@@ -14,7 +14,7 @@ from store.sealing import sealed_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("schemas", "store", "catalog", "fingerprinting", "licensing", "shards", "training", "lineage", "assets",
-            "dagster_project")
+            "dagster_project", "web")
 # The write path itself, and the schema it applies.
 WRITE_PATH = {"store/ledger.py", "store/sealing.py", "store/audit.py", "store/database.py"}
 # Derived tables: rebuilt by commands through Writer.execute and checked by `audit verify` against their source.
