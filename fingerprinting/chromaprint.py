@@ -188,6 +188,13 @@ class _Context:
             self._ctx = None
 
 
+def fingerprint_samples(samples: npt.ArrayLike, algorithm: int = ALGORITHM_TEST2) -> npt.NDArray[np.uint32]:
+    """Raw Chromaprint items of s16 mono 11025 Hz samples already in memory."""
+    context = _Context(algorithm)
+    context.feed(np.ascontiguousarray(samples, dtype=np.int16))
+    return context.finish()
+
+
 @dataclass(frozen=True)
 class _Probe:
     duration_s: float | None

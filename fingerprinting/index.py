@@ -44,6 +44,7 @@ MAX_SEGMENTS = 12
 STOP_POSTINGS = 4096  # a key this common in one segment carries no identity
 MIN_VOTES = 3
 CANDIDATES = 16
+LANDMARK_WINDOW_S = 10.0  # landmark agreement is counted within the densest 10 s of the query
 MAX_QUERY_KEYS = 400  # a long query votes with an even sample of its keys; re-scoring uses all items
 _BUCKET_SHIFT = 4  # offset votes are pooled over 16 items (~2 s)
 _OFFSET_BIAS = 1 << 24
@@ -61,7 +62,8 @@ class Match:
     when the query starts before it); ``span_s`` is how long the two overlap;
     For ``method="chromaprint"``, ``score`` is ``1 - 2 * bit_error_rate`` over that overlap;
     for ``method="landmark"`` it is the number of landmark hashes that agree on the offset
-    (``bit_error_rate`` is None) and ``speed`` is the playback speed at which they agreed.
+    within the densest 10 s of the query (``votes`` counts every agreeing hit over the whole
+    overlap; ``bit_error_rate`` is None) and ``speed`` is the playback speed at which they agreed.
     """
 
     ref: str
@@ -215,7 +217,7 @@ class _Segment:
 
     def hits(self, ukeys: U32, inv: npt.NDArray[np.intp], qpos: npt.NDArray[np.int64]
              ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """(local doc, offset, query position) for every posting that shares a key with the query."""
+        """(local doc, offset, query key number) for every posting that shares a key with the query."""
         lo, hi = self._bounds(ukeys)
         counts = hi - lo
         counts[counts > STOP_POSTINGS] = 0
@@ -227,8 +229,24 @@ class _Segment:
         run_start = np.repeat(np.cumsum(per_q) - per_q, per_q)
         idx = first + (np.arange(total) - run_start)
         docs = np.asarray(self.docs[idx], dtype=np.int64)
-        at = np.repeat(qpos, per_q)
-        return docs, np.asarray(self.pos[idx], dtype=np.int64) - at, at
+        which = np.repeat(np.arange(len(inv)), per_q)
+        return docs, np.asarray(self.pos[idx], dtype=np.int64) - qpos[which], which
+
+
+def _dense_agreement(keys: U32, qpos: npt.NDArray[np.int64]) -> int:
+    """Most agreeing landmark hashes within any LANDMARK_WINDOW_S of the query.
+
+    A copy agrees densely where it overlaps; two unrelated long recordings collect scattered
+    chance agreements at one offset, spread over minutes. A hash repeated within the same
+    second (a held note) counts once.
+    """
+    second = max(1, round(1.0 / FRAME_SECONDS))
+    pairs = np.unique((qpos // second) << 32 | keys.astype(np.int64))
+    t = np.sort(pairs >> 32) * second
+    if len(t) == 0:
+        return 0
+    window = round(LANDMARK_WINDOW_S / FRAME_SECONDS)
+    return int((np.searchsorted(t, t + window, side="left") - np.arange(len(t))).max())
 
 
 def _ber(query: U32, ref: U32, offset: int) -> tuple[float, int, int]:
@@ -510,7 +528,8 @@ class FingerprintIndex:
                 continue
             ukeys, inv = np.unique(keys, return_inverse=True)
             for seg in segments:
-                docs, offsets, at = seg.hits(ukeys, inv, qpos.astype(np.int64))
+                qpos64 = qpos.astype(np.int64)
+                docs, offsets, which = seg.hits(ukeys, inv, qpos64)
                 if len(docs) == 0:
                     continue
                 code = (docs << 26) | (offsets + _OFFSET_BIAS)
@@ -529,11 +548,14 @@ class FingerprintIndex:
                     if ref in best and best[ref].score >= pooled[j]:
                         continue
                     offset = int(uniq[j] & ((1 << 26) - 1)) - _OFFSET_BIAS
-                    near = (code >= uniq[j] - 1) & (code <= uniq[j] + 1)
-                    hit_at = at[near]
+                    near = which[(code >= uniq[j] - 1) & (code <= uniq[j] + 1)]
+                    score = _dense_agreement(keys[near], qpos64[near])
+                    if score < min_score or (ref in best and best[ref].score >= score):
+                        continue
+                    hit_at = qpos64[near]
                     first, last = int(hit_at.min()), int(hit_at.max())
                     best[ref] = Match(
-                        ref=ref, score=float(pooled[j]), offset_s=offset * FRAME_SECONDS,
+                        ref=ref, score=float(score), offset_s=offset * FRAME_SECONDS,
                         span_s=(last - first) * FRAME_SECONDS, bit_error_rate=None, votes=int(pooled[j]),
                         query_start_s=first / speed * FRAME_SECONDS, ref_start_s=(first + offset) * FRAME_SECONDS,
                         ref_length_s=landmark_seconds(seg.doc_items(local)), method=LANDMARK, speed=speed)
