@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["fingerprint", "policy", "shards", "training", "trace", "scale"]
+ORDER = ["fingerprint", "robustness", "policy", "shards", "training", "trace", "scale"]
 
 
 def main() -> None:
