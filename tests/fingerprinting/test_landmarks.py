@@ -175,3 +175,22 @@ def test_a_mixed_copy_of_an_opt_out_is_denied_with_landmark_evidence(
         match_catalog(con, tmp_path / "index", actor="test")
         assert con.execute("SELECT * FROM audio_matches ORDER BY ALL").fetchall() == rows_before
         assert verify_chain(con).ok
+
+
+def test_the_landmark_index_persists_removes_and_keeps_its_method(tmp_path: Path,
+                                                                  recordings: dict[str, Path]) -> None:
+    root = tmp_path / "lm"
+    fp = fingerprint_file(recordings["A"], max_seconds=None, landmarks=True)
+    query = fingerprint_file(recordings["A_phone_excerpt"], max_seconds=None, landmarks=True).landmarks
+    assert fp.landmarks is not None and query is not None
+    with FingerprintIndex.open(root, method=LANDMARK) as index:
+        index.add("A", fp.landmarks)
+        assert index.query(query)[0].ref == "A"  # visible before the commit
+    reopened = FingerprintIndex.open(root, method=LANDMARK)
+    assert reopened.refs() == ["A"] and reopened.method == LANDMARK
+    assert reopened.query(query)[0].ref == "A"
+    with pytest.raises(ValueError, match="landmark"):
+        FingerprintIndex.open(root)  # a Chromaprint reader must not read landmark hashes as items
+    assert reopened.remove("A")
+    reopened.commit()
+    assert FingerprintIndex.open(root, method=LANDMARK).query(query) == []
