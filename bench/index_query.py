@@ -205,7 +205,8 @@ def _queries(args: argparse.Namespace, real_items: list[np.ndarray], rng: np.ran
         latencies[kind].append((time.perf_counter() - t) * 1000)
         correct[kind] += bool(matches) and matches[0].ref == f"real:{i}"
 
-    print(f"reopen {open_s * 1000:.0f} ms")
+    disk_mb = sum(p.stat().st_size for p in args.workdir.rglob("*") if p.is_file()) / 2**20
+    print(f"queried index: {len(index)} fingerprints, {disk_mb:.0f} MiB on disk; reopen {open_s * 1000:.0f} ms")
     print()
     print("| query | n | p50 ms | p99 ms | max ms | top-1 correct |")
     print("|---|---|---|---|---|---|")
