@@ -549,7 +549,7 @@ def apply_fingerprint_batch(w: Writer, tables: Mapping[str, pa.Table], header: B
     """Outbox handler for ``fingerprint.store``: fingerprints computed on another machine, written as if here.
 
     The batch holds one table, ``fingerprints`` (:data:`FINGERPRINT_COLUMNS`); a track fingerprinted again
-    replaces its earlier row (kept in history).
+    replaces its earlier row (kept in history) and loses its landmark fingerprint (the batch has none).
     """
     if set(tables) != {"fingerprints"}:
         raise BatchRejected("unexpected_tables", f"fingerprint.store takes a 'fingerprints' table, got {sorted(tables)}")
@@ -562,6 +562,9 @@ def apply_fingerprint_batch(w: Writer, tables: Mapping[str, pa.Table], header: B
     if len(set(track_ids)) != len(track_ids):
         raise BatchRejected("duplicate_track", "fingerprints: a track appears twice in one batch")
     replaced = w.supersede("fingerprints", "track_id IN (SELECT unnest(?::VARCHAR[]))", [track_ids])
+    # Landmarks are not carried by the batch: those computed earlier may be of other audio.
+    w.supersede("landmark_fingerprints", "ref IN (SELECT unnest(?::VARCHAR[]))",
+                [[TRACK_PREFIX + t for t in track_ids]])
     w.insert("fingerprints", rows)
     return {"tracks": len(track_ids), "replaced": replaced, "delivery_ids": sorted(set(rows.column("delivery_id")
                                                                                         .to_pylist()))}
