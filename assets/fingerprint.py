@@ -5,10 +5,11 @@ import dagster as dg
 from assets.ingest import catalog_delivery
 from dagster_project.partitions import deliveries
 from dagster_project.resources import LedgerResource
-from fingerprinting.index import FingerprintIndex
+from fingerprinting.index import LANDMARK, FingerprintIndex
 from fingerprinting.ledger import (
     fingerprint_delivery,
     index_delivery,
+    landmark_index_dir,
     match_catalog,
     register_registry,
 )
@@ -37,10 +38,13 @@ def fingerprint_index(context: dg.AssetExecutionContext, ledger: LedgerResource)
     """The delivery's fingerprints in the persistent inverted index that matching queries."""
 
     index_dir = ledger.data_home().root / INDEX_DIR
-    with ledger.connect() as con, FingerprintIndex.open(index_dir) as index:
+    with ledger.connect() as con, FingerprintIndex.open(index_dir) as index, \
+            FingerprintIndex.open(landmark_index_dir(index_dir), method=LANDMARK) as landmarks:
         added, removed = index_delivery(con, index, context.partition_key)
+        lm_added, lm_removed = index_delivery(con, landmarks, context.partition_key)
         total = len(index)
     return dg.MaterializeResult(metadata={"added": added, "removed": removed, "indexed_total": total,
+                                          "landmarks_added": lm_added, "landmarks_removed": lm_removed,
                                           "index": dg.MetadataValue.path(str(index_dir))})
 
 

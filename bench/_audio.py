@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import av
 import numpy as np
 
+NONCATALOG_PACKAGES = ("asc-music", "hyperrogue-music")  # freely licensed music outside the demo catalog
+PCM_RATE = 22050
 DEFAULT_DIRS = ("/tmp/demo/x/usr/share/games/wesnoth/1.16/data/core/music",
                 "/tmp/demo/x/usr/share/games/singularity/music")
 
@@ -20,6 +24,38 @@ def demo_files() -> list[Path]:
     if not files:
         raise SystemExit("no demo audio found: set LINERNOTES_DEMO_AUDIO to a directory of .ogg files")
     return files
+
+
+def noncatalog_files(cache: Path) -> list[Path]:
+    """Music from Debian packages outside the demo catalog (downloaded and unpacked once)."""
+    root = cache / "noncatalog"
+    root.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    for package in NONCATALOG_PACKAGES:
+        dest = root / "x" / package
+        if not (dest / ".complete").exists():
+            if not list(root.glob(f"{package}_*.deb")):
+                subprocess.run(["apt-get", "download", package], cwd=root, check=True, capture_output=True)
+            dest.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["dpkg", "-x", str(sorted(root.glob(f"{package}_*.deb"))[-1]), str(dest)], check=True)
+            (dest / ".complete").touch()
+        files += sorted(p for p in dest.rglob("*") if p.suffix in (".ogg", ".mp3", ".flac") and "music" in p.parts)
+    return files
+
+
+def pcm(path: Path, cache: Path) -> np.ndarray:
+    """Mono 22050 Hz float32 of ``path``, decoded once and cached."""
+    key = hashlib.sha256(f"{path.resolve()}|{path.stat().st_size}|{path.stat().st_mtime_ns}".encode()).hexdigest()[:24]
+    store = cache / "pcm" / f"{key}.npy"
+    if store.exists():
+        return np.load(store)
+    with av.open(str(path), metadata_errors="ignore") as c:  # some files carry tags FFmpeg cannot parse
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=PCM_RATE)
+        out = np.concatenate([f.to_ndarray().reshape(-1) for frame in c.decode(audio=0)
+                              for f in resampler.resample(frame)]).astype(np.float32)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    np.save(store, out)
+    return out
 
 
 def decode(path: Path) -> tuple[np.ndarray, int]:

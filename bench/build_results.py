@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["fingerprint", "policy", "ddex", "shards", "longform", "training", "trace", "scale", "web"]
+ORDER = ["fingerprint", "robustness", "policy", "ddex", "shards", "longform", "training", "trace", "scale", "web"]
 
 
 def main() -> None:

@@ -113,6 +113,38 @@ def _breakdown(files: list[Path], length: float) -> dict[str, float]:
         except FingerprintError:  # e.g. the corpus's silence track: decoded, then refused
             pass
     out["fingerprint_file (decode + resample + libchromaprint), one process"] = _self_cpu() - start
+    # The stages inside fingerprint_file, each measured on its own.
+    from fingerprinting.chromaprint import _graph, _probe
+
+    start = _self_cpu()
+    for f in files:
+        try:
+            _probe(f)
+        except FingerprintError:
+            pass
+    out["  stage: probe (open, stream facts, truncation checks)"] = _self_cpu() - start
+    start = _self_cpu()
+    for f in files:
+        graph, sink = _graph(f)
+        fed = 0
+        while not length or fed < length * 11025:
+            try:
+                fed += sink.pull().samples
+            except (EOFError, av.error.BlockingIOError):
+                break
+        del graph
+    graph_s = _self_cpu() - start
+    out["  stage: decode + fpcalc's resampling (filter graph, samples pulled, no fingerprint)"] = graph_s
+    out["  stage: libchromaprint and the rest (fingerprint_file - probe - filter graph)"] = (
+        out["fingerprint_file (decode + resample + libchromaprint), one process"]
+        - out["  stage: probe (open, stream facts, truncation checks)"] - graph_s)
+    start = _self_cpu()
+    for f in files:
+        try:
+            fingerprint_file(f, max_seconds=length or None, landmarks=True)
+        except FingerprintError:
+            pass
+    out["fingerprint_file(landmarks=True): both fingerprints from one decode, one process"] = _self_cpu() - start
     start = _children_cpu()
     for f in files:
         subprocess.run(["fpcalc", "-length", str(int(length)), str(f)], capture_output=True, check=False)

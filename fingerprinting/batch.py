@@ -44,9 +44,9 @@ class FingerprintOutcome:
         return self.fingerprint is not None
 
 
-def _one(path: Path, max_seconds: float | None) -> FingerprintOutcome:
+def _one(path: Path, max_seconds: float | None, landmarks: bool = False) -> FingerprintOutcome:
     try:
-        return FingerprintOutcome(path, fingerprint_file(path, max_seconds=max_seconds))
+        return FingerprintOutcome(path, fingerprint_file(path, max_seconds=max_seconds, landmarks=landmarks))
     except FingerprintError as exc:
         return FingerprintOutcome(path, reason_code=exc.reason_code, message=exc.message)
     except Exception as exc:  # noqa: BLE001 - a batch must outlive any single file
@@ -135,12 +135,14 @@ def _crashed(path: Path) -> FingerprintOutcome:
 
 
 def fingerprint_many(paths: Iterable[str | os.PathLike[str]], *, max_seconds: float | None = DEFAULT_MAX_SECONDS,
-                     workers: int | None = None, progress: bool = False) -> Iterator[FingerprintOutcome]:
+                     workers: int | None = None, progress: bool = False,
+                     landmarks: bool = False) -> Iterator[FingerprintOutcome]:
     """Fingerprint every path, yielding one outcome per path in input order.
 
     With more than one worker, files are decoded in a pool of worker processes (one per core
     by default) that stays warm for the next call; a file that crashes its decoder gets a
-    ``decoder_crashed`` outcome and the rest of the batch goes on.
+    ``decoder_crashed`` outcome and the rest of the batch goes on. ``landmarks=True`` adds
+    each file's landmark fingerprint, computed from the same decoded samples.
     """
     items = [Path(p) for p in paths]
     if not items:
@@ -158,23 +160,23 @@ def fingerprint_many(paths: Iterable[str | os.PathLike[str]], *, max_seconds: fl
     try:
         if workers == 1 or not _workers_can_start():
             for path in items:
-                yield _one(path, max_seconds)
+                yield _one(path, max_seconds, landmarks)
                 advance()
             return
-        yield from _in_processes(items, max_seconds, workers, advance)
+        yield from _in_processes(items, max_seconds, workers, advance, landmarks)
     finally:
         if bar is not None:
             bar.stop()
 
 
 def _in_processes(items: list[Path], max_seconds: float | None, workers: int,
-                  advance: Callable[[], None]) -> Iterator[FingerprintOutcome]:
+                  advance: Callable[[], None], landmarks: bool = False) -> Iterator[FingerprintOutcome]:
     # Largest files first so the last worker is not left alone with a long track.
     order = sorted(range(len(items)), key=lambda i: -_size(items[i]))
     pool = _process_pool(workers)
     futures: dict[int, Future[FingerprintOutcome]] = {}
     for i in order:
-        futures[i] = pool.submit(_one, items[i], max_seconds)
+        futures[i] = pool.submit(_one, items[i], max_seconds, landmarks)
         futures[i].add_done_callback(lambda _f: advance())
     for i in range(len(items)):
         try:
@@ -183,6 +185,6 @@ def _in_processes(items: list[Path], max_seconds: float | None, workers: int,
             # A worker died (a decoder crash kills the whole pool): redo this file alone, so
             # only the file that really crashes is marked and the others still get fingerprints.
             try:
-                yield _process_pool(1).submit(_one, items[i], max_seconds).result()
+                yield _process_pool(1).submit(_one, items[i], max_seconds, landmarks).result()
             except BrokenProcessPool:
                 yield _crashed(items[i])

@@ -18,6 +18,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from fingerprinting.landmarks import compute_landmarks
+
 SAMPLE_RATE = 11025
 ALGORITHM_TEST2 = 1  # Chromaprint's default (fpcalc -algorithm 2)
 ITEM_SECONDS = 1365 / SAMPLE_RATE  # hop between consecutive items
@@ -128,11 +130,15 @@ class Fingerprint:
     duration_s: float
     seconds_used: float
     algorithm: int = ALGORITHM_TEST2
+    landmarks: npt.NDArray[np.uint32] | None = None
 
     def __post_init__(self) -> None:
-        items = np.ascontiguousarray(self.items, dtype=np.uint32)
-        items.flags.writeable = False
-        object.__setattr__(self, "items", items)
+        for name in ("items", "landmarks"):
+            value = getattr(self, name)
+            if value is not None:
+                arr = np.ascontiguousarray(value, dtype=np.uint32)
+                arr.flags.writeable = False
+                object.__setattr__(self, name, arr)
 
     def encoded(self) -> str:
         """The compressed string ``fpcalc`` prints for the same audio and length."""
@@ -142,7 +148,10 @@ class Fingerprint:
         if not isinstance(other, Fingerprint):
             return NotImplemented
         return (self.algorithm == other.algorithm and self.duration_s == other.duration_s
-                and self.seconds_used == other.seconds_used and np.array_equal(self.items, other.items))
+                and self.seconds_used == other.seconds_used and np.array_equal(self.items, other.items)
+                and ((self.landmarks is None and other.landmarks is None) or (
+                    self.landmarks is not None and other.landmarks is not None
+                    and np.array_equal(self.landmarks, other.landmarks))))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -177,6 +186,13 @@ class _Context:
         if getattr(self, "_ctx", None):
             _lib.chromaprint_free(self._ctx)
             self._ctx = None
+
+
+def fingerprint_samples(samples: npt.ArrayLike, algorithm: int = ALGORITHM_TEST2) -> npt.NDArray[np.uint32]:
+    """Raw Chromaprint items of s16 mono 11025 Hz samples already in memory."""
+    context = _Context(algorithm)
+    context.feed(np.ascontiguousarray(samples, dtype=np.int16))
+    return context.finish()
 
 
 @dataclass(frozen=True)
@@ -282,8 +298,11 @@ def _graph(path: Path):  # type: ignore[no-untyped-def]
 
 
 def fingerprint_file(path: str | os.PathLike[str], *, max_seconds: float | None = DEFAULT_MAX_SECONDS,
-                     algorithm: int = ALGORITHM_TEST2) -> Fingerprint:
+                     algorithm: int = ALGORITHM_TEST2, landmarks: bool = False) -> Fingerprint:
     """Fingerprint the first ``max_seconds`` of a file (``None`` or 0: the whole file).
+
+    With ``landmarks=True`` the same decoded samples also give the landmark fingerprint
+    (:mod:`fingerprinting.landmarks`), so the file is decoded once for both.
 
     Raises :class:`FingerprintError` with a reason code for audio that cannot be
     fingerprinted: missing, empty, not audio, unsupported codec, truncated, corrupt,
@@ -297,6 +316,7 @@ def fingerprint_file(path: str | os.PathLike[str], *, max_seconds: float | None 
     context = _Context(algorithm)
     fed = 0
     peak = 0
+    kept: list[npt.NDArray[np.int16]] = []
     try:
         graph, sink = _graph(path)
         while limit is None or fed < limit:
@@ -310,6 +330,8 @@ def fingerprint_file(path: str | os.PathLike[str], *, max_seconds: float | None 
             if len(samples):
                 peak = max(peak, int(samples.max()), -int(samples.min()))
             context.feed(samples)
+            if landmarks:
+                kept.append(samples.copy())
             fed += len(samples)
         del graph
     except av.error.FFmpegError as exc:
@@ -331,4 +353,6 @@ def fingerprint_file(path: str | os.PathLike[str], *, max_seconds: float | None 
     if len(items) == 0:
         raise FingerprintError("too_short", f"{path}: {decoded_s:.2f} s is too short for a fingerprint")
     duration = probe.duration_s if probe.duration_s is not None else decoded_s
-    return Fingerprint(items=items, duration_s=float(duration), seconds_used=decoded_s, algorithm=algorithm)
+    hashes = compute_landmarks(np.concatenate(kept)) if landmarks else None
+    return Fingerprint(items=items, duration_s=float(duration), seconds_used=decoded_s, algorithm=algorithm,
+                       landmarks=hashes)

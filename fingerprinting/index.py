@@ -25,12 +25,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+Method = Literal["chromaprint", "landmark"]
+
 from fingerprinting.chromaprint import ITEM_SECONDS, SILENCE_ITEM
+from fingerprinting.landmarks import FRAME_SECONDS, HASH_BITS, landmark_seconds, speed_variants
 
 FORMAT_VERSION = 2
 _DIRECTORY_BITS = 16
@@ -41,9 +44,12 @@ MAX_SEGMENTS = 12
 STOP_POSTINGS = 4096  # a key this common in one segment carries no identity
 MIN_VOTES = 3
 CANDIDATES = 16
+LANDMARK_WINDOW_S = 10.0  # landmark agreement is counted within the densest 10 s of the query
 MAX_QUERY_KEYS = 400  # a long query votes with an even sample of its keys; re-scoring uses all items
 _BUCKET_SHIFT = 4  # offset votes are pooled over 16 items (~2 s)
 _OFFSET_BIAS = 1 << 24
+CHROMAPRINT: Method = "chromaprint"
+LANDMARK: Method = "landmark"
 
 U32 = npt.NDArray[np.uint32]
 
@@ -54,18 +60,23 @@ class Match:
 
     ``offset_s`` is where the query's first item falls in the matched track (negative
     when the query starts before it); ``span_s`` is how long the two overlap;
-    ``score`` is ``1 - 2 * bit_error_rate`` over that overlap.
+    For ``method="chromaprint"``, ``score`` is ``1 - 2 * bit_error_rate`` over that overlap;
+    for ``method="landmark"`` it is the number of landmark hashes that agree on the offset
+    within the densest 10 s of the query (``votes`` counts every agreeing hit over the whole
+    overlap; ``bit_error_rate`` is None) and ``speed`` is the playback speed at which they agreed.
     """
 
     ref: str
     score: float
     offset_s: float
     span_s: float
-    bit_error_rate: float
+    bit_error_rate: float | None
     votes: int
     query_start_s: float
     ref_start_s: float
     ref_length_s: float = 0.0
+    method: Method = CHROMAPRINT
+    speed: float = 1.0
 
 
 def item_digest(items: npt.ArrayLike) -> str:
@@ -73,13 +84,17 @@ def item_digest(items: npt.ArrayLike) -> str:
     return hashlib.sha256(np.ascontiguousarray(items, dtype="<u4").tobytes()).hexdigest()[:32]
 
 
-def _read_manifest(root: Path, key_bits: int) -> dict[str, Any]:
+def _read_manifest(root: Path, key_bits: int, method: Method = CHROMAPRINT) -> dict[str, Any]:
     path = root / "manifest.json"
     if not path.exists():
-        return {"format": FORMAT_VERSION, "key_bits": key_bits, "next_doc": 0, "deleted": [], "segments": []}
+        return {"format": FORMAT_VERSION, "key_bits": key_bits, "next_doc": 0, "deleted": [], "segments": [],
+                "method": method}
     manifest: dict[str, Any] = json.loads(path.read_text())
     if manifest.get("format") != FORMAT_VERSION:
         raise ValueError(f"{root}: index format {manifest.get('format')} is not {FORMAT_VERSION}")
+    manifest.setdefault("method", CHROMAPRINT)
+    if manifest["method"] != method:
+        raise ValueError(f"{root}: holds {manifest['method']} fingerprints, not {method}")
     return manifest
 
 
@@ -91,7 +106,9 @@ def _random_access(arr: npt.NDArray[Any]) -> None:
         mm.madvise(mmap.MADV_RANDOM)
 
 
-def _keys_and_positions(items: U32, key_bits: int) -> tuple[U32, U32]:
+def _keys_and_positions(items: U32, key_bits: int, method: Method = CHROMAPRINT) -> tuple[U32, U32]:
+    if method == LANDMARK:  # [hash, frame, hash, frame, ...]
+        return (items[0::2] & np.uint32((1 << key_bits) - 1)).astype(np.uint32), items[1::2].astype(np.uint32)
     pos = np.flatnonzero(items != SILENCE_ITEM).astype(np.uint32)
     keys = (items[pos] >> np.uint32(32 - key_bits)).astype(np.uint32)
     if len(keys) > 1:
@@ -111,18 +128,20 @@ class _Segment:
 
     def __init__(self, name: str, key_bits: int, directory: npt.NDArray[np.int64], low: npt.NDArray[Any],
                  docs: npt.NDArray[Any], pos: npt.NDArray[Any], items: U32, starts: npt.NDArray[np.int64],
-                 refs: list[str], doc_ids: npt.NDArray[np.int64], digests: list[str]) -> None:
-        self.name, self.low_bits = name, key_bits - _DIRECTORY_BITS
+                 refs: list[str], doc_ids: npt.NDArray[np.int64], digests: list[str],
+                 method: Method = CHROMAPRINT) -> None:
+        self.name, self.low_bits, self.method = name, key_bits - _DIRECTORY_BITS, method
         self.directory, self.low, self.docs, self.pos = directory, low, docs, pos
         self.items, self.starts = items, starts
         self.refs, self.doc_ids, self.digests = refs, doc_ids, digests
 
     @classmethod
-    def build(cls, name: str, entries: list[tuple[int, str, U32, str]], key_bits: int) -> "_Segment":
+    def build(cls, name: str, entries: list[tuple[int, str, U32, str]], key_bits: int,
+              method: Method = CHROMAPRINT) -> "_Segment":
         all_keys, all_docs, all_pos, all_items = [], [], [], []
         starts = np.zeros(len(entries) + 1, dtype=np.int64)
         for local, (_doc_id, _ref, items, _digest) in enumerate(entries):
-            keys, pos = _keys_and_positions(items, key_bits)
+            keys, pos = _keys_and_positions(items, key_bits, method)
             reachable = pos <= _MAX_POSITION  # items past ~2.25 h are kept for scoring, not indexed
             keys, pos = keys[reachable], pos[reachable]
             all_keys.append(keys)
@@ -147,6 +166,7 @@ class _Segment:
             [ref for _, ref, _, _ in entries],
             np.array([doc_id for doc_id, _, _, _ in entries], dtype=np.int64),
             [digest for _, _, _, digest in entries],
+            method,
         )
 
     def save(self, root: Path) -> None:
@@ -154,7 +174,7 @@ class _Segment:
         tmp.mkdir()
         for field in _SEGMENT_ARRAYS:
             np.save(tmp / f"{field}.npy", getattr(self, field))
-        (tmp / "refs.json").write_text(json.dumps({"refs": self.refs, "digests": self.digests,
+        (tmp / "refs.json").write_text(json.dumps({"refs": self.refs, "digests": self.digests, "method": self.method,
                                                    "key_bits": self.low_bits + _DIRECTORY_BITS}))
         os.replace(tmp, root / self.name)
 
@@ -167,7 +187,7 @@ class _Segment:
         meta = json.loads((d / "refs.json").read_text())
         return cls(name, meta["key_bits"], np.asarray(arrays["directory"]), arrays["low"], arrays["docs"],
                    arrays["pos"], arrays["items"], np.asarray(arrays["starts"]), meta["refs"],
-                   np.asarray(arrays["doc_ids"]), meta["digests"])
+                   np.asarray(arrays["doc_ids"]), meta["digests"], meta.get("method", CHROMAPRINT))
 
     def _bounds(self, ukeys: U32) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Posting range of each (sorted, unique) key: a binary search inside its bucket."""
@@ -196,21 +216,37 @@ class _Segment:
                 for i in range(len(self.refs)) if int(self.doc_ids[i]) in alive]
 
     def hits(self, ukeys: U32, inv: npt.NDArray[np.intp], qpos: npt.NDArray[np.int64]
-             ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """(local doc, offset) for every posting that shares a key with the query."""
+             ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(local doc, offset, query key number) for every posting that shares a key with the query."""
         lo, hi = self._bounds(ukeys)
         counts = hi - lo
         counts[counts > STOP_POSTINGS] = 0
         per_q = counts[inv]
         total = int(per_q.sum())
         if total == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         first = np.repeat(lo[inv], per_q)
         run_start = np.repeat(np.cumsum(per_q) - per_q, per_q)
         idx = first + (np.arange(total) - run_start)
         docs = np.asarray(self.docs[idx], dtype=np.int64)
-        offsets = np.asarray(self.pos[idx], dtype=np.int64) - np.repeat(qpos, per_q)
-        return docs, offsets
+        which = np.repeat(np.arange(len(inv)), per_q)
+        return docs, np.asarray(self.pos[idx], dtype=np.int64) - qpos[which], which
+
+
+def _dense_agreement(keys: U32, qpos: npt.NDArray[np.int64]) -> int:
+    """Most agreeing landmark hashes within any LANDMARK_WINDOW_S of the query.
+
+    A copy agrees densely where it overlaps; two unrelated long recordings collect scattered
+    chance agreements at one offset, spread over minutes. A hash repeated within the same
+    second (a held note) counts once.
+    """
+    second = max(1, round(1.0 / FRAME_SECONDS))
+    pairs = np.unique((qpos // second) << 32 | keys.astype(np.int64))
+    t = np.sort(pairs >> 32) * second
+    if len(t) == 0:
+        return 0
+    window = round(LANDMARK_WINDOW_S / FRAME_SECONDS)
+    return int((np.searchsorted(t, t + window, side="left") - np.arange(len(t))).max())
 
 
 def _ber(query: U32, ref: U32, offset: int) -> tuple[float, int, int]:
@@ -242,6 +278,7 @@ class FingerprintIndex:
     def __init__(self, root: Path, manifest: dict[str, Any], segments: list[_Segment]) -> None:
         self.root = root
         self.key_bits: int = manifest["key_bits"]
+        self.method: Method = manifest.get("method", CHROMAPRINT)
         self._next_doc: int = manifest["next_doc"]
         self._deleted: set[int] = set(manifest["deleted"])
         self._segments = segments
@@ -260,14 +297,21 @@ class FingerprintIndex:
     # ---- lifecycle -------------------------------------------------------------------
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str], *, key_bits: int = DEFAULT_KEY_BITS) -> "FingerprintIndex":
-        """Open the index under ``root``, creating an empty one if there is none."""
+    def open(cls, root: str | os.PathLike[str], *, key_bits: int | None = None,
+             method: Method = CHROMAPRINT) -> "FingerprintIndex":
+        """Open the index under ``root``, creating an empty one if there is none.
+
+        ``method`` says which fingerprints it holds: Chromaprint items (keys are their top
+        ``key_bits`` bits) or landmark arrays (keys are the landmark hashes).
+        """
+        if key_bits is None:
+            key_bits = HASH_BITS if method == LANDMARK else DEFAULT_KEY_BITS
         if not _DIRECTORY_BITS < key_bits <= 32:
             raise ValueError(f"key_bits must be between {_DIRECTORY_BITS + 1} and 32")
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         for attempt in range(5):
-            manifest = _read_manifest(root, key_bits)
+            manifest = _read_manifest(root, key_bits, method)
             try:
                 segments = [_Segment.load(root, name) for name in manifest["segments"]]
             except FileNotFoundError:  # a writer merged segments between our two reads
@@ -344,7 +388,7 @@ class FingerprintIndex:
 
     def _rebase(self) -> None:
         """Under the lock: if another writer committed since we read, replay our changes on its state."""
-        manifest = _read_manifest(self.root, self.key_bits)
+        manifest = _read_manifest(self.root, self.key_bits, self.method)
         if manifest["segments"] == self._manifest_segments and manifest["next_doc"] == self._manifest_next_doc:
             return
         loaded = {s.name: s for s in self._segments}
@@ -362,7 +406,7 @@ class FingerprintIndex:
             self._rebase()
             if self._pending:
                 entries = [(doc_id, ref, items, digest) for ref, (doc_id, items, digest) in self._pending.items()]
-                seg = _Segment.build(f"seg-{uuid.uuid4().hex[:12]}", entries, self.key_bits)
+                seg = _Segment.build(f"seg-{uuid.uuid4().hex[:12]}", entries, self.key_bits, self.method)
                 seg.save(self.root)
                 self._segments.append(_Segment.load(self.root, seg.name))
                 for local, ref in enumerate(seg.refs):
@@ -388,7 +432,7 @@ class FingerprintIndex:
         entries = [e for s in victims for e in s.entries(alive)]
         keep = [s for s in segs if s not in victims]
         if entries:
-            merged = _Segment.build(f"seg-{uuid.uuid4().hex[:12]}", entries, self.key_bits)
+            merged = _Segment.build(f"seg-{uuid.uuid4().hex[:12]}", entries, self.key_bits, self.method)
             merged.save(self.root)
             loaded = _Segment.load(self.root, merged.name)
             keep.append(loaded)
@@ -400,7 +444,8 @@ class FingerprintIndex:
         return [s.name for s in victims]
 
     def _write_manifest(self) -> None:
-        manifest = {"format": FORMAT_VERSION, "key_bits": self.key_bits, "next_doc": self._next_doc,
+        manifest = {"format": FORMAT_VERSION, "key_bits": self.key_bits, "method": self.method,
+                    "next_doc": self._next_doc,
                     "deleted": sorted(self._deleted), "segments": [s.name for s in self._segments]}
         tmp = self.root / f".manifest.{uuid.uuid4().hex}.json"
         tmp.write_text(json.dumps(manifest))
@@ -414,7 +459,7 @@ class FingerprintIndex:
     def _live_segments(self) -> list[_Segment]:
         if self._pending and self._pending_segment is None:
             entries = [(doc_id, ref, items, digest) for ref, (doc_id, items, digest) in self._pending.items()]
-            self._pending_segment = _Segment.build("pending", entries, self.key_bits)
+            self._pending_segment = _Segment.build("pending", entries, self.key_bits, self.method)
         return [*self._segments, *([self._pending_segment] if self._pending and self._pending_segment else [])]
 
     def query(self, items: npt.ArrayLike, limit: int = 5, *, min_score: float = 0.0,
@@ -422,8 +467,11 @@ class FingerprintIndex:
         """The indexed tracks that best match ``items``, best first.
 
         ``min_score`` drops weaker matches; ``exclude`` leaves one ref out (a track
-        looking for its own duplicates).
+        looking for its own duplicates). A landmark index takes a landmark array and scores
+        by agreeing hashes (see :class:`Match`).
         """
+        if self.method == LANDMARK:
+            return self._query_landmarks(np.asarray(items, dtype=np.uint32), limit, min_score, exclude)
         query = np.asarray(items, dtype=np.uint32)
         keys, qpos = _keys_and_positions(query, self.key_bits)
         if len(keys) == 0:
@@ -435,7 +483,7 @@ class FingerprintIndex:
         qpos64 = qpos.astype(np.int64)
         candidates: list[tuple[int, _Segment, int, npt.NDArray[np.int64]]] = []
         for seg in self._live_segments():
-            docs, offsets = seg.hits(ukeys, inv, qpos64)
+            docs, offsets, _ = seg.hits(ukeys, inv, qpos64)
             if len(docs) == 0:
                 continue
             code = (docs << 26) | ((offsets + _OFFSET_BIAS) >> _BUCKET_SHIFT)
@@ -469,4 +517,46 @@ class FingerprintIndex:
                           ref_length_s=len(ref_items) * ITEM_SECONDS)
             if match.score >= min_score and (ref not in best or match.score > best[ref].score):
                 best[ref] = match
+        return sorted(best.values(), key=lambda m: (-m.score, m.ref))[:limit]
+
+    def _query_landmarks(self, landmarks: U32, limit: int, min_score: float, exclude: str | None) -> list[Match]:
+        best: dict[str, Match] = {}
+        segments = self._live_segments()
+        for speed, variant in speed_variants(landmarks):
+            keys, qpos = _keys_and_positions(variant, self.key_bits, LANDMARK)
+            if len(keys) == 0:
+                continue
+            ukeys, inv = np.unique(keys, return_inverse=True)
+            for seg in segments:
+                qpos64 = qpos.astype(np.int64)
+                docs, offsets, which = seg.hits(ukeys, inv, qpos64)
+                if len(docs) == 0:
+                    continue
+                code = (docs << 26) | (offsets + _OFFSET_BIAS)
+                uniq, counts = np.unique(code, return_counts=True)
+                # A hash may land one frame off (peaks quantised to frames): pool each offset with its neighbours.
+                pooled = counts.copy()
+                for step in (-1, 1):
+                    j = np.clip(np.searchsorted(uniq, uniq + step), 0, len(uniq) - 1)
+                    pooled += np.where(uniq[j] == uniq + step, counts[j], 0)
+                strong = np.flatnonzero(pooled >= max(MIN_VOTES, min_score))
+                for j in strong[np.argsort(-pooled[strong], kind="stable")][: CANDIDATES * 2]:
+                    local = int(uniq[j] >> 26)
+                    ref = seg.refs[local]
+                    if int(seg.doc_ids[local]) in self._deleted or ref == exclude:
+                        continue
+                    if ref in best and best[ref].score >= pooled[j]:
+                        continue
+                    offset = int(uniq[j] & ((1 << 26) - 1)) - _OFFSET_BIAS
+                    near = which[(code >= uniq[j] - 1) & (code <= uniq[j] + 1)]
+                    score = _dense_agreement(keys[near], qpos64[near])
+                    if score < min_score or (ref in best and best[ref].score >= score):
+                        continue
+                    hit_at = qpos64[near]
+                    first, last = int(hit_at.min()), int(hit_at.max())
+                    best[ref] = Match(
+                        ref=ref, score=float(score), offset_s=offset * FRAME_SECONDS,
+                        span_s=(last - first) * FRAME_SECONDS, bit_error_rate=None, votes=int(pooled[j]),
+                        query_start_s=first / speed * FRAME_SECONDS, ref_start_s=(first + offset) * FRAME_SECONDS,
+                        ref_length_s=landmark_seconds(seg.doc_items(local)), method=LANDMARK, speed=speed)
         return sorted(best.values(), key=lambda m: (-m.score, m.ref))[:limit]

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fingerprinting.batch import FingerprintOutcome, fingerprint_many
 from fingerprinting.chromaprint import ITEM_SECONDS, FingerprintError, fingerprint_file
-from fingerprinting.index import FingerprintIndex, Match, item_digest
+from fingerprinting.index import CHROMAPRINT, LANDMARK, FingerprintIndex, Match, Method, item_digest
 from schemas.canonical import canonical_json, sha256_text
 from schemas.identifiers import normalize_isrc
 from store.digest import sha256_file
@@ -36,8 +36,13 @@ SCHEMA_VERSION = 1
 # score = 1 - 2*BER. Transformed copies and excerpts of the demo catalog score >= 0.85;
 # distinct recordings stay below 0.6 (see bench/results/fingerprint.md).
 MATCH_THRESHOLD = 0.7
+# Landmark hashes agreeing on one offset (and speed) within 10 s. Calibrated on the demo catalog against
+# 2,159 queries of music outside it (bench/results/robustness.md): the highest any reached was 26.
+LANDMARK_THRESHOLD = 30.0
 MIN_SPAN_S = 10.0
 SHORT_SPAN_FLOOR_S = 2.0
+LANDMARK_SPAN_SHARE = 0.5  # the first and last agreeing hash of a short query lie at least this far apart
+LANDMARK_INDEX_DIR = "landmarks"  # beside the Chromaprint index's segments, under its directory
 TRACK_PREFIX = "track:"
 OPTOUT_PREFIX = "optout:"
 DEFAULT_ACTOR = "linernotes.fingerprinting"
@@ -82,10 +87,12 @@ class AudioMatch(_Frozen):
     threshold: float
     offset_s: float
     span_s: float
-    bit_error_rate: float
+    bit_error_rate: float | None
     query_start_s: float
     ref_start_s: float
     votes: int
+    method: Method = CHROMAPRINT
+    speed: float = 1.0
 
 
 class MatchSummary(_Frozen):
@@ -103,18 +110,41 @@ class MatchSummary(_Frozen):
     tracks_in_clusters: int
     threshold: float
     min_span_s: float
+    landmark_threshold: float = LANDMARK_THRESHOLD
+    matches_by_method: dict[str, int] = {}
 
 
 def is_match(m: Match, query_length_s: float, *, threshold: float = MATCH_THRESHOLD,
-             min_span_s: float = MIN_SPAN_S) -> bool:
+             min_span_s: float = MIN_SPAN_S, landmark_threshold: float = LANDMARK_THRESHOLD) -> bool:
     """Whether a query result is strong enough to act on.
 
-    The overlap must reach ``min_span_s``, or 80% of the shorter recording when that is
-    shorter (a 6-second jingle can still be recognised), and never less than 2 s.
+    Chromaprint: the overlap must reach ``min_span_s``, or 80% of the shorter recording when
+    that is shorter (a 6-second jingle can still be recognised), and never less than 2 s.
+    Landmarks: at least ``landmark_threshold`` agreeing hashes, the first and last of them
+    ``min_span_s`` apart or half the shorter recording, and never less than 2 s.
     """
     shorter = min(query_length_s, m.ref_length_s or query_length_s)
+    if m.method == LANDMARK:
+        needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, LANDMARK_SPAN_SHARE * shorter))
+        return m.score >= landmark_threshold and m.span_s >= needed
     needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, 0.8 * shorter))
     return m.score >= threshold and m.span_s >= needed
+
+
+def landmark_index_dir(index_dir: str | os.PathLike[str]) -> Path:
+    """Where the landmark index lives for the Chromaprint index under ``index_dir``."""
+    return Path(index_dir) / LANDMARK_INDEX_DIR
+
+
+def _landmark_rows(refs_and_landmarks: Iterable[tuple[str, np.ndarray]], now: datetime) -> pa.Table:
+    pairs = list(refs_and_landmarks)
+    return pa.table({
+        "ref": [r for r, _ in pairs],
+        "landmark_count": pa.array([len(lm) // 2 for _, lm in pairs], pa.int32()),
+        "landmarks": pa.array([np.asarray(lm, dtype=np.uint32) for _, lm in pairs], pa.list_(pa.uint32())),
+        "landmarks_sha256": [item_digest(lm) for _, lm in pairs],
+        "computed_at": pa.array([now] * len(pairs), pa.timestamp("us", tz="UTC")),
+    })
 
 
 def _now() -> datetime:
@@ -139,6 +169,8 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
     with command(con, actor, "fingerprint.store", f"delivery:{delivery_id}", roles=roles) as w:
         if touched:
             w.supersede("fingerprints", "track_id IN (SELECT unnest(?::VARCHAR[]))", [touched])
+            w.supersede("landmark_fingerprints", "ref IN (SELECT unnest(?::VARCHAR[]))",
+                        [[TRACK_PREFIX + t for t in touched]])
             resolve_stage(w, stage="fingerprint", delivery_id=delivery_id, source_refs=touched)
         if good:
             rows = {k: [] for k in ("track_id", "algorithm", "duration_s", "seconds_used", "items", "fingerprint",
@@ -157,6 +189,10 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
                 **{k: v for k, v in rows.items() if k != "items"},
                 "items": pa.array([np.asarray(v, dtype=np.uint32) for v in rows["items"]], pa.list_(pa.uint32())),
             }))
+            with_landmarks = [(TRACK_PREFIX + t, o.fingerprint.landmarks) for t, o in good.items()
+                              if o.fingerprint is not None and o.fingerprint.landmarks is not None]
+            if with_landmarks:
+                w.insert("landmark_fingerprints", _landmark_rows(with_landmarks, now))
         quarantine(w, [Rejection(track_id, str(outcome.reason_code), outcome.message or str(outcome.path))
                        for track_id, outcome in bad.items()], stage="fingerprint", delivery_id=delivery_id)
         by_reason = dict(sorted(Counter(str(o.reason_code) for o in bad.values()).items()))
@@ -179,7 +215,7 @@ def fingerprint_delivery(connect: Callable[[], AbstractContextManager[duckdb.Duc
         rows = con.execute("SELECT track_id, source_path FROM tracks WHERE delivery_id = ? ORDER BY track_id",
                            [delivery_id]).fetchall()
         by_path = {Path(ledger_path(con, p)): t for t, p in rows}
-    outcomes = list(fingerprint_many(list(by_path), max_seconds=max_seconds))
+    outcomes = list(fingerprint_many(list(by_path), max_seconds=max_seconds, landmarks=True))
     with connect() as con:
         return store_fingerprints(con, [(by_path[Path(o.path)], o) for o in outcomes], delivery_id, actor=actor,
                                   roles=roles)
@@ -196,23 +232,33 @@ def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant:
     unusable and ValueError for a malformed ISRC.
     """
     path = Path(audio_path)
-    fp = fingerprint_file(path, max_seconds=None)
+    fp = fingerprint_file(path, max_seconds=None, landmarks=True)
     entry = OptOut(optout_id=optout_id, claimant=claimant, isrc=normalize_isrc(isrc) if isrc else None, title=title,
                    note=note, audio_sha256=sha256_file(path), duration_s=fp.duration_s, item_count=len(fp.items))
     with command(con, actor, "optout.register", f"optout:{optout_id}", roles=roles) as w:
-        w.payload.update(_register(w, entry, fp.items.tolist(), path))
+        w.payload.update(_register(w, entry, fp.items.tolist(), path, fp.landmarks))
     return entry
 
 
-def _register(w: Writer, entry: OptOut, items: list[int], path: Path) -> dict[str, Any]:
+def _register(w: Writer, entry: OptOut, items: list[int], path: Path,
+              landmarks: np.ndarray | None) -> dict[str, Any]:
     """Enter (or replace) one registry entry; the same claim registered again changes nothing."""
     same = w.con.execute("SELECT count(*) FROM optout_registry WHERE optout_id = ? AND audio_sha256 = ? AND "
                          "claimant = ? AND isrc IS NOT DISTINCT FROM ? AND title IS NOT DISTINCT FROM ? AND "
                          "note IS NOT DISTINCT FROM ?", [entry.optout_id, entry.audio_sha256, entry.claimant,
                                                          entry.isrc, entry.title, entry.note]).fetchall()[0][0]
-    detail = {**entry.model_dump(), "audio_path": ledger_ref(w.con, path)}
-    if same:
+    ref = OPTOUT_PREFIX + entry.optout_id
+    digest = item_digest(landmarks) if landmarks is not None else None
+    same_landmarks = w.con.execute("SELECT count(*) FROM landmark_fingerprints WHERE ref = ? AND landmarks_sha256 "
+                                   "IS NOT DISTINCT FROM ?", [ref, digest]).fetchall()[0][0] or digest is None
+    detail = {**entry.model_dump(), "audio_path": ledger_ref(w.con, path), "landmarks_sha256": digest}
+    if same and same_landmarks:
         return {**detail, "unchanged": True}
+    w.supersede("landmark_fingerprints", "ref = ?", [ref])
+    if landmarks is not None:
+        w.insert("landmark_fingerprints", _landmark_rows([(ref, landmarks)], _now()))
+    if same:
+        return {**detail, "landmarks_added": True}
     existed = w.supersede("optout_registry", "optout_id = ?", [entry.optout_id])
     w.insert("optout_registry", [{"optout_id": entry.optout_id, "claimant": entry.claimant, "isrc": entry.isrc,
                                   "title": entry.title, "note": entry.note, "audio_sha256": entry.audio_sha256,
@@ -242,7 +288,7 @@ def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.Pa
     registry = Path(registry_path)
     root = registry.parent.resolve()
     problems: list[tuple[str, str, str]] = []
-    accepted: list[tuple[OptOut, list[int], Path]] = []
+    accepted: list[tuple[OptOut, list[int], Path, np.ndarray | None]] = []
     try:
         doc = json.loads(registry.read_text(encoding="utf-8"))
         entries = doc.get("entries") if isinstance(doc, dict) else None
@@ -267,34 +313,38 @@ def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.Pa
             problems.append((ref, "path_escape", f"{ref}: file {entry['file']!r} leaves {root}"))
             continue
         try:
-            fp = fingerprint_file(audio, max_seconds=None)
+            fp = fingerprint_file(audio, max_seconds=None, landmarks=True)
             accepted.append((OptOut(
                 optout_id=entry["optout_id"], claimant=entry["claimant"],
                 isrc=normalize_isrc(entry["isrc"]) if entry.get("isrc") else None, title=entry.get("title"),
                 note=entry.get("note"), audio_sha256=sha256_file(audio), duration_s=fp.duration_s,
-                item_count=len(fp.items)), fp.items.tolist(), audio))
+                item_count=len(fp.items)), fp.items.tolist(), audio, fp.landmarks))
         except FingerprintError as exc:
             problems.append((ref, exc.reason_code, f"{ref}: {exc.message}"))
         except ValueError as exc:
             problems.append((ref, "invalid_identifier", f"{ref}: {exc}"))
     by_reason = dict(sorted(Counter(code for _, code, _ in problems).items()))
     with command(con, actor, "optout.register", ledger_ref(con, registry), roles=roles) as w:
-        entries = [_register(w, optout, items, audio) for optout, items, audio in accepted]
+        entries = [_register(w, optout, items, audio, lm) for optout, items, audio, lm in accepted]
         resolve_stage(w, stage="optout", prefix=str(registry))
         quarantine(w, [Rejection(ref, code, message) for ref, code, message in problems], stage="optout")
-        w.payload.update({"registered": [o.optout_id for o, _, _ in accepted], "entries": entries,
+        w.payload.update({"registered": [o.optout_id for o, _, _, _ in accepted], "entries": entries,
                           "quarantined": len(problems), "by_reason": by_reason})
-    return RegistryReport(registry=str(registry), registered=tuple(o.optout_id for o, _, _ in accepted),
+    return RegistryReport(registry=str(registry), registered=tuple(o.optout_id for o, _, _, _ in accepted),
                           quarantined=len(problems), by_reason=by_reason)
 
 
 def sync_index(con: duckdb.DuckDBPyConnection, index: FingerprintIndex) -> tuple[int, int]:
-    """Make the index hold exactly the ledger's fingerprints and opt-outs; (added, removed)."""
+    """Make the index hold exactly the ledger's fingerprints and opt-outs (of its method); (added, removed)."""
     wanted: dict[str, np.ndarray] = {}
-    for track_id, items in con.execute("SELECT track_id, items FROM fingerprints").fetchall():
-        wanted[TRACK_PREFIX + track_id] = np.asarray(items, dtype=np.uint32)
-    for optout_id, items in con.execute("SELECT optout_id, items FROM optout_registry").fetchall():
-        wanted[OPTOUT_PREFIX + optout_id] = np.asarray(items, dtype=np.uint32)
+    if index.method == LANDMARK:
+        for ref, landmarks in con.execute("SELECT ref, landmarks FROM landmark_fingerprints").fetchall():
+            wanted[ref] = np.asarray(landmarks, dtype=np.uint32)
+    else:
+        for track_id, items in con.execute("SELECT track_id, items FROM fingerprints").fetchall():
+            wanted[TRACK_PREFIX + track_id] = np.asarray(items, dtype=np.uint32)
+        for optout_id, items in con.execute("SELECT optout_id, items FROM optout_registry").fetchall():
+            wanted[OPTOUT_PREFIX + optout_id] = np.asarray(items, dtype=np.uint32)
     removed = 0
     for ref in index.refs():
         if ref not in wanted:
@@ -314,8 +364,13 @@ def index_delivery(con: duckdb.DuckDBPyConnection, index: FingerprintIndex, deli
     A track whose fingerprint changed is re-added; a track of the delivery that no longer has
     a fingerprint (quarantined on a re-run) is removed. Other deliveries are left alone.
     """
-    rows = con.execute("SELECT t.track_id, f.items FROM tracks t LEFT JOIN fingerprints f USING (track_id) "
-                       "WHERE t.delivery_id = ? ORDER BY t.track_id", [delivery_id]).fetchall()
+    if index.method == LANDMARK:
+        rows = con.execute("SELECT t.track_id, l.landmarks FROM tracks t LEFT JOIN landmark_fingerprints l "
+                           "ON l.ref = ? || t.track_id WHERE t.delivery_id = ? ORDER BY t.track_id",
+                           [TRACK_PREFIX, delivery_id]).fetchall()
+    else:
+        rows = con.execute("SELECT t.track_id, f.items FROM tracks t LEFT JOIN fingerprints f USING (track_id) "
+                           "WHERE t.delivery_id = ? ORDER BY t.track_id", [delivery_id]).fetchall()
     added = removed = 0
     for track_id, items in rows:
         ref = TRACK_PREFIX + track_id
@@ -333,8 +388,9 @@ def index_delivery(con: duckdb.DuckDBPyConnection, index: FingerprintIndex, deli
 def _evidence(track_id: str, kind: Literal["optout", "duplicate"], ref: str, m: Match, threshold: float) -> AudioMatch:
     return AudioMatch(track_id=track_id, kind=kind, matched_ref=ref, score=round(m.score, 6), threshold=threshold,
                       offset_s=round(m.offset_s, 4), span_s=round(m.span_s, 4),
-                      bit_error_rate=round(m.bit_error_rate, 6), query_start_s=round(m.query_start_s, 4),
-                      ref_start_s=round(m.ref_start_s, 4), votes=m.votes)
+                      bit_error_rate=None if m.bit_error_rate is None else round(m.bit_error_rate, 6),
+                      query_start_s=round(m.query_start_s, 4), ref_start_s=round(m.ref_start_s, 4), votes=m.votes,
+                      method=m.method, speed=round(m.speed, 4))
 
 
 def _clusters(edges: Iterable[tuple[str, str]]) -> list[list[str]]:
@@ -357,61 +413,96 @@ def _clusters(edges: Iterable[tuple[str, str]]) -> list[list[str]]:
     return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 
+def _reversed(a: AudioMatch, track_id: str, kind: Literal["optout", "duplicate"], ref: str) -> AudioMatch:
+    """The evidence of a match seen from the other recording's side."""
+    return a.model_copy(update={"track_id": track_id, "kind": kind, "matched_ref": ref, "offset_s": -a.offset_s,
+                                "query_start_s": a.ref_start_s, "ref_start_s": a.query_start_s,
+                                "speed": round(1.0 / a.speed, 4) if a.speed else 1.0})
+
+
 def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[str], *,
                   threshold: float = MATCH_THRESHOLD, min_span_s: float = MIN_SPAN_S,
+                  landmark_threshold: float = LANDMARK_THRESHOLD,
                   actor: Principal | str = DEFAULT_ACTOR, roles: RoleBook | None = None) -> MatchSummary:
     """Match every fingerprinted track against the opt-out registry and the rest of the catalog.
 
-    Brings the index under ``index_dir`` up to date with the ledger, then brings ``audio_matches``
-    (kind 'optout' or 'duplicate', with the evidence and threshold) and ``duplicate_clusters`` up to
-    date (``fingerprint.match``); matches no longer found move to history. Re-running on unchanged
-    data changes nothing but the audit log.
+    Both fingerprints are used: Chromaprint (the index under ``index_dir``) and landmarks (the
+    index under ``index_dir/landmarks``), which find copies that are band-limited, mixed with
+    other music, noisy or played at a slightly different speed. Opt-outs are also looked up
+    against the catalog, so a short opted-out excerpt inside a long track is found. Brings both
+    indexes up to date with the ledger, then brings ``audio_matches`` (kind 'optout' or
+    'duplicate', with method, score, threshold, offset and span) and ``duplicate_clusters`` up to
+    date (``fingerprint.match``); matches no longer found move to history. Where both methods
+    match, the Chromaprint evidence is kept. Re-running on unchanged data changes nothing but the
+    audit log.
     """
     authorize(con, actor, "fingerprint.match", "catalog", roles=roles)  # before the index is touched
     index = FingerprintIndex.open(index_dir)
     added, removed = sync_index(con, index)
+    lm_index = FingerprintIndex.open(landmark_index_dir(index_dir), method=LANDMARK)
+    lm_added, lm_removed = sync_index(con, lm_index)
     tracks = con.execute("SELECT f.track_id, f.items, t.isrc FROM fingerprints f "
                          "LEFT JOIN tracks t USING (track_id) ORDER BY f.track_id").fetchall()
     optouts = con.execute("SELECT count(*) FROM optout_registry").fetchone()
-    found: list[AudioMatch] = []
+    landmarks_of = {ref: np.asarray(lm, dtype=np.uint32) for ref, lm in con.execute(
+        "SELECT ref, landmarks FROM landmark_fingerprints").fetchall()}
+    thresholds = {CHROMAPRINT: threshold, LANDMARK: landmark_threshold}
+    by_key: dict[tuple[str, str, str], AudioMatch] = {}
+
+    def keep(a: AudioMatch) -> None:
+        key = (a.track_id, a.kind, a.matched_ref)
+        old = by_key.get(key)
+        if old is None or (old.method == LANDMARK and a.method == CHROMAPRINT) or (
+                old.method == a.method and a.score > old.score):
+            by_key[key] = a
+
+    def lookups(ref: str, items: np.ndarray | None, length_s: float) -> list[Match]:
+        found = []
+        if items is not None:
+            found += index.query(items, limit=50, min_score=threshold, exclude=ref)
+        if ref in landmarks_of:
+            found += lm_index.query(landmarks_of[ref], limit=50, min_score=landmark_threshold, exclude=ref)
+        return [m for m in found if is_match(m, length_s, threshold=threshold, min_span_s=min_span_s,
+                                             landmark_threshold=landmark_threshold)]
+
     for track_id, items, _isrc in tracks:
-        matches = index.query(np.asarray(items, dtype=np.uint32), limit=50, min_score=threshold,
-                              exclude=TRACK_PREFIX + track_id)
-        query_length_s = len(items) * ITEM_SECONDS
-        for m in matches:
-            if not is_match(m, query_length_s, threshold=threshold, min_span_s=min_span_s):
-                continue
+        for m in lookups(TRACK_PREFIX + track_id, np.asarray(items, dtype=np.uint32), len(items) * ITEM_SECONDS):
             if m.ref.startswith(OPTOUT_PREFIX):
-                found.append(_evidence(track_id, "optout", m.ref[len(OPTOUT_PREFIX):], m, threshold))
+                keep(_evidence(track_id, "optout", m.ref[len(OPTOUT_PREFIX):], m, thresholds[m.method]))
             elif m.ref.startswith(TRACK_PREFIX):
-                found.append(_evidence(track_id, "duplicate", m.ref[len(TRACK_PREFIX):], m, threshold))
+                keep(_evidence(track_id, "duplicate", m.ref[len(TRACK_PREFIX):], m, thresholds[m.method]))
+    for optout_id, duration_s in con.execute("SELECT optout_id, duration_s FROM optout_registry").fetchall():
+        ref = OPTOUT_PREFIX + optout_id
+        for m in lookups(ref, None, duration_s or 0.0):
+            if m.ref.startswith(TRACK_PREFIX):
+                track_id = m.ref[len(TRACK_PREFIX):]
+                seen = _evidence(optout_id, "optout", track_id, m, thresholds[m.method])
+                keep(_reversed(seen, track_id, "optout", optout_id))
     # A pair is a duplicate when either direction matched; record both directions.
-    dup_pairs = {tuple(sorted((a.track_id, a.matched_ref))) for a in found if a.kind == "duplicate"}
-    by_key = {(a.track_id, a.kind, a.matched_ref): a for a in found}
+    dup_pairs = {tuple(sorted((a.track_id, a.matched_ref))) for a in by_key.values() if a.kind == "duplicate"}
     for x, y in dup_pairs:
         for q, r in ((x, y), (y, x)):
             if (q, "duplicate", r) not in by_key:
-                twin = by_key[(r, "duplicate", q)]
-                by_key[(q, "duplicate", r)] = twin.model_copy(update={
-                    "track_id": q, "matched_ref": r, "offset_s": -twin.offset_s,
-                    "query_start_s": twin.ref_start_s, "ref_start_s": twin.query_start_s})
+                by_key[(q, "duplicate", r)] = _reversed(by_key[(r, "duplicate", q)], q, "duplicate", r)
     isrc_of = {t: i for t, _, i in tracks}
     clusters = _clusters(dup_pairs)
     now = _now()
     with command(con, actor, "fingerprint.match", "catalog", roles=roles) as w:
         previous = {(r[0], r[1], r[2]): r[3:] for r in con.execute(
-            "SELECT track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, matched_at "
-            "FROM audio_matches").fetchall()}
+            "SELECT track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, "
+            "coalesce(method, 'chromaprint'), matched_at FROM audio_matches").fetchall()}
         resolved = {(c, t): r for c, t, r in con.execute(
             "SELECT cluster_id, track_id, resolved FROM duplicate_clusters").fetchall()}
         rows = []
         for key, a in sorted(by_key.items()):
             old = previous.get(key)
-            same = old is not None and list(old[:5]) == [a.score, a.threshold, a.offset_s, a.span_s, a.bit_error_rate]
+            same = old is not None and list(old[:6]) == [a.score, a.threshold, a.offset_s, a.span_s, a.bit_error_rate,
+                                                         a.method]
             rows.append({"track_id": a.track_id, "kind": a.kind, "matched_ref": a.matched_ref, "score": a.score,
                          "threshold": a.threshold, "offset_s": a.offset_s, "span_s": a.span_s,
-                         "bit_error_rate": a.bit_error_rate, "matched_at": old[5] if same and old else now,
-                         "query_start_s": a.query_start_s, "ref_start_s": a.ref_start_s, "votes": a.votes})
+                         "bit_error_rate": a.bit_error_rate, "matched_at": old[6] if same and old else now,
+                         "query_start_s": a.query_start_s, "ref_start_s": a.ref_start_s, "votes": a.votes,
+                         "method": a.method, "speed": a.speed})
         gone = sorted(set(previous) - set(by_key))
         for track_id, kind, ref in gone:
             w.supersede("audio_matches", "track_id = ? AND kind = ? AND matched_ref = ?", [track_id, kind, ref])
@@ -429,9 +520,12 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
             tracks=len(tracks), optouts=int(optouts[0]) if optouts else 0, index_added=added, index_removed=removed,
             optout_matches=len(optout_rows), tracks_denied_by_optout=len({a.track_id for a in optout_rows}),
             duplicate_pairs=len(dup_pairs), duplicate_clusters=len(clusters),
-            tracks_in_clusters=sum(len(c) for c in clusters), threshold=threshold, min_span_s=min_span_s)
+            tracks_in_clusters=sum(len(c) for c in clusters), threshold=threshold, min_span_s=min_span_s,
+            landmark_threshold=landmark_threshold,
+            matches_by_method=dict(sorted(Counter(a.method for a in by_key.values()).items())))
         changed = {k for k in by_key if k not in previous} | {k for k in previous if k not in by_key}
         w.payload.update({**summary.model_dump(),
+                          "landmark_index_added": lm_added, "landmark_index_removed": lm_removed,
                           "matches_added_or_removed": sorted("|".join(k) for k in changed)[:1000]})
     return summary
 
@@ -440,7 +534,8 @@ def optout_matches(con: duckdb.DuckDBPyConnection, track_id: str) -> list[AudioM
     """The opt-out matches recorded for one track (empty: no audio evidence of an opt-out)."""
     rows = con.execute(
         "SELECT track_id, kind, matched_ref, score, threshold, offset_s, span_s, bit_error_rate, "
-        "coalesce(query_start_s, 0), coalesce(ref_start_s, 0), coalesce(votes, 0) FROM audio_matches "
+        "coalesce(query_start_s, 0), coalesce(ref_start_s, 0), coalesce(votes, 0), coalesce(method, 'chromaprint'), "
+        "coalesce(speed, 1.0) FROM audio_matches "
         "WHERE track_id = ? AND kind = 'optout' ORDER BY score DESC", [track_id]).fetchall()
     keys = list(AudioMatch.model_fields)[1:]
     return [AudioMatch(**dict(zip(keys, row, strict=True))) for row in rows]
@@ -454,7 +549,7 @@ def apply_fingerprint_batch(w: Writer, tables: Mapping[str, pa.Table], header: B
     """Outbox handler for ``fingerprint.store``: fingerprints computed on another machine, written as if here.
 
     The batch holds one table, ``fingerprints`` (:data:`FINGERPRINT_COLUMNS`); a track fingerprinted again
-    replaces its earlier row (kept in history).
+    replaces its earlier row (kept in history) and loses its landmark fingerprint (the batch has none).
     """
     if set(tables) != {"fingerprints"}:
         raise BatchRejected("unexpected_tables", f"fingerprint.store takes a 'fingerprints' table, got {sorted(tables)}")
@@ -467,6 +562,9 @@ def apply_fingerprint_batch(w: Writer, tables: Mapping[str, pa.Table], header: B
     if len(set(track_ids)) != len(track_ids):
         raise BatchRejected("duplicate_track", "fingerprints: a track appears twice in one batch")
     replaced = w.supersede("fingerprints", "track_id IN (SELECT unnest(?::VARCHAR[]))", [track_ids])
+    # Landmarks are not carried by the batch: those computed earlier may be of other audio.
+    w.supersede("landmark_fingerprints", "ref IN (SELECT unnest(?::VARCHAR[]))",
+                [[TRACK_PREFIX + t for t in track_ids]])
     w.insert("fingerprints", rows)
     return {"tracks": len(track_ids), "replaced": replaced, "delivery_ids": sorted(set(rows.column("delivery_id")
                                                                                         .to_pylist()))}

@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS audio_matches (
     votes INTEGER,
     row_sha256 VARCHAR,
     audit_seq BIGINT,
+    method VARCHAR,                   -- 'chromaprint' (score = 1 - 2*BER) | 'landmark' (score = agreeing hashes)
+    speed DOUBLE,                     -- playback speed at which a landmark match was found
     PRIMARY KEY (track_id, kind, matched_ref)
 );
 CREATE TABLE IF NOT EXISTS duplicate_clusters (
@@ -50,6 +52,17 @@ CREATE TABLE IF NOT EXISTS duplicate_clusters (
     track_id VARCHAR PRIMARY KEY,
     isrc VARCHAR NOT NULL,
     resolved BOOLEAN NOT NULL DEFAULT FALSE,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
+);
+-- Landmark fingerprints (fingerprinting/landmarks.py) of catalog tracks ('track:<id>') and opt-outs ('optout:<id>'),
+-- written by the same commands as the Chromaprint items (fingerprint.store, optout.register).
+CREATE TABLE IF NOT EXISTS landmark_fingerprints (
+    ref VARCHAR PRIMARY KEY,
+    landmark_count INTEGER NOT NULL,
+    landmarks UINTEGER[] NOT NULL,
+    landmarks_sha256 VARCHAR NOT NULL,
+    computed_at TIMESTAMPTZ NOT NULL,
     row_sha256 VARCHAR,
     audit_seq BIGINT
 );

@@ -55,38 +55,53 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print the catalog tracks and opt-outs whose audio best matches FILE."""
         from fingerprinting.chromaprint import ITEM_SECONDS, FingerprintError, fingerprint_file
-        from fingerprinting.index import FingerprintIndex
-        from fingerprinting.ledger import MATCH_THRESHOLD, OPTOUT_PREFIX, TRACK_PREFIX, is_match
+        from fingerprinting.index import LANDMARK, FingerprintIndex
+        from fingerprinting.ledger import (
+            LANDMARK_THRESHOLD,
+            MATCH_THRESHOLD,
+            OPTOUT_PREFIX,
+            TRACK_PREFIX,
+            is_match,
+            landmark_index_dir,
+        )
 
         data = home_from(home)
         root = index_dir or data.root / INDEX_DIRNAME
         if not (root / "manifest.json").exists():
             fail(f"no fingerprint index at {root}: fingerprint the catalog and run matching first")
         try:
-            fp = fingerprint_file(file, max_seconds=None)
+            fp = fingerprint_file(file, max_seconds=None, landmarks=True)
         except FingerprintError as exc:
             fail(f"{exc.reason_code}: {exc.message}")
             return
         matches = FingerprintIndex.open(root).query(fp.items, limit=limit)
+        if fp.landmarks is not None and (landmark_index_dir(root) / "manifest.json").exists():
+            matches += FingerprintIndex.open(landmark_index_dir(root), method=LANDMARK).query(fp.landmarks, limit=limit)
         titles = _titles(data.db_path)
         query_s = len(fp.items) * ITEM_SECONDS
-        rows = [{"ref": m.ref, "title": titles.get(m.ref), "score": round(m.score, 4),
+        rows = [{"ref": m.ref, "title": titles.get(m.ref), "method": m.method, "score": round(m.score, 4),
                  "match": is_match(m, query_s), "offset_s": round(m.offset_s, 2), "span_s": round(m.span_s, 2),
-                 "bit_error_rate": round(m.bit_error_rate, 4), "query_start_s": round(m.query_start_s, 2)}
+                 "bit_error_rate": None if m.bit_error_rate is None else round(m.bit_error_rate, 4),
+                 "speed": m.speed, "query_start_s": round(m.query_start_s, 2)}
                 for m in matches]
+        rows.sort(key=lambda r: not r["match"])  # what would be acted on first, Chromaprint before landmarks
         if as_json:
-            print_json({"file": str(file), "threshold": MATCH_THRESHOLD, "matches": rows})
+            print_json({"file": str(file), "threshold": MATCH_THRESHOLD, "landmark_threshold": LANDMARK_THRESHOLD,
+                        "matches": rows})
             return
         from rich.table import Table
 
-        table = Table(title=f"{file.name}: best matches (threshold {MATCH_THRESHOLD})")
-        for col in ("kind", "id", "title", "score", "offset s", "span s", "BER", "match"):
+        table = Table(title=f"{file.name}: best matches (threshold {MATCH_THRESHOLD} chromaprint, "
+                            f"{LANDMARK_THRESHOLD:g} landmark)")
+        for col in ("kind", "id", "title", "method", "score", "offset s", "span s", "BER", "match"):
             table.add_column(col)
         for r in rows:
             ref = str(r["ref"])
             kind, _, ident = ref.partition(":") if ref.startswith((TRACK_PREFIX, OPTOUT_PREFIX)) else ("", "", ref)
-            table.add_row(kind, ident, str(r["title"] or ""), f"{r['score']:.3f}", f"{r['offset_s']:.1f}",
-                          f"{r['span_s']:.1f}", f"{r['bit_error_rate']:.3f}", "yes" if r["match"] else "no")
+            ber = r["bit_error_rate"]
+            table.add_row(kind, ident, str(r["title"] or ""), str(r["method"]), f"{r['score']:.3f}",
+                          f"{r['offset_s']:.1f}", f"{r['span_s']:.1f}", "" if ber is None else f"{ber:.3f}",
+                          "yes" if r["match"] else "no")
         console.print(table if rows else "no matching audio in the index")
 
 

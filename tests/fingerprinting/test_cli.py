@@ -54,3 +54,30 @@ def test_match_finds_an_excerpt(tmp_path: Path) -> None:
     assert "TRK-A" in table.stdout
     missing = runner.invoke(app, ["match", "--home", str(tmp_path / "nohome"), str(excerpt)])
     assert missing.exit_code == 1
+
+
+def test_match_shows_a_landmark_match_that_chromaprint_misses(tmp_path: Path) -> None:
+    home = Home.from_env(tmp_path / "home").ensure()
+    write_test_roles(home.root)
+    piece, other = music(33, 30.0), music(34, 30.0)
+    full = encode(tmp_path / "full.flac", piece)
+    fast = encode(tmp_path / "fast.wav", _faster(piece[:, 5 * RATE: 15 * RATE]))
+    with connect(home.db_path) as con:
+        outcomes = fingerprint_many([full, encode(tmp_path / "other.flac", other)], max_seconds=None, landmarks=True)
+        store_fingerprints(con, zip(["TRK-A", "TRK-B"], outcomes, strict=True), "D1", actor="test")
+        match_catalog(con, home.root / "fingerprint-index", actor="test")
+    result = runner.invoke(app, ["match", "--home", str(home.root), "--json", str(fast)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["matches"]
+    accepted = [r for r in rows if r["match"]]
+    assert [(r["ref"], r["method"]) for r in accepted] == [("track:TRK-A", "landmark")]
+    assert accepted[0]["bit_error_rate"] is None and abs(accepted[0]["speed"] - 1.03) < 0.011
+    table = runner.invoke(app, ["match", "--home", str(home.root), str(fast)])
+    assert "landmark" in table.stdout
+
+
+def _faster(audio):  # type: ignore[no-untyped-def]
+    """The same audio played 3% faster (pitch and tempo), like a sped-up upload."""
+    from scipy import signal
+
+    return signal.resample_poly(audio, 100, 103, axis=1).astype(audio.dtype)

@@ -1,0 +1,172 @@
+"""Landmark fingerprints: hashed pairs of spectral peaks (Wang 2003; the scheme of audfprint and Panako).
+
+Chromaprint summarises the whole spectrum of every frame, so anything that changes the
+spectrum as a whole (band-limiting to telephone quality, other music mixed in, strong
+noise) changes most of its bits. A landmark fingerprint keeps only the strongest local
+peaks of a spectrogram and hashes pairs of them (anchor frequency, frequency difference,
+time difference). A peak that survives a transform is enough: a copy matches when
+enough hashes agree on a single time offset, and the hashes of unrelated audio almost
+never do.
+
+Peaks are taken from the same 11025 Hz mono samples Chromaprint is fed, inside the
+telephone band (300–3400 Hz) so that a band-limited copy keeps them. A copy played
+slightly faster or slower (±4%) is found by rescaling the query's peaks over a grid of
+speeds before hashing.
+
+A landmark array holds two ``uint32`` per landmark: ``[hash, frame, hash, frame, ...]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+SAMPLE_RATE = 11025
+N_FFT = 512
+HOP = 256
+FRAME_SECONDS = HOP / SAMPLE_RATE  # ~23 ms
+BIN_HZ = SAMPLE_RATE / N_FFT  # ~21.5 Hz
+F_LOW = 14  # bin of ~300 Hz
+F_HIGH = 158  # bin of ~3400 Hz
+PEAK_FREQ_RADIUS = 8  # a peak is the loudest point of +-8 bins ...
+PEAK_TIME_RADIUS = 6  # ... and +-6 frames
+PEAK_MIN_DB = 6.0  # and stands this far above its neighbourhood's mean level
+PEAKS_PER_SECOND = 24  # the strongest ones, per second of audio
+FANOUT = 8
+DT_MAX = 63  # frames (~1.5 s): 6 bits
+DF_MAX = 63  # bins: 7 bits signed
+HASH_BITS = 21  # 8 bits anchor bin, 7 bits frequency difference, 6 bits time difference
+SPEEDS = tuple(round(1.0 + 0.01 * k, 2) for k in range(-4, 5))
+
+U32 = npt.NDArray[np.uint32]
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Spectral peaks: frame numbers and frequency bins (sorted by frame, then bin)."""
+
+    frames: npt.NDArray[np.int64]
+    bins: npt.NDArray[np.int64]
+
+
+def _spectrogram_db(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
+    """Log magnitude (dB) of the telephone band, one row per frame."""
+    x = samples.astype(np.float32) / 32768.0
+    if len(x) < N_FFT:
+        return np.zeros((0, F_HIGH - F_LOW + 1), dtype=np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP]
+    window = np.hanning(N_FFT).astype(np.float32)
+    spec = np.empty((len(frames), F_HIGH - F_LOW + 1), dtype=np.float32)
+    for start in range(0, len(frames), 4096):  # bounded temporary memory for long files
+        block = np.fft.rfft(frames[start:start + 4096] * window, axis=1)[:, F_LOW:F_HIGH + 1]
+        spec[start:start + 4096] = 10.0 * np.log10(np.abs(block) ** 2 + 1e-10)
+    return spec
+
+
+def find_peaks(samples: npt.NDArray[np.int16]) -> Peaks:
+    """The strongest local maxima of the spectrogram of s16 mono 11025 Hz samples."""
+    spec = _spectrogram_db(samples)
+    if len(spec) == 0:
+        return Peaks(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    size = (2 * PEAK_TIME_RADIUS + 1, 2 * PEAK_FREQ_RADIUS + 1)
+    local_max = ndimage.maximum_filter(spec, size=size, mode="nearest")
+    level = ndimage.uniform_filter(spec, size=(2 * PEAK_TIME_RADIUS + 1, 4 * PEAK_FREQ_RADIUS + 1), mode="nearest")
+    salience = spec - level
+    is_peak = (spec >= local_max) & (salience >= PEAK_MIN_DB) & (spec > -90.0)
+    frames, bins = np.nonzero(is_peak)
+    strength = salience[frames, bins]
+    # Keep the strongest peaks of each second, so loud passages do not crowd out quiet ones.
+    per_block = max(1, round(PEAKS_PER_SECOND * FRAME_SECONDS * 64))
+    block = frames // 64
+    order = np.lexsort((-strength, block))
+    frames, bins, block = frames[order], bins[order], block[order]
+    first = np.searchsorted(block, block, side="left")
+    rank = np.arange(len(block)) - first
+    keep = rank < per_block
+    frames, bins = frames[keep], bins[keep]
+    order = np.lexsort((bins, frames))
+    return Peaks(frames[order].astype(np.int64), bins[order].astype(np.int64) + F_LOW)
+
+
+def _pairs(frames: npt.NDArray[np.int64], bins: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(hash, anchor frame) of each anchor paired with up to FANOUT later peaks in its target zone."""
+    n = len(frames)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    hashes, anchors = [], []
+    # Look ahead a fixed number of peaks: those within DT_MAX frames and DF_MAX bins are paired.
+    found = np.zeros(n, dtype=np.int64)
+    for step in range(1, 4 * FANOUT):
+        a = np.arange(n - step)
+        b = a + step
+        dt = frames[b] - frames[a]
+        df = bins[b] - bins[a]
+        ok = (dt >= 1) & (dt <= DT_MAX) & (np.abs(df) <= DF_MAX) & (found[a] < FANOUT)
+        if not ok.any():
+            if (dt > DT_MAX).all():
+                break
+            continue
+        a, dt, df = a[ok], dt[ok], df[ok]
+        found[a] += 1
+        f1 = bins[a] - F_LOW
+        hashes.append((f1 << 13) | ((df + 64) << 6) | dt)
+        anchors.append(frames[a])
+    if not hashes:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    h, t = np.concatenate(hashes), np.concatenate(anchors)
+    valid = (h >= 0) & (h < (1 << HASH_BITS))
+    return h[valid], t[valid]
+
+
+def landmarks_from_peaks(peaks: Peaks, speed: float = 1.0) -> U32:
+    """Landmark array ``[hash, frame, ...]`` of ``peaks``, read as if played at 1/``speed``.
+
+    ``speed`` > 1 maps a copy played faster back onto the original's time and frequency grid.
+    """
+    frames, bins = peaks.frames, peaks.bins
+    if speed != 1.0:
+        frames = np.round(frames * speed).astype(np.int64)
+        bins = np.round(bins / speed).astype(np.int64)
+        inside = (bins >= F_LOW) & (bins <= F_HIGH)
+        frames, bins = frames[inside], bins[inside]
+    h, t = _pairs(frames, bins)
+    order = np.lexsort((h, t))
+    h, t = h[order], t[order]
+    out = np.empty(2 * len(h), dtype=np.uint32)
+    out[0::2] = h
+    out[1::2] = t
+    return out
+
+
+def compute_landmarks(samples: npt.NDArray[np.int16]) -> U32:
+    """The landmark array of s16 mono 11025 Hz samples."""
+    return landmarks_from_peaks(find_peaks(samples))
+
+
+def peaks_from_landmarks(landmarks: npt.ArrayLike) -> Peaks:
+    """The peaks a landmark array was made of (each landmark names its anchor and its target)."""
+    arr = np.asarray(landmarks, dtype=np.int64)
+    h, t = arr[0::2], arr[1::2]
+    f1 = (h >> 13) + F_LOW
+    df = ((h >> 6) & 0x7F) - 64
+    dt = h & 0x3F
+    frames = np.concatenate([t, t + dt])
+    bins = np.concatenate([f1, f1 + df])
+    unique = np.unique(frames * 1024 + bins)
+    return Peaks(unique // 1024, unique % 1024)
+
+
+def speed_variants(landmarks: npt.ArrayLike, speeds: tuple[float, ...] = SPEEDS) -> list[tuple[float, U32]]:
+    """A query's landmarks re-read at each speed of ``speeds`` (1.0 is the landmarks themselves)."""
+    arr = np.asarray(landmarks, dtype=np.uint32)
+    peaks = peaks_from_landmarks(arr) if any(s != 1.0 for s in speeds) else None
+    return [(s, arr if s == 1.0 or peaks is None else landmarks_from_peaks(peaks, s)) for s in speeds]
+
+
+def landmark_seconds(landmarks: npt.ArrayLike) -> float:
+    """How far into the audio the last landmark lies."""
+    arr = np.asarray(landmarks, dtype=np.int64)
+    return float((arr[1::2].max() + 1) * FRAME_SECONDS) if len(arr) else 0.0

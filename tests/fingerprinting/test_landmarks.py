@@ -1,0 +1,196 @@
+"""Landmark fingerprints on real audio: copies that Chromaprint loses are still found."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from scipy import signal
+
+from fingerprinting.batch import fingerprint_many
+from fingerprinting.chromaprint import fingerprint_file
+from fingerprinting.index import LANDMARK, FingerprintIndex
+from fingerprinting.landmarks import (
+    FRAME_SECONDS,
+    HASH_BITS,
+    find_peaks,
+    landmarks_from_peaks,
+    peaks_from_landmarks,
+    speed_variants,
+)
+from fingerprinting.ledger import (
+    LANDMARK_THRESHOLD,
+    is_match,
+    landmark_index_dir,
+    match_catalog,
+    optout_matches,
+    register_optout,
+    store_fingerprints,
+)
+from store.audit import verify_chain
+from store.database import connect
+from store.ledger import command
+from tests.fingerprinting.conftest import RATE, TESTDATA, encode, music
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Mono float32 at 44.1 kHz."""
+    with av.open(str(path)) as c:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
+        chunks = [f.to_ndarray().reshape(-1) for frame in c.decode(audio=0) for f in resampler.resample(frame)]
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+
+
+def telephone(x: np.ndarray) -> np.ndarray:
+    """300-3400 Hz, like a phone line (written at 8 kHz by :func:`encode`)."""
+    sos = signal.butter(8, [300, 3400], btype="bandpass", fs=RATE, output="sos")
+    return signal.sosfilt(sos, x).astype(np.float32)
+
+
+def mixed(x: np.ndarray, other: np.ndarray, db: float) -> np.ndarray:
+    other = np.resize(other, len(x))
+    return (x + other * (_rms(x) / _rms(other)) * 10 ** (db / 20)).astype(np.float32) * 0.5
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("landmarks")
+    real = d / "real.mp3"
+    shutil.copy(TESTDATA / "test.mp3", real)
+    x = _decode(real)
+    piece = music(41, 30.0)
+    other = music(43, 12.0)[0]
+    return {
+        "real": real,
+        "A": encode(d / "a.flac", piece),
+        "B": encode(d / "b.flac", music(42, 30.0)),
+        "real_phone": encode(d / "real_phone.wav", telephone(x)[None, :], rate=8000),
+        "real_mixed": encode(d / "real_mixed.mp3", mixed(x, other, -6.0)[None, :]),
+        "real_fast": encode(d / "real_fast.flac", signal.resample_poly(x, 100, 103).astype(np.float32)[None, :]),
+        "A_phone_excerpt": encode(d / "a_phone.wav", telephone(piece[0, 8 * RATE:16 * RATE])[None, :], rate=8000),
+        "unrelated": encode(d / "unrelated.flac", music(44, 20.0)),
+    }
+
+
+@pytest.fixture(scope="module")
+def landmark_index(recordings: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> FingerprintIndex:
+    index = FingerprintIndex.open(tmp_path_factory.mktemp("lm-index"), method=LANDMARK)
+    for ref in ("real", "A", "B"):
+        fp = fingerprint_file(recordings[ref], max_seconds=None, landmarks=True)
+        assert fp.landmarks is not None
+        index.add(ref, fp.landmarks)
+    index.commit()
+    return FingerprintIndex.open(index.root, method=LANDMARK)
+
+
+def _best(index: FingerprintIndex, path: Path):  # type: ignore[no-untyped-def]
+    fp = fingerprint_file(path, max_seconds=None, landmarks=True)
+    assert fp.landmarks is not None
+    matches = index.query(fp.landmarks, limit=3)
+    return (matches[0] if matches else None), fp.seconds_used
+
+
+@pytest.mark.parametrize(("query", "ref", "speed"), [
+    ("real_phone", "real", 1.0),       # band-limited to 300-3400 Hz, 8 kHz
+    ("real_mixed", "real", 1.0),       # other music mixed in 6 dB below
+    ("real_fast", "real", 1.03),       # played 3% faster (pitch and tempo)
+    ("A_phone_excerpt", "A", 1.0),     # an 8 s excerpt from the middle, band-limited
+])
+def test_transformed_copies_match_their_recording(landmark_index: FingerprintIndex, recordings: dict[str, Path],
+                                                  query: str, ref: str, speed: float) -> None:
+    m, seconds = _best(landmark_index, recordings[query])
+    assert m is not None and m.ref == ref and m.method == "landmark"
+    assert m.score >= LANDMARK_THRESHOLD and is_match(m, seconds)
+    assert m.speed == pytest.approx(speed, abs=0.011)
+    assert m.bit_error_rate is None and m.span_s >= 0.5 * seconds
+    if query == "A_phone_excerpt":
+        assert m.offset_s == pytest.approx(8.0, abs=0.1)  # where the excerpt lies in A
+
+
+@pytest.mark.parametrize("query", ["real_mixed", "real_fast", "A_phone_excerpt"])
+def test_chromaprint_misses_copies_that_landmarks_find(recordings: dict[str, Path], query: str) -> None:
+    index = FingerprintIndex.open(recordings["real"].parent / "cp-index")
+    for ref in ("real", "A", "B"):
+        index.add(ref, fingerprint_file(recordings[ref], max_seconds=None).items)
+    fp = fingerprint_file(recordings[query], max_seconds=None)
+    assert not any(is_match(m, fp.seconds_used) for m in index.query(fp.items))
+
+
+def test_unrelated_audio_does_not_match(landmark_index: FingerprintIndex, recordings: dict[str, Path]) -> None:
+    m, seconds = _best(landmark_index, recordings["unrelated"])
+    assert m is None or (m.score < LANDMARK_THRESHOLD and not is_match(m, seconds))
+
+
+def test_landmarks_name_their_peaks_and_speed_variants_rescale_them(recordings: dict[str, Path]) -> None:
+    fp = fingerprint_file(recordings["A"], max_seconds=None, landmarks=True)
+    lm = fp.landmarks
+    assert lm is not None and len(lm) % 2 == 0
+    hashes, frames = lm[0::2], lm[1::2]
+    assert hashes.max() < 1 << HASH_BITS and np.all(np.diff(frames.astype(np.int64)) >= 0)
+    assert 30 <= len(hashes) / fp.seconds_used <= 400  # a bounded density of hashes per second
+    assert frames.max() * FRAME_SECONDS == pytest.approx(fp.seconds_used, abs=2.0)
+    again = landmarks_from_peaks(peaks_from_landmarks(lm))
+    assert set(zip(hashes.tolist(), frames.tolist(), strict=True)) <= set(
+        zip(again[0::2].tolist(), again[1::2].tolist(), strict=True))
+    variants = dict(speed_variants(lm))
+    assert variants[1.0] is lm and set(variants) == {0.96, 0.97, 0.98, 0.99, 1.0, 1.01, 1.02, 1.03, 1.04}
+    slow = peaks_from_landmarks(variants[1.04])
+    assert slow.frames.max() == pytest.approx(frames.max() * 1.04, abs=3)
+    assert len(find_peaks(np.zeros(11025, dtype=np.int16)).frames) == 0  # silence has no peaks
+
+
+def test_a_mixed_copy_of_an_opt_out_is_denied_with_landmark_evidence(
+        tmp_path: Path, recordings: dict[str, Path]) -> None:
+    db = tmp_path / "ledger.duckdb"
+    ids = {"P1": recordings["real_mixed"], "P2": recordings["B"], "P3": recordings["unrelated"]}
+    with connect(db) as con:
+        now = datetime.now(UTC)
+        with command(con, "ops", "catalog.ingest", "delivery:D1") as w:
+            w.insert("tracks", [{"track_id": t, "delivery_id": "D1", "isrc": f"GBAYE250001{i}", "title": t,
+                                 "source_path": str(p), "audio_sha256": "x", "ingested_at": now}
+                                for i, (t, p) in enumerate(ids.items())])
+        outcomes = fingerprint_many(list(ids.values()), max_seconds=None, workers=1, landmarks=True)
+        store_fingerprints(con, zip(ids, outcomes, strict=True), "D1", actor="test")
+        assert con.execute("SELECT count(*) FROM landmark_fingerprints WHERE ref LIKE 'track:%'").fetchone() == (3,)
+        register_optout(con, optout_id="OPT-9", claimant="Rights Holder Ltd", audio_path=recordings["real"],
+                        actor="rights@label")
+        summary = match_catalog(con, tmp_path / "index", actor="test")
+        assert summary.tracks_denied_by_optout == 1 and summary.matches_by_method == {"landmark": 1}
+        [hit] = optout_matches(con, "P1")
+        assert (hit.matched_ref, hit.method, hit.bit_error_rate) == ("OPT-9", "landmark", None)
+        assert hit.score >= hit.threshold == LANDMARK_THRESHOLD
+        assert hit.offset_s == pytest.approx(0.0, abs=0.1) and hit.span_s >= 5.0
+        assert optout_matches(con, "P2") == [] and optout_matches(con, "P3") == []
+        assert sorted(FingerprintIndex.open(landmark_index_dir(tmp_path / "index"), method=LANDMARK).refs()) == [
+            "optout:OPT-9", "track:P1", "track:P2", "track:P3"]
+        rows_before = con.execute("SELECT * FROM audio_matches ORDER BY ALL").fetchall()
+        match_catalog(con, tmp_path / "index", actor="test")
+        assert con.execute("SELECT * FROM audio_matches ORDER BY ALL").fetchall() == rows_before
+        assert verify_chain(con).ok
+
+
+def test_the_landmark_index_persists_removes_and_keeps_its_method(tmp_path: Path,
+                                                                  recordings: dict[str, Path]) -> None:
+    root = tmp_path / "lm"
+    fp = fingerprint_file(recordings["A"], max_seconds=None, landmarks=True)
+    query = fingerprint_file(recordings["A_phone_excerpt"], max_seconds=None, landmarks=True).landmarks
+    assert fp.landmarks is not None and query is not None
+    with FingerprintIndex.open(root, method=LANDMARK) as index:
+        index.add("A", fp.landmarks)
+        assert index.query(query)[0].ref == "A"  # visible before the commit
+    reopened = FingerprintIndex.open(root, method=LANDMARK)
+    assert reopened.refs() == ["A"] and reopened.method == LANDMARK
+    assert reopened.query(query)[0].ref == "A"
+    with pytest.raises(ValueError, match="landmark"):
+        FingerprintIndex.open(root)  # a Chromaprint reader must not read landmark hashes as items
+    assert reopened.remove("A")
+    reopened.commit()
+    assert FingerprintIndex.open(root, method=LANDMARK).query(query) == []
