@@ -85,8 +85,11 @@ def build_summary(con: duckdb.DuckDBPyConnection, run_id: str, *, provider: str,
     evaluated = _one(con, "SELECT count(*) FROM current_decisions WHERE purpose = ? AND territory = ? AND "
                           "on_date = ? AND policy_hash = ?", key) or 0
     optout_entries = _one(con, "SELECT count(*) FROM optout_registry", []) or 0
-    optout_hits = con.execute("SELECT count(DISTINCT track_id), min(threshold) FROM audio_matches "
+    optout_hits = con.execute("SELECT count(DISTINCT track_id) FROM audio_matches "
                               "WHERE kind = 'optout' AND score >= threshold", []).fetchone()
+    # Each method scores on its own scale (Chromaprint 0..1, landmarks in agreeing hashes): one threshold each.
+    thresholds = dict(con.execute("SELECT coalesce(method, 'chromaprint'), min(threshold) FROM audio_matches "
+                                  "WHERE kind = 'optout' GROUP BY ALL ORDER BY ALL", []).fetchall())
     consents = con.execute("SELECT count(*), count(*) FILTER (WHERE revoked_at IS NOT NULL) FROM consents").fetchone()
     quarantined = dict(con.execute("SELECT stage || ':' || reason_code, count(*) FROM quarantine GROUP BY ALL "
                                    "ORDER BY ALL").fetchall())
@@ -130,14 +133,15 @@ def build_summary(con: duckdb.DuckDBPyConnection, run_id: str, *, provider: str,
                 "Every recording needs a license (deal) naming this AI use, in force and covering the territory.",
                 "Every required contributor needs a recorded consent allowing this use; a refusal or revocation "
                 "denies the recording.",
-                "Audio is fingerprinted (Chromaprint) and matched against the opt-out registry; a match above the "
+                "Audio is fingerprinted twice (Chromaprint, and spectral-peak landmarks that survive band-limiting, "
+                "mixing and speed changes) and matched against the opt-out registry; a match above either method's "
                 "threshold denies the recording whatever its metadata says.",
                 "Only recordings allowed by these rules are frozen into a release; the rights team approves it; "
                 "shards, training and this summary are built from that release only.",
             ],
             "catalog_evaluated": evaluated, "denied_by_reason": denied,
             "opt_out_registry": {"entries": optout_entries, "recordings_matched": optout_hits[0] if optout_hits else 0,
-                                 "match_threshold": optout_hits[1] if optout_hits else None},
+                                 "match_thresholds": thresholds},
             "consents": {"recorded": consents[0] if consents else 0, "revoked": consents[1] if consents else 0},
         },
         "removal_of_unwanted_content": {
@@ -197,7 +201,8 @@ def render_markdown(s: AiActSummary) -> str:
         f"Of {rr['catalog_evaluated']} catalog recordings evaluated, denied by reason: "
         f"{', '.join(f'{k} {v}' for k, v in rr['denied_by_reason'].items()) or 'none'}. Opt-out registry: "
         f"{rr['opt_out_registry']['entries']} entries, {rr['opt_out_registry']['recordings_matched']} catalog "
-        f"recording(s) matched (threshold {rr['opt_out_registry']['match_threshold']}). Consents recorded: "
+        f"recording(s) matched (thresholds: {_thresholds(rr['opt_out_registry']['match_thresholds'])}). "
+        "Consents recorded: "
         f"{rr['consents']['recorded']} ({rr['consents']['revoked']} revoked).", "",
         "### 3.2 Removal of unwanted content", "",
         f"- quarantined at ingest or fingerprinting: {removal['quarantined_at_ingest_or_fingerprinting'] or 'none'}",
@@ -229,3 +234,7 @@ def export_summary(con: duckdb.DuckDBPyConnection, run_id: str, directory: Path,
         w.payload.update({"export": "ai_act_summary",
                           "files": {k: {"path": ledger_ref(con, p), "sha256": sha256_file(p)} for k, p in paths.items()}})
     return summary, paths
+
+
+def _thresholds(by_method: dict[str, float]) -> str:
+    return ", ".join(f"{method} {value:g}" for method, value in by_method.items()) or "no matches recorded"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,13 @@ def test_the_contract_catches_an_upward_import(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "store is not allowed to import licensing" in result.stdout
     assert config == (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_the_installed_packages_are_the_projects_from_any_directory(tmp_path: Path) -> None:
+    """Run from outside the repository (as the installed `linernotes` command is), every package of the
+    project resolves to its own source: no dependency's top-level folder shadows one of them."""
+    found = subprocess.run([sys.executable, "-c", "import importlib, json, sys; print(json.dumps("
+                            "{p: importlib.import_module(p).__file__ for p in sys.argv[1:]}))", *PACKAGES],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
+    for package, file in json.loads(found.stdout).items():
+        assert file is not None and Path(file).resolve() == ROOT / package / "__init__.py", (package, file)
