@@ -456,12 +456,15 @@ def event_isrcs(con: duckdb.DuckDBPyConnection, event_id: str) -> set[str]:
 
 
 def party_isrcs(con: duckdb.DuckDBPyConnection, party_id: str) -> set[str]:
-    """ISRCs of the recordings a party contributes to (catalog tracks and rights data alike)."""
+    """ISRCs of the recordings a party contributes to, or controls as a deal's licensor or rights controller
+    (a controller's refusal denies), in catalog tracks and rights data alike."""
     return {r[0] for r in con.execute(
-        "SELECT t.isrc FROM contributors c JOIN tracks t USING (track_id) WHERE c.party_id = ? "
-        "UNION SELECT isrc FROM recording_contributors WHERE party_id = ? "
-        "UNION SELECT r.isrc FROM work_contributors wc JOIN recordings r ON r.iswc = wc.iswc WHERE wc.party_id = ?",
-        [party_id, party_id, party_id]).fetchall()}
+        "SELECT t.isrc FROM contributors c JOIN tracks t USING (track_id) WHERE c.party_id = $1 "
+        "UNION SELECT isrc FROM recording_contributors WHERE party_id = $1 "
+        "UNION SELECT r.isrc FROM work_contributors wc JOIN recordings r ON r.iswc = wc.iswc WHERE wc.party_id = $1 "
+        "UNION SELECT isrc FROM rights_controllers WHERE party_id = $1 "
+        "UNION SELECT dr.isrc FROM deal_recordings dr JOIN deals d USING (deal_id) WHERE d.licensor_party_id = $1",
+        [party_id]).fetchall()}
 
 
 def history(con: duckdb.DuckDBPyConnection, ref: str) -> list[dict[str, Any]]:

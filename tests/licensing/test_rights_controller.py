@@ -4,7 +4,7 @@ names the use. Silence from a rights controller changes nothing (its deal is its
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -75,3 +75,31 @@ def test_label_refusal_denies_and_is_named(tmp_path: Path) -> None:
     assert json.loads(r.output)[0]["consent_denials"] == [
         ("rights_controller_refused: Co-owner (P-ctl), a rights controller of the recording, refuses "
          "ai_generative_training")]
+
+
+def test_label_refusal_re_decides_its_recordings_at_once(tmp_path: Path) -> None:
+    """A licensor is not a contributor: its refusal still re-decides the deal's recordings in the same import."""
+    home = tmp_path / "home"
+    write_test_roles(home)
+    today = datetime.now(UTC).date()
+    parties = [{"party_id": "P-label", "name": "Northern Label", "isni": None, "ipi": None},
+               {"party_id": "P-a", "name": "Ada", "isni": None, "ipi": None}]
+    _import(home, tmp_path / "r1.json", parties,
+            [deal("D1", [A, B], shares=[("P-label", A, 100.0), ("P-label", B, 100.0)])], [consent("C-a", "P-a")])
+    policy = load_policy()
+    purpose = "UseForTrainingGenerativeAI"
+    with connect(Home.from_env(home).db_path) as con:
+        add_track(con, 1, A, [("P-a", "MainArtist")])
+        add_track(con, 2, B, [("P-a", "MainArtist")])
+        evaluate_catalog(con, policy, purpose=purpose, territory="DE", on_date=today, actor="rita")
+
+    def current() -> dict[str, bool]:
+        with connect(Home.from_env(home).db_path) as con:
+            return dict(con.execute("SELECT t.isrc, c.allowed FROM current_decisions c JOIN tracks t USING (track_id) "
+                                    "WHERE c.purpose = ? AND c.on_date = ?", [purpose, today]).fetchall())
+
+    assert current() == {A: True, B: True}
+    _import(home, tmp_path / "r2.json", consents=[
+        consent("C-label", "P-label", value="allowed", ai_generative_training="notAllowed",
+                granted=f"{today}T00:00:00Z")])
+    assert current() == {A: False, B: False}
