@@ -888,11 +888,12 @@ class _MwnReader(_Reader):
         except ValueError as exc:
             self.error(where, "invalid_share", f"RightSharePercentage: {exc}")
             return
-        statement = (_text(rs, "RightShareType") or "", tuple((t.text or "").strip() for t in _kids(rs, "RightsType")),
-                     party_id, share)
+        rights_types = tuple((t.text or "").strip() for t in _kids(rs, "RightsType"))
+        share_types = [(t.text or "").strip() for t in _kids(rs, "RightShareType")] or [""]  # MWN 1.1: several
         for work_ref in ((e.text or "").strip() for e in _kids(rs, "RightShareWorkReference")):
             if work_ref in self.writers:
-                self.statements.setdefault(work_ref, []).append(statement)
+                self.statements.setdefault(work_ref, []).extend(
+                    (share_type, rights_types, party_id, share) for share_type in share_types)
             elif work_ref not in self.where_work:
                 self.error(where, "unknown_work", f"RightShareWorkReference {work_ref!r} is not in the WorkList")
 

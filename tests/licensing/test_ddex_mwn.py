@@ -21,6 +21,7 @@ from tests.roles import write_test_roles
 
 runner = CliRunner()
 MWN = Path(__file__).resolve().parents[1] / "data" / "ddex" / "mwn13" / "works.xml"
+MWN11 = MWN.parents[1] / "mwn11" / "works.xml"
 REC1, REC2 = "SEXYZ2600001", "SEXYZ2600002"
 W1, W2 = "T0345246801", "T1234567894"
 FJORD, NORTH, ASTRID = "dpid:PADPIDA2019010301P", "ipi:00073495410", "ipi:00052210040"
@@ -165,14 +166,28 @@ def test_unknown_mwn_messages_are_rejected_whole(tmp_path: Path) -> None:
     assert exc.value.reason_code == "ddex_unsupported_message"
 
 
-@pytest.mark.skipif(not (Path(os.environ.get("LINERNOTES_DDEX_XSD_DIR", "/nonexistent")) / "mwnv13").is_dir(),
-                    reason="the MWN 1.3 XSD is not redistributable; set LINERNOTES_DDEX_XSD_DIR to a folder holding "
-                           "mwnv13/works-share-notification-choreography.xsd, its allowed-value-sets.xsd and "
-                           "xmldsig-core-schema.xsd to run this check")
-def test_the_mwn_sample_validates_against_the_official_13_xsd() -> None:
-    xsd_dir = Path(os.environ["LINERNOTES_DDEX_XSD_DIR"])
-    assert read_ddex(MWN.read_bytes(), source="works.xml", validate_xsd=True, xsd_dir=xsd_dir).version == "MWN 1.3"
-    broken = MWN.read_bytes().replace(b"<IsOrganization>false</IsOrganization>", b"", 1)
+def test_mwn_11_and_13_give_the_same_works() -> None:
+    """MWN 1.1 lists several share types in one RightShare: each is its own statement, never added together."""
+    v11 = MWN11.read_bytes().replace(b"<RightShareType>LicensingShare</RightShareType>",
+                                     b"<RightShareType>LicensingShare</RightShareType>"
+                                     b"<RightShareType>OriginalPublisherShare</RightShareType>", 1)
+    a, b = read_ddex(v11, source="11"), read_ddex(MWN.read_bytes(), source="13")
+    assert (a.version, b.version) == ("MWN 1.1", "MWN 1.3")
+    assert a.errors == b.errors == []
+    assert a.works == b.works and a.work_links.keys() == b.work_links.keys()
+
+
+XSD_DIR = Path(os.environ.get("LINERNOTES_DDEX_XSD_DIR", "/nonexistent"))
+
+
+@pytest.mark.skipif(not ((XSD_DIR / "mwnv13").is_dir() and (XSD_DIR / "mwnv11").is_dir()),
+                    reason="the MWN XSDs are not redistributable; set LINERNOTES_DDEX_XSD_DIR to a folder holding "
+                           "mwnv11/ and mwnv13/works-share-notification-choreography.xsd with their allowed-value "
+                           "sets, and xmldsig-core-schema.xsd, to run this check")
+@pytest.mark.parametrize(("path", "version"), [(MWN, "MWN 1.3"), (MWN11, "MWN 1.1")])
+def test_the_mwn_messages_validate_against_the_official_xsds(path: Path, version: str) -> None:
+    assert read_ddex(path.read_bytes(), source=path.name, validate_xsd=True, xsd_dir=XSD_DIR).version == version
+    broken = path.read_bytes().replace(b"<IsOrganization>false</IsOrganization>", b"", 1)
     with pytest.raises(DdexRejected) as exc:
-        read_ddex(broken, source="broken.xml", validate_xsd=True, xsd_dir=xsd_dir)
+        read_ddex(broken, source="broken.xml", validate_xsd=True, xsd_dir=XSD_DIR)
     assert exc.value.reason_code == "xsd_invalid"
