@@ -1068,7 +1068,7 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
         conflicts = sum(e.reason_code == "rights_conflict" for e in errors)
         w.upsert("ddex_messages", [{"sender": extract.sender, "message_id": extract.message_id,
                                     "created_at": extract.created_at, "kind": extract.kind,
-                                    "ern_version": extract.version, "release_keys": sorted(extract.releases),
+                                    "ern_version": extract.version, "release_keys": _ordering_keys(extract),
                                     "file_sha256": file_sha, "conflicts": conflicts, "applied_at": datetime.now(UTC)}],
                  key=["sender", "message_id"])
         summary = {"ern": extract.version, "message_id": extract.message_id, "message_kind": extract.kind,
@@ -1114,21 +1114,28 @@ def _already_applied(con: duckdb.DuckDBPyConnection, extract: _Extract) -> bool:
     return row is not None and row[0] == 0
 
 
+def _ordering_keys(extract: _Extract) -> list[str]:
+    """What a message's order is kept per: its releases (ERN), else its works as ``work:<ISWC>`` (MWN)."""
+    return sorted(extract.releases) or sorted(f"work:{iswc}" for iswc in extract.works)
+
+
 def _newer_message(con: duckdb.DuckDBPyConnection, extract: _Extract) -> str | None:
     """Why the message is stale: a later message (by MessageCreatedDateTime, then MessageId) about one of its
-    releases was applied already; None when it is not."""
-    if extract.created_at is None or not extract.releases:
+    releases (or, for MWN, works) was applied already; None when it is not."""
+    keys = _ordering_keys(extract)
+    if extract.created_at is None or not keys:
         return None
     row = con.execute(
         "SELECT message_id, created_at, k.key FROM ddex_messages, unnest(release_keys) AS k(key) "
         "WHERE sender = ? AND message_id <> ? AND k.key IN (SELECT unnest(?::VARCHAR[])) "
         "AND (created_at > ? OR (created_at = ? AND message_id > ?)) ORDER BY created_at DESC, message_id DESC LIMIT 1",
-        [extract.sender, extract.message_id, sorted(extract.releases), extract.created_at, extract.created_at,
+        [extract.sender, extract.message_id, keys, extract.created_at, extract.created_at,
          extract.message_id]).fetchone()
     if row is None:
         return None
     return (f"message {extract.message_id} (created {extract.created_at:%Y-%m-%dT%H:%M:%S%z}) is older than message "
-            f"{row[0]} (created {row[1]:%Y-%m-%dT%H:%M:%S%z}) already applied for release {row[2]}: not applied")
+            f"{row[0]} (created {row[1]:%Y-%m-%dT%H:%M:%S%z}) already applied for "
+            f"{'work ' + row[2][5:] if row[2].startswith('work:') else 'release ' + row[2]}: not applied")
 
 
 def _release_deals(con: duckdb.DuckDBPyConnection, key: str) -> list[str]:

@@ -158,6 +158,19 @@ def test_mwn_does_not_relink_a_recording_to_another_work(tmp_path: Path) -> None
         assert con.execute("SELECT iswc FROM recordings WHERE isrc = ?", [REC1]).fetchone() == (W1,)
 
 
+def test_an_older_mwn_about_the_same_work_is_stale(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_test_roles(home)
+    newer = _variant(tmp_path, "newer.xml", ("<MessageId>MWN-0001</MessageId>", "<MessageId>MWN-0002</MessageId>"),
+                     ("2026-03-01T10:00:00Z", "2026-04-01T10:00:00Z"))
+    assert _run(home, "rights", "import-ddex", str(newer)).exit_code == 0
+    r = _run(home, "rights", "import-ddex", str(MWN), "--json")
+    assert r.exit_code == 1
+    [error] = json.loads(r.output)["errors"]
+    assert error["reason_code"] == "ddex_stale_message" and "MWN-0002" in error["message"]
+    assert "already applied for work T" in error["message"]
+
+
 def test_unknown_mwn_messages_are_rejected_whole(tmp_path: Path) -> None:
     recall = MWN.read_text(encoding="utf-8").replace("MusicalWorkClaimNotificationMessage",
                                                      "MusicalWorkClaimNotificationRecallMessage")
