@@ -220,14 +220,15 @@ def register(app: typer.Typer) -> None:
     @rights.command("import-ddex")
     def import_ddex_cmd(files: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
                         validate_xsd: bool = typer.Option(False, "--validate", "--validate-xsd",
-                                                          help="Validate against the ERN XSD of the message's version."),
+                                                          help="Validate against the DDEX XSD of the message's standard and version."),
                         xsd_dir: Optional[Path] = typer.Option(None, "--xsd-dir",
-                                                               help="Folder holding ernv43/, ernv42/, ernv383/ ... (DDEX's XSDs; default $LINERNOTES_DDEX_XSD_DIR)."),
+                                                               help="Folder holding ernv43/, ernv42/, ernv383/, mwnv13/ ... (DDEX's XSDs; default $LINERNOTES_DDEX_XSD_DIR)."),
                         strict: bool = typer.Option(False, "--strict", help="Reject a message if any item is invalid."),
                         match_names: bool = MatchNamesOption, supersede: list[str] = SupersedeOption, evidence_ref: Optional[str] = EvidenceOption,
                         home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption,
                         as_json: bool = JsonOption) -> None:
-        """Import DDEX ERN 4.1-4.3 / 3.8.x messages, each message in one command (rights team)."""
+        """Import DDEX ERN 4.1-4.3 / 3.8.x and MWN 1.1 / 1.3 messages (the type is read from the message), each
+        message in one command (rights team)."""
         from licensing.importers.ddex import import_ddex
 
         _import(files, home, actor, as_json, supersede, evidence_ref, lambda con, f, who, over: import_ddex(

@@ -1,4 +1,5 @@
-"""DDEX ERN messages (4.1, 4.1.1, 4.2, 4.3 and 3.8, 3.8.1-3.8.3): recordings, parties, rights controllers, deals.
+"""DDEX ERN messages (4.1, 4.1.1, 4.2, 4.3 and 3.8, 3.8.1-3.8.3): recordings, parties, rights controllers, deals;
+and DDEX MWN (Musical Works Notification 1.1, 1.3) claim notifications: works, writers, publishers' shares.
 
 Every version is read by the same code onto the same contracts (see docs/ddex.md for the differences).
 
@@ -16,7 +17,7 @@ import json
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -56,8 +57,11 @@ ERN_NAMESPACES = {
     "http://ddex.net/xml/ern/38": "3.8", "http://ddex.net/xml/ern/381": "3.8.1",
     "http://ddex.net/xml/ern/382": "3.8.2", "http://ddex.net/xml/ern/383": "3.8.3",
 }
+MWN_NAMESPACES = {"http://ddex.net/xml/mc-notif/11": "MWN 1.1", "http://ddex.net/xml/mc-notif/13": "MWN 1.3"}
+MWN_MESSAGE_TYPES = ("MusicalWorkClaimNotificationMessage",)
 # Where each version's XSD sits under the XSD directory (DDEX's own file name, one folder per version).
-XSD_FILES = {ns: f"ernv{ns.rsplit('/', 1)[1]}/release-notification.xsd" for ns in ERN_NAMESPACES}
+XSD_FILES = {ns: f"ernv{ns.rsplit('/', 1)[1]}/release-notification.xsd" for ns in ERN_NAMESPACES} | {
+    ns: f"mwnv{ns.rsplit('/', 1)[1]}/works-share-notification-choreography.xsd" for ns in MWN_NAMESPACES}
 # Each ERN 3.8.x minor version has its own namespace (ern/38, ern/381, ...). When the exact XSD is
 # not at hand, a 3.8.x message is validated against the 3.8.3 XSD with its namespace mapped to
 # ern/383: the minor versions extend 3.8, so a message valid under its own version should pass,
@@ -82,6 +86,15 @@ WORK_ROLE_MAP: dict[str, tuple[str, ...]] = {
     "OriginalPublisher": ("Publisher",), "Publisher": ("Publisher",), "SubPublisher": ("SubPublisher",),
 }
 MESSAGE_TYPES = ("NewReleaseMessage", "UpdateReleaseMessage", "PurgeReleaseMessage")
+# MWN Writer roles beyond ERN's: the other creative roles of a work's text or music. A role the reader
+# does not know counts as Composer: the writer's consent is required either way (deny by default).
+MWN_ROLE_MAP = WORK_ROLE_MAP | {"Author": ("Lyricist",), "Translator": ("Lyricist",), "SubLyricist": ("Lyricist",),
+                                "Adapter": ("Arranger",), "SubArranger": ("Arranger",)}
+# Which of a work's publishing share statements the policy reads when a message gives several (one per
+# share type and rights type): training copies the work, so the licensing share of the mechanical
+# (reproduction) right first. Every statement is still checked not to exceed 100%.
+SHARE_TYPE_ORDER = ("LicensingShare", "OriginalPublisherShare", "")
+RIGHTS_TYPE_ORDER = ("MechanicalRight", "ReproductionRight", "All", "")
 _DPID = re.compile(r"^PADPIDA[0-9A-Z]{11}$")
 
 
@@ -199,7 +212,7 @@ def scan_message(source: Path | bytes) -> tuple[str, str]:
 _STREAMED: dict[str, str | None] = {
     "MessageHeader": None, "UpdateIndicator": None, "PurgedRelease": None, "Party": "PartyList",
     "MusicalWork": "WorkList", "SoundRecording": "ResourceList", "Release": "ReleaseList", "TrackRelease": "ReleaseList",
-    "ReleaseDeal": "DealList",
+    "ReleaseDeal": "DealList", "RightShare": "RightShareList",
 }
 
 
@@ -236,21 +249,26 @@ def _stream(source: Path | bytes, schema: etree.XMLSchema | None) -> Iterator[tu
 
 
 class _LocalAvs(etree.Resolver):
-    """Older ERN XSDs import the allowed-value sets from ddex.net: read them from ``<xsd dir>/avs/`` instead."""
+    """Older ERN XSDs import the allowed-value sets from ddex.net: read them from ``<xsd dir>/avs/`` instead;
+    the MWN XSDs import W3C's XML-signature schema: read it from ``<xsd dir>/xmldsig-core-schema.xsd``."""
 
     def __init__(self, xsd_dir: Path) -> None:
         super().__init__()
         self.xsd_dir = xsd_dir
 
     def resolve(self, url, pubid, context):  # type: ignore[no-untyped-def]
+        local = None
         if url and url.startswith(AVS_URL):
             local = self.xsd_dir / "avs" / url[len(AVS_URL):]
-            if local.is_file():
-                return self.resolve_filename(str(local), context)
+        elif url == XMLDSIG_URL:
+            local = self.xsd_dir / "xmldsig-core-schema.xsd"
+        if local is not None and local.is_file():
+            return self.resolve_filename(str(local), context)
         return None
 
 
 AVS_URL = "http://ddex.net/xml/avs/"
+XMLDSIG_URL = "http://www.w3.org/TR/2002/REC-xmldsig-core-20020212/xmldsig-core-schema.xsd"
 
 
 @lru_cache(maxsize=8)
@@ -261,7 +279,8 @@ def _schema(xsd_path: str, xsd_dir: str):  # type: ignore[no-untyped-def]
         return etree.XMLSchema(etree.parse(xsd_path, parser))
     except (etree.XMLSchemaParseError, OSError) as exc:
         raise DdexRejected("xsd_unavailable", f"the XSD {xsd_path} cannot be loaded ({exc}); an XSD that imports "
-                                              f"{AVS_URL}<file> needs that file in {xsd_dir}/avs/") from exc
+                                              f"{AVS_URL}<file> needs that file in {xsd_dir}/avs/, one that imports "
+                                              f"{XMLDSIG_URL} needs {xsd_dir}/xmldsig-core-schema.xsd") from exc
 
 
 def default_xsd_dir() -> Path | None:
@@ -288,6 +307,10 @@ def xsd_for(namespace: str, xsd_dir: Path) -> tuple[str, str]:
     raise DdexRejected("xsd_unavailable", f"no XSD for namespace {namespace} in {xsd_dir} (present: {present})")
 
 
+def _label(namespace: str) -> str:
+    return MWN_NAMESPACES.get(namespace) or f"ERN {ERN_NAMESPACES[namespace]}"
+
+
 def _summarize(errors: list) -> str:  # type: ignore[type-arg]
     """Validation errors grouped by message, with the enumeration lists cut (they list every territory)."""
     groups: dict[str, list[int]] = {}
@@ -299,7 +322,7 @@ def _summarize(errors: list) -> str:  # type: ignore[type-arg]
 
 
 def validate_against_xsd(data: bytes, namespace: str, xsd_dir: Path | None) -> None:
-    """Raise :class:`DdexRejected` unless the message validates against its ERN XSD (see :func:`xsd_for`)."""
+    """Raise :class:`DdexRejected` unless the message validates against its DDEX XSD (see :func:`xsd_for`)."""
 
     if xsd_dir is None:
         raise DdexRejected("xsd_unavailable", "no DDEX XSD directory: set LINERNOTES_DDEX_XSD_DIR")
@@ -307,15 +330,62 @@ def validate_against_xsd(data: bytes, namespace: str, xsd_dir: Path | None) -> N
     schema = _schema(str(xsd_dir / rel), str(xsd_dir))
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     doc = etree.parse(BytesIO(data), parser)
-    against = f"{rel} (ERN {ERN_NAMESPACES[target]})"
+    against = f"{rel} ({_label(target)})"
     if target != namespace:
         for el in doc.iter():
             if isinstance(el.tag, str) and el.tag.startswith("{" + namespace + "}"):
                 el.tag = "{" + target + "}" + el.tag.split("}", 1)[1]
-        against += f", the message's namespace {namespace} (ERN {ERN_NAMESPACES[namespace]}) mapped to {target}"
+        against += f", the message's namespace {namespace} ({_label(namespace)}) mapped to {target}"
     if not schema.validate(doc):
         raise DdexRejected("xsd_invalid", f"message does not validate against {against}: "
                                           f"{_summarize(list(schema.error_log))}")
+
+
+def _percent(el: ET.Element | None) -> float | None:
+    """A DDEX ``Percentage`` in percent (``HasMaxValueOfOne`` scales 0-1); None when absent. ValueError if invalid."""
+    if el is None or not (el.text or "").strip():
+        return None
+    value = float((el.text or "").strip())
+    if el.get("HasMaxValueOfOne") == "true":
+        value *= 100.0
+    if not 0.0 <= value <= 100.0:
+        raise ValueError(f"{value:g}% is outside 0-100")
+    return value
+
+
+# (share type, rights types, party id, share in percent or None when unknown)
+_Statement = tuple[str, tuple[str, ...], str, float | None]
+
+
+def _publishers(statements: list[_Statement], name: Callable[[str], str]) -> dict[str, WorkContributor]:
+    """A work's publishers from its publishing share statements.
+
+    Shares add up per (share type, rights type); any such total over 100% raises ValueError. The shares
+    kept are those of the group first in ``SHARE_TYPE_ORDER`` then ``RIGHTS_TYPE_ORDER`` (then the largest
+    total); a publisher named only in another group is kept without a share.
+    """
+    groups: dict[tuple[str, str], dict[str, float | None]] = {}
+    for share_type, rights_types, party_id, share in statements:
+        for rights_type in rights_types or ("",):
+            group = groups.setdefault((share_type, rights_type), {})
+            before = group.get(party_id)
+            group[party_id] = None if share is None and before is None else (before or 0.0) + (share or 0.0)
+    for (share_type, rights_type), group in groups.items():
+        total = sum(v or 0.0 for v in group.values())
+        if total > 100.0 + 1e-6:
+            what = " ".join(x for x in (share_type, rights_type) if x) or "publishing"
+            raise ValueError(f"{what} shares add up to {total:g}%, more than 100%")
+
+    def rank(key: tuple[str, str]) -> tuple[int, int, float]:
+        st, rt = key
+        return (SHARE_TYPE_ORDER.index(st) if st in SHARE_TYPE_ORDER else len(SHARE_TYPE_ORDER),
+                RIGHTS_TYPE_ORDER.index(rt) if rt in RIGHTS_TYPE_ORDER else len(RIGHTS_TYPE_ORDER),
+                -sum(v or 0.0 for v in groups[key].values()))
+
+    chosen = groups[min(groups, key=rank)] if groups else {}
+    everyone = {party_id for _st, _rt, party_id, _s in statements}
+    return {p: WorkContributor(party_id=p, name=name(p), role="Publisher", share=chosen.get(p))
+            for p in sorted(everyone)}
 
 
 @dataclass
@@ -332,6 +402,7 @@ class _Extract:
     releases: dict[str, set[str]] = field(default_factory=dict)   # release key -> ISRCs
     takedowns: dict[str, str] = field(default_factory=dict)       # release key -> where in the message
     deal_ids: set[str] = field(default_factory=set)               # every deal the message carries, valid or not
+    work_links: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)  # MWN: ISRC -> (ISWC, title, where)
     errors: list[RecordError] = field(default_factory=list)
 
 
@@ -349,7 +420,7 @@ class _Reader:
         self.source = source
         self.message_id = "unknown"
         self.sender_id = "unknown-sender"
-        self.out = _Extract(version=ERN_NAMESPACES[ns], message_id=self.message_id, sender=self.sender_id)
+        self.out = _Extract(version=ERN_NAMESPACES.get(ns) or MWN_NAMESPACES[ns], message_id=self.message_id, sender=self.sender_id)
         self.out.kind = ("purge" if root_name == "PurgeReleaseMessage" else
                          "update" if root_name == "UpdateReleaseMessage" else "new")
         self.licensor: str | None = None
@@ -360,6 +431,7 @@ class _Reader:
         self.key_by_ref: dict[str, str] = {}
         self.per_release: dict[str, int] = {}
         self.iswc_by_work_ref: dict[str, str] = {}
+        self.refused_works: set[str] = set()
         self.here = ""
 
     def on_header(self, header: ET.Element) -> None:
@@ -413,8 +485,32 @@ class _Reader:
             for role in WORK_ROLE_MAP.get(raw_role, ()):
                 found[(party_id, role)] = WorkContributor(party_id=party_id, name=self.out.parties[party_id].name,
                                                           role=role)
+        statements: list[_Statement] = []
+        for i, rs in enumerate(_kids(mw, "RightShare"), start=1):
+            where = f"work {ref or iswc}/RightShare[{i}]"
+            rights_types = tuple((t.text or "").strip() for t in _kids(rs, "RightsType"))
+            controllers = _kids(rs, "RightsController")
+            try:
+                own = None if _text(rs, "RightShareUnknown") == "true" else _percent(_kid(rs, "RightSharePercentage"))
+                for rc in controllers:
+                    party_id = self.party(rc)
+                    if party_id is None:
+                        continue
+                    # the controller's own percentage, else the RightShare's when it has one controller
+                    share = own if len(controllers) == 1 else None
+                    if _text(rc, "RightShareUnknown") != "true" and _kid(rc, "RightSharePercentage") is not None:
+                        share = _percent(_kid(rc, "RightSharePercentage"))
+                    statements.append(("", rights_types, party_id, share))
+            except ValueError as exc:
+                self.error(where, "invalid_share", f"RightSharePercentage: {exc}")
         title = _text(mw, "ReferenceTitle", "TitleText")
-        self.out.works[iswc] = Work(iswc=iswc, title=title, contributors=tuple(found[k] for k in sorted(found)))
+        try:
+            found.update({(p, "Publisher"): c for p, c in
+                          _publishers(statements, lambda p: self.out.parties[p].name).items()})
+            self.out.works[iswc] = Work(iswc=iswc, title=title, contributors=tuple(found[k] for k in sorted(found)))
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+            self.refused_works.add(iswc)
+            self.error(f"work {ref or iswc}", "publishing_shares_exceed", f"work {iswc}: {exc}")
 
     def on_purged(self, purged: ET.Element) -> None:
         key = release_key(purged, self.sender_id)
@@ -424,12 +520,14 @@ class _Reader:
         self.out.releases.setdefault(key, set())
         self.out.takedowns[key] = self.here
 
+    def handlers(self) -> dict[str, Callable[[ET.Element], None]]:
+        return {"MessageHeader": self.on_header, "Party": self.on_party, "PurgedRelease": self.on_purged,
+                "MusicalWork": self.on_musical_work, "SoundRecording": self.on_sound_recording,
+                "Release": self.on_release, "TrackRelease": self.on_release, "ReleaseDeal": self.on_release_deal}
+
     def read(self, items: Iterator[tuple[str, ET.Element, str]]) -> _Extract:
         """Read the message entry by entry (the header, parties and resources come before releases and deals)."""
-        handlers = {"MessageHeader": self.on_header, "Party": self.on_party, "PurgedRelease": self.on_purged,
-                    "MusicalWork": self.on_musical_work,
-                    "SoundRecording": self.on_sound_recording, "Release": self.on_release,
-                    "TrackRelease": self.on_release, "ReleaseDeal": self.on_release_deal}
+        handlers = self.handlers()
         for name, el, where in items:
             self.here = where
             if name == "UpdateIndicator":
@@ -439,11 +537,15 @@ class _Reader:
             if name != "MessageHeader" and self.licensor is None and self.out.kind != "purge":
                 raise DdexRejected("ddex_no_sender", "the MessageHeader must come first and name the MessageSender")
             handlers[name](el)
+        self.finish()
         if self.out.message_id == "unknown" and self.licensor is None:
             raise DdexRejected("ddex_no_header", f"the {self.root_name} has no MessageHeader with a MessageId")
         if self.out.kind == "purge" and not self.out.releases and not self.out.errors:
             raise DdexRejected("ddex_purge_without_release", "the PurgeReleaseMessage names no PurgedRelease")
         return self.out
+
+    def finish(self) -> None:
+        """Called once every entry has been read."""
 
     def error(self, where: str, code: str, message: str) -> None:
         """A per-record error at the entry being read: ``file#XPath (line N) what``."""
@@ -592,7 +694,7 @@ class _Reader:
         self.out.recordings.append(Recording(
             isrc=isrc, iswc=iswc, title=title, ai_generated=evidence is not None, ai_evidence=evidence,
             contributors=tuple(people)))
-        if iswc:
+        if iswc and iswc not in self.refused_works:
             self.read_work(sr, ref, iswc, title, people)
         controllers: list[tuple[str, float]] = []
         for rc in _descendants(sr, "ResourceRightsController") + _descendants(sr, "RightsController"):
@@ -699,15 +801,129 @@ def release_key(release: ET.Element, sender: str) -> str | None:
     return None
 
 
+class _MwnReader(_Reader):
+    """A DDEX MWN ``MusicalWorkClaimNotificationMessage``: each work's ISWC and writers, the publishers'
+    shares from the ``RightShareList``, and the recordings (ISRC) that perform each work."""
+
+    def __init__(self, root_name: str, ns: str, source: str) -> None:
+        super().__init__(root_name, ns, source)
+        self.out.kind = "works"
+        self.writers: dict[str, dict[tuple[str, str], WorkContributor]] = {}  # by MusicalWorkReference
+        self.titles: dict[str, str | None] = {}
+        self.where_work: dict[str, str] = {}
+        self.statements: dict[str, list[_Statement]] = {}
+
+    def handlers(self) -> dict[str, Callable[[ET.Element], None]]:
+        return {"MessageHeader": self.on_header, "Party": self.on_party, "MusicalWork": self.on_musical_work,
+                "SoundRecording": self.on_sound_recording, "RightShare": self.on_right_share}
+
+    def _party_ref(self, where: str, el: ET.Element | None, tag: str) -> str | None:
+        ref = _text(el, tag)
+        party_id = self.party_by_ref.get(ref or "")
+        if party_id is None:
+            self.error(where, "unknown_party", f"{tag} {ref!r} is not in the PartyList")
+        return party_id
+
+    def on_musical_work(self, mw: ET.Element) -> None:
+        ref = _text(mw, "MusicalWorkReference") or self.here
+        self.where_work[ref] = self.here  # known even when left out: its shares are not reported again
+        raw = _text(mw, "MusicalWorkId", "ISWC")
+        if raw is None:
+            self.error(f"work {ref}", "missing_iswc", "musical work has no ISWC")
+            return
+        try:
+            iswc = normalize_iswc(raw)
+        except ValueError as exc:
+            self.error(f"work {ref}", "invalid_iswc", str(exc))
+            return
+        found: dict[tuple[str, str], WorkContributor] = {}
+        for i, writer in enumerate(_kids(mw, "Writer"), start=1):
+            party_id = self._party_ref(f"work {ref}/Writer[{i}]", writer, "WriterPartyReference")
+            if party_id is None:
+                continue
+            for raw_role in [(r.text or "").strip() for r in _kids(writer, "Role")] or ["Composer"]:
+                for role in MWN_ROLE_MAP.get(raw_role, ("Composer",)):
+                    found[(party_id, role)] = WorkContributor(party_id=party_id, role=role,
+                                                              name=self.out.parties[party_id].name)
+        self.iswc_by_work_ref[ref] = iswc
+        self.writers[ref] = found
+        self.titles[ref] = _text(mw, "Title", "TitleText")
+
+    def on_sound_recording(self, sr: ET.Element) -> None:
+        """A recording performing works of the message: links its ISRC to the (first) work's ISWC."""
+        ref = _text(sr, "ResourceReference") or self.here
+        raw = _text(sr, "SoundRecordingId", "ISRC")
+        if raw is None:
+            self.error(f"resource {ref}", "missing_isrc", "sound recording has no ISRC")
+            return
+        try:
+            isrc = normalize_isrc(raw)
+        except ValueError as exc:
+            self.error(f"resource {ref}", "invalid_isrc", str(exc))
+            return
+        links = [_text(link, "ResourceMusicalWorkReference") or "" for link in
+                 _path(sr, "ResourceMusicalWorkReferenceList", "ResourceMusicalWorkReference")
+                 if _text(link, "IsIncorrectLink") != "true"]
+        iswcs = list(dict.fromkeys(self.iswc_by_work_ref[r] for r in links if r in self.iswc_by_work_ref))
+        if not iswcs:
+            self.error(f"resource {ref}", "unknown_work", f"recording {isrc} names no work of the WorkList ({links})")
+            return
+        if len(iswcs) > 1:
+            self.error(f"resource {ref}", "recording_several_works",
+                       f"recording {isrc} performs {len(iswcs)} works; linked to the first, {iswcs[0]}")
+        self.out.work_links[isrc] = (iswcs[0], _text(sr, "Title", "TitleText"), f"{self.source}#{self.here}")
+
+    def on_right_share(self, rs: ET.Element) -> None:
+        """One publishing share: a rights controller's percentage of one or more works."""
+        where = f"right share {_text(rs, 'RightShareReference') or ''}".rstrip()
+        if _text(rs, "RightShareNotClaimed") == "true":
+            return
+        if _text(rs, "RightsControllerUnknown") == "true":
+            return  # an unclaimed part: the work's known shares fall short of 100%
+        party_id = self._party_ref(where, _kid(rs, "RightsController"), "RightsControllerPartyReference")
+        if party_id is None:
+            return
+        try:
+            share = None if _text(rs, "RightShareUnknown") == "true" else _percent(_kid(rs, "RightSharePercentage"))
+        except ValueError as exc:
+            self.error(where, "invalid_share", f"RightSharePercentage: {exc}")
+            return
+        rights_types = tuple((t.text or "").strip() for t in _kids(rs, "RightsType"))
+        share_types = [(t.text or "").strip() for t in _kids(rs, "RightShareType")] or [""]  # MWN 1.1: several
+        for work_ref in ((e.text or "").strip() for e in _kids(rs, "RightShareWorkReference")):
+            if work_ref in self.writers:
+                self.statements.setdefault(work_ref, []).extend(
+                    (share_type, rights_types, party_id, share) for share_type in share_types)
+            elif work_ref not in self.where_work:
+                self.error(where, "unknown_work", f"RightShareWorkReference {work_ref!r} is not in the WorkList")
+
+    def finish(self) -> None:
+        """The works, once every share of the message has been read (the RightShareList comes last)."""
+        for ref, found in self.writers.items():
+            iswc = self.iswc_by_work_ref[ref]
+            self.here = self.where_work[ref]
+            try:
+                people = dict(found)
+                people.update({(p, "Publisher"): c for p, c in
+                               _publishers(self.statements.get(ref, []), lambda p: self.out.parties[p].name).items()})
+                self.out.works[iswc] = Work(iswc=iswc, title=self.titles[ref],
+                                            contributors=tuple(people[k] for k in sorted(people)))
+            except ValueError as exc:
+                self.error(f"work {ref}", "publishing_shares_exceed", f"work {iswc}: {exc}")
+                self.out.work_links = {k: v for k, v in self.out.work_links.items() if v[0] != iswc}
+        self.here = ""
+
+
 def read_ddex(data: bytes | Path, *, source: str, validate_xsd: bool = False, xsd_dir: Path | None = None) -> _Extract:
     """Parse and check one message (bytes or a file, streamed) into records without touching the ledger."""
     if isinstance(data, bytes) and len(data) > MAX_BYTES:
         raise DdexRejected("xml_too_large", f"message is {len(data)} bytes; the limit is {MAX_BYTES}")
     root_name, ns = scan_message(data)
-    if root_name not in MESSAGE_TYPES or ns not in ERN_NAMESPACES:
+    mwn = root_name in MWN_MESSAGE_TYPES and ns in MWN_NAMESPACES
+    if not mwn and (root_name not in MESSAGE_TYPES or ns not in ERN_NAMESPACES):
         raise DdexRejected("ddex_unsupported_message",
-                           f"expected an ERN 4.x or 3.8.x {' / '.join(MESSAGE_TYPES)}, found {root_name!r} "
-                           f"in namespace {ns!r}")
+                           f"expected an ERN 4.x or 3.8.x {' / '.join(MESSAGE_TYPES)} or an MWN 1.1 / 1.3 "
+                           f"{' / '.join(MWN_MESSAGE_TYPES)}, found {root_name!r} in namespace {ns!r}")
     schema, against = None, ""
     if validate_xsd:
         folder = xsd_dir if xsd_dir is not None else default_xsd_dir()
@@ -717,8 +933,8 @@ def read_ddex(data: bytes | Path, *, source: str, validate_xsd: bool = False, xs
         if target != ns:  # a 3.8.x message checked under 3.8.3: the namespace is mapped on a whole tree
             validate_against_xsd(data if isinstance(data, bytes) else data.read_bytes(), ns, folder)
         else:  # checked while it is read, in bounded memory
-            schema, against = _schema(str(folder / rel), str(folder)), f"{rel} (ERN {ERN_NAMESPACES[ns]})"
-    reader = _Reader(root_name, ns, source)
+            schema, against = _schema(str(folder / rel), str(folder)), f"{rel} ({_label(ns)})"
+    reader = (_MwnReader if mwn else _Reader)(root_name, ns, source)
     try:
         return reader.read(_stream(data, schema))
     except etree.XMLSyntaxError as exc:
@@ -735,7 +951,7 @@ def read_ddex(data: bytes | Path, *, source: str, validate_xsd: bool = False, xs
 def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Principal | str, validate_xsd: bool = False,
                 xsd_dir: str | Path | None = None, strict: bool = False, roles: RoleBook | None = None,
                 supersede: Supersession | None = None, match_names: bool = False) -> ImportReport:
-    """Import one DDEX ERN NewReleaseMessage in one ``rights.import`` command, or reject it with a reason.
+    """Import one DDEX ERN or MWN message in one ``rights.import`` command, or reject it with a reason.
 
     Parties, recordings and deals are written as rights events; a record that would loosen a
     restriction recorded since is refused as ``rights_conflict`` (see :mod:`licensing.records`).
@@ -781,6 +997,7 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
     with command(con, actor, "rights.import", subject, roles=roles) as w:
         resolution = resolve_parties(w.con, extract.parties.values(), match_names=match_names)
         _remap(extract, resolution)
+        errors += _link_recordings(w.con, extract)
         events = records.upsert_parties(w, list(resolution.parties.values()), source=source).events
         affected: set[str] = set()
         deals: list[str] = []
@@ -851,7 +1068,7 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
         conflicts = sum(e.reason_code == "rights_conflict" for e in errors)
         w.upsert("ddex_messages", [{"sender": extract.sender, "message_id": extract.message_id,
                                     "created_at": extract.created_at, "kind": extract.kind,
-                                    "ern_version": extract.version, "release_keys": sorted(extract.releases),
+                                    "ern_version": extract.version, "release_keys": _ordering_keys(extract),
                                     "file_sha256": file_sha, "conflicts": conflicts, "applied_at": datetime.now(UTC)}],
                  key=["sender", "message_id"])
         summary = {"ern": extract.version, "message_id": extract.message_id, "message_kind": extract.kind,
@@ -868,6 +1085,28 @@ def import_ddex(con: duckdb.DuckDBPyConnection, path: str | Path, *, actor: Prin
                         recordings=len(recordings), deals=len(deals), unchanged=unchanged, errors=tuple(errors))
 
 
+def _link_recordings(con: duckdb.DuckDBPyConnection, extract: _Extract) -> list[RecordError]:
+    """An MWN's recording-to-work links as recordings to write: a recording new to the ledger, or one
+    recorded without a work, gets the work; one recorded with another work is left as it is and reported."""
+    errors = []
+    for isrc, (iswc, title, where) in sorted(extract.work_links.items()):
+        row = con.execute("SELECT iswc, title, ai_generated, ai_evidence FROM recordings WHERE isrc = ?",
+                          [isrc]).fetchone()
+        if row is None:
+            extract.recordings.append(Recording(isrc=isrc, iswc=iswc, title=title))
+        elif row[0] is None:
+            people = con.execute("SELECT party_id, name, role FROM recording_contributors WHERE isrc = ?",
+                                 [isrc]).fetchall()
+            extract.recordings.append(Recording(
+                isrc=isrc, iswc=iswc, title=row[1] or title, ai_generated=row[2], ai_evidence=row[3],
+                contributors=tuple(RecordingContributor(party_id=p, name=n, role=r) for p, n, r in people)))
+        elif row[0] != iswc:
+            errors.append(RecordError(source_ref=where, reason_code="recording_work_conflict",
+                                      message=f"recording {isrc} is recorded as performing {row[0]}; the message "
+                                              f"links it to {iswc}: left as recorded"))
+    return errors
+
+
 def _already_applied(con: duckdb.DuckDBPyConnection, extract: _Extract) -> bool:
     """A re-delivery of a message already applied without conflicts changes nothing."""
     row = con.execute("SELECT conflicts FROM ddex_messages WHERE sender = ? AND message_id = ?",
@@ -875,21 +1114,28 @@ def _already_applied(con: duckdb.DuckDBPyConnection, extract: _Extract) -> bool:
     return row is not None and row[0] == 0
 
 
+def _ordering_keys(extract: _Extract) -> list[str]:
+    """What a message's order is kept per: its releases (ERN), else its works as ``work:<ISWC>`` (MWN)."""
+    return sorted(extract.releases) or sorted(f"work:{iswc}" for iswc in extract.works)
+
+
 def _newer_message(con: duckdb.DuckDBPyConnection, extract: _Extract) -> str | None:
     """Why the message is stale: a later message (by MessageCreatedDateTime, then MessageId) about one of its
-    releases was applied already; None when it is not."""
-    if extract.created_at is None or not extract.releases:
+    releases (or, for MWN, works) was applied already; None when it is not."""
+    keys = _ordering_keys(extract)
+    if extract.created_at is None or not keys:
         return None
     row = con.execute(
         "SELECT message_id, created_at, k.key FROM ddex_messages, unnest(release_keys) AS k(key) "
         "WHERE sender = ? AND message_id <> ? AND k.key IN (SELECT unnest(?::VARCHAR[])) "
         "AND (created_at > ? OR (created_at = ? AND message_id > ?)) ORDER BY created_at DESC, message_id DESC LIMIT 1",
-        [extract.sender, extract.message_id, sorted(extract.releases), extract.created_at, extract.created_at,
+        [extract.sender, extract.message_id, keys, extract.created_at, extract.created_at,
          extract.message_id]).fetchone()
     if row is None:
         return None
     return (f"message {extract.message_id} (created {extract.created_at:%Y-%m-%dT%H:%M:%S%z}) is older than message "
-            f"{row[0]} (created {row[1]:%Y-%m-%dT%H:%M:%S%z}) already applied for release {row[2]}: not applied")
+            f"{row[0]} (created {row[1]:%Y-%m-%dT%H:%M:%S%z}) already applied for "
+            f"{'work ' + row[2][5:] if row[2].startswith('work:') else 'release ' + row[2]}: not applied")
 
 
 def _release_deals(con: duckdb.DuckDBPyConnection, key: str) -> list[str]:

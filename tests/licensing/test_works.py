@@ -5,15 +5,17 @@ Both evaluators (reference and set-based SQL) give the same decisions."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dagster_project.cli import app
 from licensing.evaluate import evaluate_catalog
 from licensing.explain import explain
-from licensing.importers.ddex import read_ddex
+from licensing.importers.ddex import DdexRejected, read_ddex
 from licensing.policy import load_policy
 from store.database import connect
 from store.home import Home
@@ -134,3 +136,86 @@ def test_taking_a_writer_off_a_work_is_a_conflict(tmp_path: Path) -> None:
     assert [e["reason_code"] for e in json.loads(r.output)["errors"]] == ["rights_conflict"]
     with connect(Home.from_env(home).db_path) as con:
         assert con.execute("SELECT count(*) FROM work_contributors").fetchone() == (2,)
+
+
+def _ern38_work(path: Path, message_id: str, shares: list[tuple[str, dict[str, str], str]]) -> Path:
+    """The ERN 3.8 instance with its first MusicalWork given a real ISWC and a Composer, its first SoundRecording
+    a real ISRC performing that work, and the work's RightShares replaced by one per (name, PartyId attributes
+    and text, percent): ``RightShare/RightsController/RightSharePercentage`` for the mechanical right."""
+    from lxml import etree
+
+    doc = etree.parse(str(DDEX / "ern38" / "instance1.xml"))
+    root = doc.getroot()
+    root.find("MessageHeader/MessageId").text = message_id
+    work = root.find("WorkList/MusicalWork")
+    work.find("MusicalWorkId/ISWC").text = "T-034.524.680-1"
+    writer, *others = work.findall("MusicalWorkContributor")
+    for el in [*others, *work.findall("RightShare")]:
+        work.remove(el)
+    writer.find("PartyName/FullName").text = "Wendy Writer"
+    pid = writer.find("PartyId")
+    pid.attrib.update({"IsDPID": "false", "IsISNI": "true"})
+    pid.text = ISNI_B
+    writer.find("MusicalWorkContributorRole").text = "Composer"
+    at = list(work).index(work.find("MusicalWorkDetailsByTerritory"))
+    for i, (name, (attrs, text), percent) in enumerate(shares):
+        rs = etree.Element("RightShare")
+        etree.SubElement(rs, "RightShareReference").text = f"S{i}"
+        etree.SubElement(rs, "TerritoryCode").text = "Worldwide"
+        etree.SubElement(rs, "RightsType", {"TerritoryCode": "Worldwide"}).text = "MechanicalRight"
+        rc = etree.SubElement(rs, "RightsController")
+        etree.SubElement(etree.SubElement(rc, "PartyName"), "FullName").text = name
+        etree.SubElement(rc, "PartyId", attrs).text = text
+        etree.SubElement(rc, "RightsControllerRole").text = "RightsController"
+        etree.SubElement(rc, "RightSharePercentage").text = percent
+        etree.SubElement(rs, "RightSharePercentage").text = percent
+        work.insert(at + i, rs)
+    sr = root.find("ResourceList/SoundRecording")
+    sr.find("SoundRecordingId/ISRC").text = ISRC
+    for el in sr.iter("IndirectSoundRecordingId", "WorkId"):
+        el.getparent().remove(el)
+    sr.find(".//ResourceMusicalWorkReference/ResourceMusicalWorkReference").text = work.findtext("MusicalWorkReference")
+    doc.write(str(path), xml_declaration=True, encoding="UTF-8")
+    return path
+
+
+PUB_A = ("Pub A", ({"IsISNI": "true", "IsDPID": "false"}, ISNI_A))
+PUB_B = ("Pub B", ({"IsISNI": "false", "IsDPID": "false", "Namespace": "PADPIDA2019010301P"}, "PUB-B"))
+
+
+def test_ern38_right_shares_are_publishing_shares(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_test_roles(home)
+    first = _ern38_work(tmp_path / "38-a.xml", "M38-1", [(*PUB_A, "60")])
+    # the RightShares are valid 3.8 (checked under the 3.8.3 XSD with the namespace mapped): the XSD-generated
+    # instance has invalid values of its own elsewhere, but none in a RightShare
+    with pytest.raises(DdexRejected) as exc:
+        read_ddex(first.read_bytes(), source="38-a", validate_xsd=True, xsd_dir=DDEX / "xsd")
+    assert "Journalist" in exc.value.message and not re.search(r"RightShare|RightsType|RightsController", exc.value.message)
+    assert _run(home, "rights", "import-ddex", str(first)).exit_code in (0, 1)  # the instance's random ids: errors
+    with connect(Home.from_env(home).db_path) as con:
+        assert sorted(con.execute("SELECT party_id, role, share FROM work_contributors WHERE iswc = ?",
+                                  [ISWC]).fetchall()) == [(f"isni:{ISNI_B}", "Composer", None),
+                                                          (f"isni:{ISNI_A}", "Publisher", 60.0)]
+        add_track(con, 1, ISRC, [])
+    assert "publishing_shares_incomplete" in _explain(home)["reason_codes"]
+
+    second = _ern38_work(tmp_path / "38-b.xml", "M38-2", [(*PUB_A, "60"), (*PUB_B, "40")])
+    assert _run(home, "rights", "import-ddex", str(second)).exit_code in (0, 1)
+    with connect(Home.from_env(home).db_path) as con:
+        assert con.execute("SELECT sum(share) FROM work_contributors WHERE iswc = ?", [ISWC]).fetchone() == (100.0,)
+    assert "publishing_shares_incomplete" not in _explain(home)["reason_codes"]
+
+
+def test_ern38_right_shares_over_100_are_refused_per_record(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_test_roles(home)
+    over = _ern38_work(tmp_path / "38-over.xml", "M38-3", [(*PUB_A, "70"), (*PUB_B, "40")])
+    r = _run(home, "rights", "import-ddex", str(over), "--json")
+    [error] = [e for e in json.loads(r.output)["errors"] if e["reason_code"] == "publishing_shares_exceed"]
+    assert "110%" in error["message"]
+    assert error["source_ref"].startswith("38-over.xml#/NewReleaseMessage/WorkList/MusicalWork[1] (line ")
+    with connect(Home.from_env(home).db_path) as con:
+        assert con.execute("SELECT count(*) FROM works").fetchone() == (0,)  # the work is left out whole
+        # the rest of the message is imported: the recording, naming its work as ERN 4.x recordings do
+        assert con.execute("SELECT iswc FROM recordings WHERE isrc = ?", [ISRC]).fetchone() == (ISWC,)
