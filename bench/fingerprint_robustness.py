@@ -21,6 +21,8 @@ Decoded source audio is cached (``--cache``) as 22050 Hz mono float32.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import tempfile
 import time
@@ -103,6 +105,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "linernotes-fp-robustness")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--dump", type=Path, default=None,
+                        help="write every query's candidates (JSON lines) here, to study other decision rules")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     catalog = demo_files()
@@ -164,6 +168,7 @@ def main() -> None:
     results = []  # (kind, transform, source, method, top ref, score, accepted)
     outcomes = fingerprint_many([q[3] for q in queries], max_seconds=None, workers=args.workers, landmarks=True)
     unusable = 0
+    dump = args.dump.open("w") if args.dump else None
     for (kind, name, source, _), o in zip(queries, outcomes, strict=True):
         fp = o.fingerprint
         if fp is None or fp.landmarks is None:
@@ -174,6 +179,10 @@ def main() -> None:
         length_s = len(fp.items) * ITEM_SECONDS
         for method, index, items in (("chromaprint", cp_index, fp.items), ("landmark", lm_index, fp.landmarks)):
             matches = index.query(items, limit=5)
+            if dump is not None:
+                dump.write(json.dumps({"kind": kind, "transform": name, "source": source, "method": method,
+                                       "length_s": length_s, "matches": [dataclasses.asdict(m) for m in matches]})
+                           + "\n")
             # The strongest candidate the rule accepts, else the strongest one (for the curves).
             accepted = [m for m in matches if is_match(m, length_s)]
             top = accepted[0] if accepted else (matches[0] if matches else None)
@@ -181,6 +190,8 @@ def main() -> None:
             results.append((kind, name, source, method, None if top is None else int(top.ref),
                             0.0 if top is None else top.score, bool(accepted), top.score if span_ok else 0.0))
     t_query = time.perf_counter() - t0
+    if dump is not None:
+        dump.close()
 
     positives = [q for q in queries if q[0] == "positive"]
     negatives = [q for q in queries if q[0] == "negative"]
