@@ -13,12 +13,15 @@ def pipeline_summary(con: duckdb.DuckDBPyConnection, *, release_id: str, run_id:
     release = con.execute("SELECT purpose, territory, on_date, status, track_count, policy_hash FROM releases "
                           "WHERE release_id = ?", [release_id]).fetchone()
     purpose = release[0] if release else None
+    # the decisions in force for the release's purpose, territory, date and policy (an identical decision is
+    # stored once, so the newest row of ``decisions`` is not always the current one)
+    key = [release[0], release[1], release[2], release[5]] if release else [None] * 4
     latest = """
-        SELECT * FROM decisions
-        QUALIFY row_number() OVER (PARTITION BY track_id, purpose ORDER BY decided_at DESC, decision_id) = 1"""
+        SELECT d.allowed, d.reason_codes FROM current_decisions c JOIN decisions d USING (decision_id)
+        WHERE c.purpose = ? AND c.territory = ? AND c.on_date = ? AND c.policy_hash = ?"""
     denied = con.execute(f"""
         SELECT code, count(*) FROM ({latest}) d, unnest(d.reason_codes) AS u(code)
-        WHERE NOT d.allowed AND d.purpose = ? GROUP BY code ORDER BY count(*) DESC, code""", [purpose]).fetchall()
+        WHERE NOT d.allowed GROUP BY code ORDER BY count(*) DESC, code""", key).fetchall()
     approval = con.execute("SELECT actor, recorded_at, comment FROM approvals WHERE release_id = ? AND "
                            "action = 'approve' ORDER BY recorded_at DESC LIMIT 1", [release_id]).fetchone()
     shards = one("SELECT count(*), coalesce(sum(f.row_count), 0) FROM shard_files f JOIN shard_builds b "
@@ -34,8 +37,8 @@ def pipeline_summary(con: duckdb.DuckDBPyConnection, *, release_id: str, run_id:
         "optout_matches": one("SELECT count(*) FROM audio_matches WHERE kind = 'optout' AND score >= threshold")[0],
         "duplicate_clusters": one("SELECT count(DISTINCT cluster_id) FROM duplicate_clusters")[0],
         "purpose": purpose,
-        "allowed": one(f"SELECT count(*) FROM ({latest}) WHERE allowed AND purpose = ?", [purpose])[0],
-        "denied": one(f"SELECT count(*) FROM ({latest}) WHERE NOT allowed AND purpose = ?", [purpose])[0],
+        "allowed": one(f"SELECT count(*) FROM ({latest}) WHERE allowed", key)[0],
+        "denied": one(f"SELECT count(*) FROM ({latest}) WHERE NOT allowed", key)[0],
         "denied_by_reason": dict(denied),
         "release": {"release_id": release_id, "status": release[3] if release else None,
                     "tracks": release[4] if release else 0, "policy_hash": release[5] if release else None,

@@ -10,7 +10,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
@@ -146,9 +146,14 @@ def track_page(con: duckdb.DuckDBPyConnection, track_id: str) -> dict[str, Any] 
     decisions = rows(con, """
         SELECT d.decision_id, d.purpose, d.territory, d.on_date, d.allowed, d.reason_codes, d.explanation,
                d.policy_hash, d.deal_id, d.consent_ids, d.evidence, d.decided_at
-        FROM decisions d WHERE d.track_id = $t  -- by its index; the newest decision per key is the current one
-        QUALIFY row_number() OVER (PARTITION BY d.purpose, d.territory ORDER BY d.on_date DESC, d.decided_at DESC) = 1
-        ORDER BY d.purpose, d.territory""", {"t": track_id})
+        FROM decisions d  -- by its track-id index
+        JOIN (SELECT decision_id, on_date, policy_hash FROM current_decisions WHERE track_id = $t) c USING (decision_id)
+        WHERE d.track_id = $t
+        -- the decision in force now: the latest decided date up to today, else the nearest later one. Not the
+        -- newest row: an identical decision is stored once, so a decision restored after a denial is older
+        QUALIFY row_number() OVER (PARTITION BY d.purpose, d.territory ORDER BY c.on_date <= $today DESC,
+            CASE WHEN c.on_date <= $today THEN c.on_date END DESC NULLS LAST, c.on_date, d.decided_at DESC) = 1
+        ORDER BY d.purpose, d.territory""", {"t": track_id, "today": datetime.now(UTC).date()})
     deals = {r["deal_id"]: r for r in rows(con, "SELECT d.deal_id, d.license, d.licensor_party_id, d.valid_from, "
                                                 "d.valid_to, d.use_types, d.territories_included FROM deals d "
                                                 "JOIN deal_recordings dr USING (deal_id) WHERE dr.isrc = ?",

@@ -7,6 +7,8 @@ import json
 from typer.testing import CliRunner
 
 from dagster_project.cli import app
+from lineage.summary import pipeline_summary
+from store.database import connect
 from tests.lineage.pipeline import ABSENT, PURPOSE, REFUSED_RUN_ID, REJECTED_RELEASE_ID, RELEASE_ID, Pipeline
 
 # Locations in a trace are the ledger's: relative to the data directory.
@@ -80,3 +82,17 @@ def test_model_trace_top_keeps_totals(pipeline: Pipeline) -> None:
     top = _json(pipeline, "model", pipeline.run_id, "--top", "1")
     assert len(top["tracks"]) == 1 and top["tracks_total"] == 2 and top["samples_consumed"] == 6
     assert top["licenses"] == {"contract:LNR-2026-01": 2}
+
+
+def test_pipeline_summary_counts_the_release_s_decisions_in_force(pipeline: Pipeline) -> None:
+    with connect(pipeline.db_path, read_only=True) as con:
+        summary = pipeline_summary(con, release_id=pipeline.release_id, run_id=pipeline.run_id)
+        purpose, territory, on, policy = con.execute("SELECT purpose, territory, on_date, policy_hash FROM releases "
+                                                     "WHERE release_id = ?", [pipeline.release_id]).fetchone()
+        current = dict(con.execute("SELECT allowed, count(*) FROM current_decisions WHERE purpose = ? AND territory = ? "
+                                   "AND on_date = ? AND policy_hash = ? GROUP BY allowed",
+                                   [purpose, territory, on, policy]).fetchall())
+        tracks = con.execute("SELECT count(*) FROM tracks").fetchone()[0]
+    assert (summary["allowed"], summary["denied"]) == (current.get(True, 0), current.get(False, 0))
+    assert summary["allowed"] + summary["denied"] == tracks and summary["denied"] > 0
+    assert sum(summary["denied_by_reason"].values()) >= summary["denied"]

@@ -8,19 +8,25 @@ import io
 import json
 import re
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from licensing.evaluate import evaluate_catalog
 from licensing.importers.ddex import validate_against_xsd
+from licensing.importers.tabular import import_rights_file
 from licensing.policy import load_policy
+from licensing.records import Supersession
 from licensing.releases import propose_release
 from store.audit import Checkpoint
 from store.database import connect
 from store.home import Home
 from tests.ledger_seed import today
+from tests.licensing.helpers import add_track, consent, deal
 from tests.lineage.pipeline import RELEASE_ID, RUN_ID
+from tests.roles import write_test_roles
 from tests.web.conftest import csrf_of, login
 from web import reads
 
@@ -258,3 +264,36 @@ def test_denied_pages_by_number_and_by_next_link_agree(client: TestClient, web_h
         html = client.get(next_link.group(1).replace("&amp;", "&")).text
         assert shown(html) == ids[(number - 1) * 2: number * 2]
         assert shown(client.get(f"/denied?{query}&page={number}").text) == ids[(number - 1) * 2: number * 2]
+
+
+def test_a_track_page_shows_the_decision_in_force_not_the_newest_row(tmp_path: Path) -> None:
+    """An identical decision is stored once: when a refusal is superseded, the track is allowed again by its
+    older decision row, and the page must show that allow (the current decision), not the newer denial."""
+    isrc = "QZXXX2600001"
+    on = datetime.now(UTC).date()
+    write_test_roles(tmp_path)
+
+    def load(con, name: str, supersede: Supersession | None = None, **records: list) -> None:  # type: ignore[no-untyped-def]
+        path = tmp_path / name
+        path.write_text(json.dumps({"schema_version": 1, "parties": [], "deals": [], "consents": [], **records}),
+                        encoding="utf-8")
+        assert not import_rights_file(con, path, actor="rita", supersede=supersede).errors
+
+    with connect(tmp_path / "ledger.duckdb") as con:
+        load(con, "r1.json", parties=[{"party_id": "P-label", "name": "Label", "isni": None, "ipi": None},
+                                      {"party_id": "P-a", "name": "Ada", "isni": None, "ipi": None}],
+             deals=[deal("D1", [isrc], shares=[("P-label", isrc, 100.0)])], consents=[consent("C-a", "P-a")])
+        track_id = add_track(con, 1, isrc, [("P-a", "MainArtist")])
+        evaluate_catalog(con, load_policy(), purpose="UseForTrainingGenerativeAI", territory="DE", on_date=on,
+                         actor="rita")
+        shown = lambda: [(d["allowed"], d["reason_codes"]) for d in reads.track_page(con, track_id)["decisions"]]  # noqa: E731
+        assert shown() == [(True, [])]
+        load(con, "r2.json", consents=[consent("C-label", "P-label", ai_generative_training="notAllowed",
+                                               granted=f"{on}T00:00:00Z")])
+        assert shown() == [(False, ["rights_controller_refused"])]
+        (refusal,) = con.execute("SELECT event_id FROM rights_events WHERE subject_id = 'C-label'").fetchone()
+        load(con, "r3.json", supersede=Supersession(frozenset([refusal]), "test://withdrawn-refusal"),
+             consents=[consent("C-label", "P-label", granted=f"{on}T00:00:00Z")])
+        current = con.execute("SELECT allowed FROM current_decisions WHERE track_id = ? AND on_date = ?",
+                              [track_id, on]).fetchall()
+        assert current == [(True,)] and shown() == [(True, [])]
