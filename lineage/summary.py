@@ -9,7 +9,7 @@ import duckdb
 
 def pipeline_summary(con: duckdb.DuckDBPyConnection, *, release_id: str, run_id: str) -> dict[str, Any]:
     """Counts per stage for one release and run, from the ledger alone."""
-    one = lambda sql, params=(): con.execute(sql, list(params)).fetchone()  # noqa: E731
+    one = lambda sql, params=(): con.execute(sql, list(params)).fetchone()
     release = con.execute("SELECT purpose, territory, on_date, status, track_count, policy_hash FROM releases "
                           "WHERE release_id = ?", [release_id]).fetchone()
     purpose = release[0] if release else None

@@ -286,7 +286,7 @@ def test_a_track_page_shows_the_decision_in_force_not_the_newest_row(tmp_path: P
         track_id = add_track(con, 1, isrc, [("P-a", "MainArtist")])
         evaluate_catalog(con, load_policy(), purpose="UseForTrainingGenerativeAI", territory="DE", on_date=on,
                          actor="rita")
-        shown = lambda: [(d["allowed"], d["reason_codes"]) for d in reads.track_page(con, track_id)["decisions"]]  # noqa: E731
+        shown = lambda: [(d["allowed"], d["reason_codes"]) for d in reads.track_page(con, track_id)["decisions"]]
         assert shown() == [(True, [])]
         load(con, "r2.json", consents=[consent("C-label", "P-label", ai_generative_training="notAllowed",
                                                granted=f"{on}T00:00:00Z")])
