@@ -3,21 +3,25 @@
 ``linernotes users set-password NAME`` calls :func:`set_password`, an audited command: a user may
 set their own password; an admin may set anyone's. Service accounts never get one (they act
 through the pipeline, not a browser). The hash is written into the roles file in place of the
-previous one, atomically; the audit entry names the user and the roles file's hash before and after.
+previous one, atomically, by a round-trip YAML editor, so the file's comments, order and layout (often
+kept under version control, reviewed by people) stay as they were; the audit entry names the user and
+the roles file's hash before and after.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import yaml
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from store.ledger import command, record_refusal
 from store.roles import Principal, RoleBook, RoleRefused, RolesError, as_principal, load_roles, roles_path_for
@@ -111,15 +115,21 @@ def _store(con: duckdb.DuckDBPyConnection, principal: Principal, action: str, su
            password: str) -> str:
     with command(con, principal, action, subject) as w:
         raw = path.read_bytes()
-        data: dict[str, Any] = yaml.safe_load(raw) or {}
-        users = data.setdefault("users", {})
+        editor = YAML()  # round-trip: comments, key order and quoting survive the edit
+        editor.preserve_quotes = True
+        editor.width = 4096  # an argon2 hash stays on its line
+        data: Any = editor.load(raw) or CommentedMap()
+        users = data.setdefault("users", CommentedMap())
         entry = users.get(name)
-        if isinstance(entry, (list, tuple)):
-            entry = {"roles": list(entry)}
-        entry = dict(entry or {})
+        if not isinstance(entry, dict):  # the short form `name: [roles]` becomes a mapping
+            roles = CommentedSeq(entry or [])
+            roles.fa.set_flow_style()
+            entry = CommentedMap(roles=roles)
+            users[name] = entry
         entry["password_argon2"] = hash_password(password)
-        users[name] = entry
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        out = io.StringIO()
+        editor.dump(data, out)
+        text = out.getvalue()
         after = hashlib.sha256(text.encode("utf-8")).hexdigest()
         w.payload.update({"user": name, "roles_file": str(path), "roles_sha256_before": hashlib.sha256(raw).hexdigest(),
                           "roles_sha256_after": after})

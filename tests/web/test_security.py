@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -14,8 +16,8 @@ from typer.testing import CliRunner
 from dagster_project.cli import app
 from store.database import connect
 from store.home import Home
-from store.passwords import PasswordRejected, set_password
-from store.roles import RoleRefused
+from store.passwords import PasswordRejected, set_password, verify_password
+from store.roles import RoleRefused, load_roles, os_user
 from tests.web.conftest import EVIL, EVIL_ISRC, OWN_RELEASE, PASSWORD, REVIEW_RELEASE, csrf_of, login, settings_for
 from web.app import create_app
 
@@ -220,3 +222,29 @@ def test_secure_cookies_are_sent_over_https_only(web_home: Home) -> None:
     with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
         response = login(c, "rita.rights")
         assert response.status_code == 303 and "; secure" in response.headers["set-cookie"].lower()
+
+
+def test_set_password_keeps_the_roles_file_s_comments_and_layout(tmp_path: Path) -> None:
+    """roles.yaml is a reviewed document: setting a password changes that user's hash and nothing else."""
+    roles = tmp_path / "roles.yaml"
+    before = ("# Who may do what at Northern Label; reviewed by compliance each quarter.\n"
+              "users:\n"
+              "  # the rights desk\n"
+              "  rita: [rights_team]   # Rita Lark, rights manager\n"
+              "  ops:\n"
+              "    roles: [admin]\n"
+              f"    os_users: [{os_user()}]\n"
+              "  pipeline: {roles: [pipeline], service: true}\n")
+    roles.write_text(before, encoding="utf-8")
+    with connect(tmp_path / "ledger.duckdb") as con:
+        set_password(con, "rita", "a long enough password", actor="ops", roles_path=roles)
+        set_password(con, "ops", "another long password", actor="ops", roles_path=roles)
+    after = roles.read_text(encoding="utf-8")
+    for line in ("# Who may do what at Northern Label; reviewed by compliance each quarter.", "  # the rights desk",
+                 "# Rita Lark, rights manager", "  pipeline: {roles: [pipeline], service: true}"):
+        assert line in after, line
+    hashes = re.findall(r"password_argon2: (\S+)", after)
+    assert len(hashes) == 2 and all(h.startswith("$argon2id$") for h in hashes)
+    book = load_roles(roles)
+    assert book.users["rita"].roles == ("rights_team",) and book.users["ops"].roles == ("admin",)
+    assert verify_password(book, "rita", "a long enough password") and not verify_password(book, "rita", "wrong one")
