@@ -634,7 +634,10 @@ class _Reader:
         for c in people:
             if c.role in ("Composer", "Lyricist"):
                 found[(c.party_id, c.role)] = WorkContributor(party_id=c.party_id, name=c.name, role=c.role)
-        publishers: dict[str, WorkContributor] = {}  # this recording's statement of the publishing shares
+        # This recording's statement of the publishing shares. A publisher may be listed once per territory
+        # and period (100% in one territory, 100% in another): shares add up within one territory and period
+        # only, never across them (``_publishers``), and the most complete group's shares are recorded.
+        statements: list[_Statement] = []
         for i, wrc in enumerate(_kids(sr, "WorkRightsController")):
             where = f"resource {ref}/WorkRightsController[{i}]"
             party_ref = _text(wrc, "RightsControllerPartyReference")
@@ -644,18 +647,19 @@ class _Reader:
                 continue
             raw = _text(wrc, "RightSharePercentage")
             try:
-                share = float(raw) if raw is not None else None
-            except ValueError:
-                self.error(where, "invalid_share", f"RightSharePercentage {raw!r} is not a number")
+                share = None if _text(wrc, "RightShareUnknown") == "true" or raw is None else _percent(_kid(wrc, "RightSharePercentage"))
+            except ValueError as exc:
+                self.error(where, "invalid_share", f"RightSharePercentage {raw!r}: {exc}")
                 continue
-            previous = publishers.get(party_id)
-            if previous is not None and previous.share is not None and share is not None:
-                share += previous.share  # one publisher controlling several parts of the work
-            try:
-                publishers[party_id] = WorkContributor(party_id=party_id, name=self.out.parties[party_id].name,
-                                                       role="Publisher", share=share)
-            except ValidationError as exc:
-                self.error(where, "invalid_share", "; ".join(e["msg"] for e in exc.errors()))
+            territories = ",".join(sorted((t.text or "").strip() for t in _kids(wrc, "Territory"))) or "Worldwide"
+            period = "".join(f" {label} {value}" for label, value in (("from", _text(wrc, "StartDate")),
+                                                                       ("to", _text(wrc, "EndDate"))) if value)
+            statements.append(("", (f"in {territories}{period}",), party_id, share))
+        try:
+            publishers = _publishers(statements, lambda p: self.out.parties[p].name)
+        except ValueError as exc:
+            self.error(f"resource {ref}", "publishing_shares_exceed", f"work {iswc}: {exc}")
+            return
         found.update({(p, "Publisher"): c for p, c in publishers.items()})
         try:
             work = Work(iswc=iswc, title=(known.title if known else None) or title,

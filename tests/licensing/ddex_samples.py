@@ -31,11 +31,12 @@ def single(path: Path, *, message_id: str = "W83814161", created: str = "2017-04
            use_types: tuple[str, ...] | None = ("UseForTrainingGenerativeAI", "UseForDataMining"),
            end_date: str | None = None, takedown: bool = False, root: str = "NewReleaseMessage",
            extra_parties: list[tuple[str, str, dict[str, str], str]] = (), iswc: str | None = None,
-           work_controllers: list[tuple[str, str, dict[str, str], float]] = ()) -> Path:
+           work_controllers: list[tuple[str, str, dict[str, str], float] | tuple[str, str, dict[str, str], float, str]] = ()) -> Path:
     """Write a derived single: the artist party's name/identifiers, one Worldwide deal with ``use_types``
     (or the sample's own deals when None; a deal without terms when ``takedown``), ``extra_parties`` as
     (reference, name, identifiers, contributor role) contributors of the recording, ``iswc`` its work and
-    ``work_controllers`` (reference, name, identifiers, publishing share %) the work's rights controllers."""
+    ``work_controllers`` (reference, name, identifiers, publishing share %[, territory]) the work's rights
+    controllers."""
     doc = etree.parse(str(SINGLE))
     r = doc.getroot()
     r.tag = f"{{{NS}}}{root}"
@@ -69,19 +70,24 @@ def single(path: Path, *, message_id: str = "W83814161", created: str = "2017-04
         work = etree.Element("WorkId")
         _el(work, "ISWC", iswc)
         sr.find("DisplayTitleText").addprevious(work)
-    for ref, name, ids, share in work_controllers:
-        p = etree.Element("Party")
-        _el(p, "PartyReference", ref)
-        _el(_el(p, "PartyName"), "FullName", name)
-        if ids:
-            pe = _el(p, "PartyId")
-            for scheme, value in ids.items():
-                _el(pe, scheme, value)
-        plist.append(p)
+    listed: set[str] = set()
+    for ref, name, ids, share, *territories in work_controllers:
+        if ref not in listed:
+            listed.add(ref)
+            p = etree.Element("Party")
+            _el(p, "PartyReference", ref)
+            _el(_el(p, "PartyName"), "FullName", name)
+            if ids:
+                pe = _el(p, "PartyId")
+                for scheme, value in ids.items():
+                    _el(pe, scheme, value)
+            plist.append(p)
         wrc = etree.Element("WorkRightsController")
         _el(wrc, "RightsControllerPartyReference", ref)
         _el(wrc, "RightsControlType", "RightsController")
         _el(wrc, "RightSharePercentage", f"{share:g}")
+        for territory in territories:
+            _el(wrc, "Territory", territory)
         anchor.addprevious(wrc)
     if use_types is not None or takedown:
         rd = r.find("DealList/ReleaseDeal")

@@ -219,3 +219,29 @@ def test_ern38_right_shares_over_100_are_refused_per_record(tmp_path: Path) -> N
         assert con.execute("SELECT count(*) FROM works").fetchone() == (0,)  # the work is left out whole
         # the rest of the message is imported: the recording, naming its work as ERN 4.x recordings do
         assert con.execute("SELECT iswc FROM recordings WHERE isrc = ?", [ISRC]).fetchone() == (ISWC,)
+
+
+def test_ern4_publishing_shares_add_up_per_territory_not_across_territories(tmp_path: Path) -> None:
+    """A publisher holding 100% in one territory and another 100% elsewhere is a complete statement, not 200%;
+    within one territory the shares still add up, and over 100% there is refused per record."""
+    pub_a, pub_b = ("PP", "Pub Co Ltd", {"IpiNameNumber": "00123456789"}), ("PQ", "Other Pub", {})
+    split = single(tmp_path / "split.xml", message_id="WT1", iswc="T-034.524.680-1",
+                   work_controllers=[(*pub_a, 100.0, "US"), (*pub_b, 100.0, "GB"), (*pub_b, 100.0, "IE")])
+    read_ddex(split.read_bytes(), source="split", validate_xsd=True, xsd_dir=DDEX / "xsd")  # valid ERN 4.3
+    home = tmp_path / "home"
+    write_test_roles(home)
+    r = _run(home, "rights", "import-ddex", str(split), "--json")
+    assert r.exit_code == 0, r.output
+    with connect(Home.from_env(home).db_path) as con:
+        shares = con.execute("SELECT role, share FROM work_contributors WHERE iswc = 'T0345246801' "
+                             "ORDER BY party_id").fetchall()
+    assert sorted(shares, key=str) == sorted([("Publisher", 100.0), ("Publisher", None)], key=str)
+
+    over = single(tmp_path / "over.xml", message_id="WT2", created="2017-04-26T15:00:29+00:00",
+                  iswc="T-123.456.789-4", work_controllers=[(*pub_a, 70.0, "US"), (*pub_b, 40.0, "US"),
+                                                            (*pub_b, 100.0, "GB")])
+    r = _run(home, "rights", "import-ddex", str(over), "--json")
+    [error] = [e for e in json.loads(r.output)["errors"] if e["reason_code"] == "publishing_shares_exceed"]
+    assert "110%" in error["message"] and "in US" in error["message"]
+    with connect(Home.from_env(home).db_path) as con:
+        assert con.execute("SELECT count(*) FROM works WHERE iswc = 'T1234567894'").fetchone() == (0,)
