@@ -353,37 +353,52 @@ def _percent(el: ET.Element | None) -> float | None:
     return value
 
 
-# (share type, rights types, party id, share in percent or None when unknown)
-_Statement = tuple[str, tuple[str, ...], str, float | None]
+# (share type, rights types, territory and period, party id, share in percent or None when unknown)
+_Statement = tuple[str, tuple[str, ...], str, str, float | None]
+
+
+def _scope(el: ET.Element) -> str:
+    """Where and when a share statement holds, as words (``in US``, ``in Worldwide excluding GB from 2020-01-01``):
+    shares add up within one scope, never across scopes. No territory means Worldwide."""
+    codes = sorted((t.text or "").strip() for t in _kids(el, "TerritoryCode") + _kids(el, "Territory"))
+    excluded = sorted((t.text or "").strip() for t in _kids(el, "ExcludedTerritoryCode"))
+    when = _kid(el, "ValidityPeriod")
+    when = el if when is None else when
+    words = [f"in {','.join(codes) or 'Worldwide'}"]
+    words += [f"excluding {','.join(excluded)}"] if excluded else []
+    words += [f"{label} {value}" for label, value in (("from", _text(when, "StartDate")), ("to", _text(when, "EndDate")))
+              if value]
+    return " ".join(words)
 
 
 def _publishers(statements: list[_Statement], name: Callable[[str], str]) -> dict[str, WorkContributor]:
     """A work's publishers from its publishing share statements.
 
-    Shares add up per (share type, rights type); any such total over 100% raises ValueError. The shares
-    kept are those of the group first in ``SHARE_TYPE_ORDER`` then ``RIGHTS_TYPE_ORDER`` (then the largest
-    total); a publisher named only in another group is kept without a share.
+    Shares add up per (share type, rights type, territory and period); any such total over 100% raises
+    ValueError naming the group. The shares kept are those of the group first in ``SHARE_TYPE_ORDER`` then
+    ``RIGHTS_TYPE_ORDER``, then the largest total (the first in the message on a tie); a publisher named
+    only in another group is kept without a share.
     """
-    groups: dict[tuple[str, str], dict[str, float | None]] = {}
-    for share_type, rights_types, party_id, share in statements:
+    groups: dict[tuple[str, str, str], dict[str, float | None]] = {}
+    for share_type, rights_types, scope, party_id, share in statements:
         for rights_type in rights_types or ("",):
-            group = groups.setdefault((share_type, rights_type), {})
+            group = groups.setdefault((share_type, rights_type, scope), {})
             before = group.get(party_id)
             group[party_id] = None if share is None and before is None else (before or 0.0) + (share or 0.0)
-    for (share_type, rights_type), group in groups.items():
+    for (share_type, rights_type, scope), group in groups.items():
         total = sum(v or 0.0 for v in group.values())
         if total > 100.0 + 1e-6:
             what = " ".join(x for x in (share_type, rights_type) if x) or "publishing"
-            raise ValueError(f"{what} shares add up to {total:g}%, more than 100%")
+            raise ValueError(f"{what} shares {scope} add up to {total:g}%, more than 100%")
 
-    def rank(key: tuple[str, str]) -> tuple[int, int, float]:
-        st, rt = key
+    def rank(key: tuple[str, str, str]) -> tuple[int, int, float]:
+        st, rt, _scope = key
         return (SHARE_TYPE_ORDER.index(st) if st in SHARE_TYPE_ORDER else len(SHARE_TYPE_ORDER),
                 RIGHTS_TYPE_ORDER.index(rt) if rt in RIGHTS_TYPE_ORDER else len(RIGHTS_TYPE_ORDER),
                 -sum(v or 0.0 for v in groups[key].values()))
 
     chosen = groups[min(groups, key=rank)] if groups else {}
-    everyone = {party_id for _st, _rt, party_id, _s in statements}
+    everyone = {party_id for _st, _rt, _scope, party_id, _s in statements}
     return {p: WorkContributor(party_id=p, name=name(p), role="Publisher", share=chosen.get(p))
             for p in sorted(everyone)}
 
@@ -500,7 +515,7 @@ class _Reader:
                     share = own if len(controllers) == 1 else None
                     if _text(rc, "RightShareUnknown") != "true" and _kid(rc, "RightSharePercentage") is not None:
                         share = _percent(_kid(rc, "RightSharePercentage"))
-                    statements.append(("", rights_types, party_id, share))
+                    statements.append(("", rights_types, _scope(rs), party_id, share))
             except ValueError as exc:
                 self.error(where, "invalid_share", f"RightSharePercentage: {exc}")
         title = _text(mw, "ReferenceTitle", "TitleText")
@@ -651,10 +666,7 @@ class _Reader:
             except ValueError as exc:
                 self.error(where, "invalid_share", f"RightSharePercentage {raw!r}: {exc}")
                 continue
-            territories = ",".join(sorted((t.text or "").strip() for t in _kids(wrc, "Territory"))) or "Worldwide"
-            period = "".join(f" {label} {value}" for label, value in (("from", _text(wrc, "StartDate")),
-                                                                       ("to", _text(wrc, "EndDate"))) if value)
-            statements.append(("", (f"in {territories}{period}",), party_id, share))
+            statements.append(("", (), _scope(wrc), party_id, share))
         try:
             publishers = _publishers(statements, lambda p: self.out.parties[p].name)
         except ValueError as exc:
@@ -897,7 +909,7 @@ class _MwnReader(_Reader):
         for work_ref in ((e.text or "").strip() for e in _kids(rs, "RightShareWorkReference")):
             if work_ref in self.writers:
                 self.statements.setdefault(work_ref, []).extend(
-                    (share_type, rights_types, party_id, share) for share_type in share_types)
+                    (share_type, rights_types, _scope(rs), party_id, share) for share_type in share_types)
             elif work_ref not in self.where_work:
                 self.error(where, "unknown_work", f"RightShareWorkReference {work_ref!r} is not in the WorkList")
 

@@ -204,3 +204,27 @@ def test_the_mwn_messages_validate_against_the_official_xsds(path: Path, version
     with pytest.raises(DdexRejected) as exc:
         read_ddex(broken, source="broken.xml", validate_xsd=True, xsd_dir=XSD_DIR)
     assert exc.value.reason_code == "xsd_invalid"
+
+
+def test_mwn_shares_add_up_per_territory(tmp_path: Path) -> None:
+    """A claim for 100% in the US beside a worldwide claim for 60% is not 160%: shares add up within one
+    territory; over 100% within one territory is still refused, naming it."""
+    home = tmp_path / "home"
+    write_test_roles(home)
+    tail = ("</TerritoryCode>\n      <RightsType>MechanicalRight</RightsType>\n      <UseType>PermanentDownload"
+            "</UseType>\n      <RightsController><RightsControllerPartyReference>PNorth"
+            "</RightsControllerPartyReference></RightsController>\n      <RightSharePercentage>")
+    us = (f"<TerritoryCode>Worldwide{tail}40", f"<TerritoryCode>US{tail}100")  # PNorth: 100% in the US
+    split = _variant(tmp_path, "split.xml", us)
+    r = _run(home, "rights", "import-ddex", str(split), "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["errors"] == [], r.output
+    with connect(Home.from_env(home).db_path) as con:
+        assert {w for (w,) in con.execute("SELECT iswc FROM works").fetchall()} == {W1, W2}
+
+    over = _variant(tmp_path, "over.xml", ("<MessageId>MWN-0001</MessageId>", "<MessageId>MWN-0003</MessageId>"),
+                    ("<TerritoryCode>Worldwide</TerritoryCode>", "<TerritoryCode>US</TerritoryCode>"), us)
+    other_home = tmp_path / "home2"
+    write_test_roles(other_home)
+    r = _run(other_home, "rights", "import-ddex", str(over), "--json")
+    exceed = [e for e in json.loads(r.output)["errors"] if e["reason_code"] == "publishing_shares_exceed"]
+    assert len(exceed) == 1 and "160%" in exceed[0]["message"] and "in US" in exceed[0]["message"]
