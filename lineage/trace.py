@@ -112,8 +112,9 @@ _ISRC_SECTIONS = {
                     ORDER BY c.role, c.name), count(*), 0
         FROM contributors c JOIN {_KEYS} k USING (track_id)""",
     "audio_matches": f"""
-        SELECT list({{'track_id': m.track_id, 'kind': m.kind, 'matched_ref': m.matched_ref, 'score': m.score,
-                     'threshold': m.threshold, 'offset_s': m.offset_s, 'span_s': m.span_s,
+        SELECT list({{'track_id': m.track_id, 'kind': m.kind, 'matched_ref': m.matched_ref,
+                     'method': coalesce(m.method, 'chromaprint'), 'score': m.score, 'threshold': m.threshold,
+                     'offset_s': m.offset_s, 'span_s': m.span_s, 'speed': m.speed,
                      'matched_at': {_ts('m.matched_at')}}} ORDER BY m.kind, m.score DESC), count(*), 0
         FROM audio_matches m JOIN {_KEYS} k USING (track_id)""",
     "decisions": f"""

@@ -175,7 +175,8 @@ def track_page(con: duckdb.DuckDBPyConnection, track_id: str) -> dict[str, Any] 
                          "consents": [{"consent_id": k["consent_id"], "evidence_ref": k["evidence_ref"],
                                        "words": _consent_words(k, field, d["on_date"])}
                                       for k in consents if k["party_id"] == p]} for p in required]
-    matches = rows(con, "SELECT kind, matched_ref, score, threshold, offset_s, matched_at FROM audio_matches "
+    matches = rows(con, "SELECT kind, matched_ref, coalesce(method, 'chromaprint') AS method, score, threshold, "
+                         "offset_s, span_s, speed, matched_at FROM audio_matches "
                         "WHERE track_id = ? ORDER BY kind, score DESC", [track_id])
     duplicates = rows(con, "SELECT o.track_id, o.isrc, o.resolved, o.cluster_id FROM duplicate_clusters c "
                            "JOIN duplicate_clusters o USING (cluster_id) WHERE c.track_id = ? AND o.track_id <> ? "

@@ -52,7 +52,8 @@ def _isrc_tree(r: dict[str, Any]) -> Tree:
                  f"({track['fp_seconds'] or 0:g} s, items sha256 {_short(track['fp_items_sha256'])})")
     _section(tree, "contributors", r["contributors"], lambda c: f"{c['role']}: {c['name']} ({c['party_id']})")
     _section(tree, "audio matches", r["audio_matches"],
-             lambda m: f"{m['kind']}: {m['matched_ref']} score {m['score']:.3f} (threshold {m['threshold']})")
+             lambda m: f"{m['kind']}: {m['matched_ref']} by {m['method']}, score {m['score']:.3f} "
+                       f"(threshold {m['threshold']:g})")
     _section(tree, "decisions", r["decisions"],
              lambda d: f"{_when(d['decided_at'])} {_verdict(d['allowed'])} {d['purpose']} {d['territory']} "
                        f"{', '.join(d['reason_codes'])} — {escape(d['explanation'])}")

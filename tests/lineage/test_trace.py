@@ -44,6 +44,11 @@ def test_denied_recordings_trace_to_their_reasons_and_no_model(pipeline: Pipelin
     assert refused["shards"] == [] and refused["models"] == []
     opted_out = _json(pipeline, "isrc", "GBLNR2600006")
     assert [(m["kind"], m["matched_ref"]) for m in opted_out["audio_matches"]] == [("optout", "OPT-LNR-1")]
+    [match] = opted_out["audio_matches"]  # the evidence names its method, where and how well it matched
+    assert match["method"] in ("chromaprint", "landmark") and match["score"] >= match["threshold"]
+    assert match["span_s"] > 0 and match["offset_s"] is not None
+    text = CliRunner().invoke(app, ["trace", "isrc", "GBLNR2600006", "--home", str(pipeline.home)]).output
+    assert f"optout: OPT-LNR-1 by {match['method']}, score" in " ".join(text.split())
     assert {tuple(d["reason_codes"]) for d in opted_out["decisions"]} == {("optout_match",)}
 
 

@@ -72,6 +72,8 @@ def test_a_denied_track_says_why_in_plain_words_with_the_party_and_evidence(clie
     opted = _one(web_home, "SELECT track_id FROM tracks WHERE isrc = 'GBLNR2600006'")[0]  # type: ignore[index]
     page = client.get(f"/tracks/{opted}").text
     assert "the audio matches a recording whose owner opted out" in page and "OPT-LNR-1" in page
+    method = _one(web_home, "SELECT method FROM audio_matches WHERE matched_ref = 'OPT-LNR-1'")[0]  # type: ignore[index]
+    assert f"<td>OPT-LNR-1</td><td>{method}</td>" in page and " s long" in page
 
 
 def test_denied_tracks_page_and_csv_cover_every_denied_track(client: TestClient, web_home: Home) -> None:
