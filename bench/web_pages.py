@@ -5,9 +5,10 @@ duplicates and withdrawals; ``licensing.synthetic``), decides it and proposes tw
 the domain commands (the first approved by a second person, so the review page has a baseline to
 diff against), sets a web password, then requests each page through the ASGI app in this process
 (Starlette's test client: the full middleware, session, template and ledger path, no network) as a
-logged-in rights user. Each page is requested once (``first``: whole-catalog counts per reason are then
-computed and kept until the ledger's audit head moves), then ``--repeat`` times; the median and the
-slowest are reported, with the ratio to the anchor: the login page, which reads no ledger.
+logged-in rights user. Each page is requested once (``first``: the first view in a fresh process, as
+after any recorded change, with nothing computed ahead for the web), then ``--repeat`` times; the
+median and the slowest are reported, with the ratio of the median to the anchor: the login page,
+which reads no ledger. The target: every page under 300 ms, first view and median.
 
     python bench/web_pages.py [--tracks 1000000] [--repeat 5] [--threads 2]
 """
@@ -157,14 +158,17 @@ def main() -> None:
           f"(built in {build_s:.1f} s); threads={args.threads}, cpus={os.cpu_count()}; repeat={args.repeat}; "
           f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     print()
-    print(f"| {'page':38} | {'first ms':>8} | {'median ms':>9} | {'max ms':>7} | {'vs anchor':>9} | {'< 300 ms':>8} |")
-    print(f"|{'-' * 40}|{'-' * 10}|{'-' * 11}|{'-' * 9}|{'-' * 11}|{'-' * 10}|")
+    print(f"| {'page':38} | {'first ms':>8} | {'median ms':>9} | {'max ms':>7} | {'vs anchor':>9} | "
+          f"{'first < 300':>11} | {'median < 300':>12} |")
+    print(f"|{'-' * 40}|{'-' * 10}|{'-' * 11}|{'-' * 9}|{'-' * 11}|{'-' * 13}|{'-' * 14}|")
     for name, _, median, worst, first_ms in rows:
+        first_ok = "yes" if first_ms < TARGET_MS else "NO"
         ok = "yes" if median < TARGET_MS else "NO"
-        print(f"| {name:38} | {first_ms:8.1f} | {median:9.1f} | {worst:7.1f} | {median / anchor:8.1f}x | {ok:>8} |")
-    slow = [name for name, _, median, _, _ in rows if median >= TARGET_MS]
+        print(f"| {name:38} | {first_ms:8.1f} | {median:9.1f} | {worst:7.1f} | {median / anchor:8.1f}x | "
+              f"{first_ok:>11} | {ok:>12} |")
+    slow = [name for name, _, median, _, first_ms in rows if median >= TARGET_MS or first_ms >= TARGET_MS]
     print()
-    print(f"target: every page < {TARGET_MS:.0f} ms (median) at {counts['tracks']:,} tracks -> "
+    print(f"target: every page < {TARGET_MS:.0f} ms (first view and median) at {counts['tracks']:,} tracks -> "
           + ("met" if not slow else f"NOT met for: {', '.join(slow)}"))
 
 

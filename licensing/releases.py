@@ -7,11 +7,11 @@ against today's deals and consents whenever it is built, served or trained on.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime
 
 import duckdb
 
+from licensing import decision_counts
 from licensing.evaluate import decide, require_purpose
 from licensing.gate import denied_tracks
 from schemas.canonical import canonical_json, sha256_text
@@ -220,19 +220,6 @@ def tracks_without_allow(con: duckdb.DuckDBPyConnection, release_id: str) -> lis
 
 
 
-def _used(sql: str, params: list[object] | dict[str, object]) -> list[object] | dict[str, object]:
-    """Named parameters: only those the statement names (DuckDB refuses extra ones)."""
-    if isinstance(params, dict):
-        return {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
-    return params
-
-
-def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | dict[str, object]) -> list[dict[str, object]]:
-    cur = con.execute(sql, _used(sql, params))
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
 def baseline_release(con: duckdb.DuckDBPyConnection, release_id: str) -> str | None:
     """The last release approved before this one for the same purpose and territory (the review's baseline)."""
     row = con.execute(
@@ -242,6 +229,28 @@ def baseline_release(con: duckdb.DuckDBPyConnection, release_id: str) -> str | N
     return row[0] if row else None
 
 
+def _detailed(con: duckdb.DuckDBPyConnection, keys: list[tuple[object, ...]], *,
+              reasons: bool = False) -> list[dict[str, object]]:
+    """Rows (track_id, ...) with the track's ISRC and title, and with ``reasons`` (rows (track_id, decision_id,
+    ...)) the decision's reason codes; in the rows' order."""
+    ids = [k[0] for k in keys]
+    if not ids:
+        return []
+    tracks = {r[0]: r[1:] for r in con.execute("SELECT track_id, isrc, title FROM tracks WHERE track_id = "
+                                               "ANY(?::VARCHAR[])", [ids]).fetchall()}
+    wanted = {k[1] for k in keys} if reasons else set()
+    codes = {r[0]: r[1] for r in con.execute("SELECT decision_id, reason_codes FROM decisions WHERE track_id = "
+                                             "ANY(?::VARCHAR[])", [ids]).fetchall() if r[0] in wanted} if reasons else {}
+    out: list[dict[str, object]] = []
+    for key in keys:
+        isrc, title = tracks.get(key[0], (None, None))
+        row: dict[str, object] = {"track_id": key[0], "isrc": isrc, "title": title}
+        if reasons:
+            row["reason_codes"] = codes.get(key[1], [])
+        out.append(row)
+    return out
+
+
 def release_review(con: duckdb.DuckDBPyConnection, release_id: str, *, limit: int = 50,
                    offset: int = 0) -> dict[str, object]:
     """What a reviewer reads before approving: the diff against the baseline and the excluded tracks.
@@ -249,7 +258,8 @@ def release_review(con: duckdb.DuckDBPyConnection, release_id: str, *, limit: in
     ``added``/``removed`` compare the release's tracks with its baseline's (:func:`baseline_release`);
     ``newly_denied`` are the removed ones the release's own evaluation denies, with its reasons;
     ``excluded`` are every track that evaluation denied (``limit``/``offset`` page through them), and
-    ``excluded_by_reason`` counts them per reason. All set-based: one query per part.
+    ``excluded_by_reason`` counts them per reason (from ``decision_counts``, which also says which range
+    of track ids holds the page). All set-based: one query per part.
     """
     release = get_release(con, release_id, with_tracks=False)
     if release is None:
@@ -257,45 +267,41 @@ def release_review(con: duckdb.DuckDBPyConnection, release_id: str, *, limit: in
     base = baseline_release(con, release_id)
     key = {"p": release.purpose, "t": release.territory, "d": release.on_date, "h": release.policy_hash,
            "r": release_id, "b": base}
-    # Denied keys come from current_decisions alone; decisions are joined only where reasons are shown,
-    # pre-filtered on the same key so the join reads one evaluation's rows.
+    # Keys first (from release_tracks and current_decisions alone), then only the shown rows' titles and
+    # reasons, looked up by their track-id indexes.
     denied_keys = ("SELECT track_id, decision_id FROM current_decisions WHERE purpose = $p AND territory = $t "
                    "AND on_date = $d AND policy_hash = $h AND NOT allowed")
-    reasons = ("SELECT decision_id, reason_codes FROM decisions WHERE purpose = $p AND territory = $t "
-               "AND on_date = $d AND policy_hash = $h AND NOT allowed")
     counts = con.execute(
         "SELECT (SELECT count(*) FROM release_tracks n WHERE n.release_id = $r AND NOT EXISTS "
         "        (SELECT 1 FROM release_tracks o WHERE o.release_id = $b AND o.track_id = n.track_id)), "
         "       (SELECT count(*) FROM release_tracks o WHERE o.release_id = $b AND NOT EXISTS "
         "        (SELECT 1 FROM release_tracks n WHERE n.release_id = $r AND n.track_id = o.track_id))",
         {"r": release_id, "b": base}).fetchone() or (0, 0)
-    added = _dicts(con, "SELECT n.track_id, n.isrc, t.title FROM release_tracks n JOIN tracks t USING (track_id) "
-                        "WHERE n.release_id = ? AND NOT EXISTS (SELECT 1 FROM release_tracks o WHERE o.release_id = ? "
-                        "AND o.track_id = n.track_id) ORDER BY n.isrc, n.track_id LIMIT ?", [release_id, base, limit])
-    removed = _dicts(con, "SELECT o.track_id, o.isrc, t.title FROM release_tracks o JOIN tracks t USING (track_id) "
-                          "WHERE o.release_id = ? AND NOT EXISTS (SELECT 1 FROM release_tracks n WHERE n.release_id = ? "
-                          "AND n.track_id = o.track_id) ORDER BY o.isrc, o.track_id LIMIT ?", [base, release_id, limit])
-    newly_keys = f"SELECT k.* FROM ({denied_keys}) k SEMI JOIN release_tracks o ON o.track_id = k.track_id AND o.release_id = $b"
-    newly = _dicts(con, f"""
-        WITH k AS ({newly_keys} ORDER BY k.track_id LIMIT {int(limit)})
-        SELECT k.track_id, t.isrc, t.title, d.reason_codes FROM k JOIN ({reasons}) d USING (decision_id)
-        JOIN tracks t ON t.track_id = k.track_id ORDER BY t.isrc, k.track_id""", key)
-    newly_sql = f"SELECT count(*) FROM ({newly_keys})"
-    newly_count = con.execute(newly_sql, _used(newly_sql, key)).fetchone()
-    reason_sql = (f"SELECT r, count(*) FROM (SELECT d.reason_codes FROM ({reasons}) d SEMI JOIN ({denied_keys}) k "
-                  "ON k.decision_id = d.decision_id) x, unnest(x.reason_codes) u(r) "
-                  "GROUP BY r ORDER BY count(*) DESC, r")
-    by_reason = dict(con.execute(reason_sql, _used(reason_sql, key)).fetchall())
-    excluded_sql = f"SELECT count(*) FROM ({denied_keys})"
-    excluded_count = con.execute(excluded_sql, _used(excluded_sql, key)).fetchone()
-    excluded = _dicts(con, f"""
-        WITH k AS ({denied_keys} ORDER BY track_id LIMIT {int(limit)} OFFSET {int(offset)}),
-        d AS (SELECT decision_id, reason_codes FROM decisions WHERE track_id IN (SELECT track_id FROM k)
-              AND decision_id IN (SELECT decision_id FROM k))
-        SELECT k.track_id, t.isrc, t.title, d.reason_codes FROM k JOIN d USING (decision_id)
-        JOIN tracks t ON t.track_id = k.track_id ORDER BY k.track_id""", key)
+    one_side = ("SELECT n.track_id, n.isrc FROM release_tracks n WHERE n.release_id = ? AND NOT EXISTS (SELECT 1 FROM "
+                "release_tracks o WHERE o.release_id = ? AND o.track_id = n.track_id) ORDER BY n.isrc, n.track_id LIMIT ?")
+    added = _detailed(con, con.execute(one_side, [release_id, base, limit]).fetchall())
+    removed = _detailed(con, con.execute(one_side, [base, release_id, limit]).fetchall()) if base else []
+    # track ids alone first (reading decision ids for ~all denied tracks would cost more than the join)
+    newly_ids = con.execute(
+        "SELECT track_id, count(*) OVER () FROM current_decisions WHERE purpose = $p AND territory = $t AND on_date = $d "
+        "AND policy_hash = $h AND NOT allowed AND track_id IN (SELECT track_id FROM release_tracks WHERE release_id = $b) "
+        f"ORDER BY track_id LIMIT {int(limit)}", {k: key[k] for k in "ptdhb"}).fetchall() if base else []
+    ids = [r[0] for r in newly_ids]
+    newly_keys = con.execute(f"{denied_keys} AND track_id BETWEEN $lo AND $hi AND track_id = ANY($ids::VARCHAR[]) "
+                             "ORDER BY track_id", {**{k: key[k] for k in "ptdh"}, "ids": ids, "lo": min(ids),
+                                                   "hi": max(ids)}).fetchall() if ids else []
+    newly = sorted(_detailed(con, newly_keys, reasons=True), key=lambda r: (str(r["isrc"]), str(r["track_id"])))
+    excluded_count, by_reason = decision_counts.denied_by_reason(con, release.purpose, release.territory,
+                                                                 release.on_date, release.policy_hash)
+    win = decision_counts.window(con, release.purpose, release.territory, release.on_date, release.policy_hash,
+                                 size=limit, skip=offset)
+    excluded: list[dict[str, object]] = []
+    if win is not None:
+        cond, more = decision_counts.window_sql(win)
+        sql = f"{denied_keys} AND {cond} ORDER BY track_id LIMIT {int(limit)} OFFSET {int(win.skip)}"
+        excluded = _detailed(con, con.execute(sql, {**{k: key[k] for k in "ptdh"}, **more}).fetchall(), reasons=True)
     return {"release": release, "baseline": base, "added_count": int(counts[0]), "removed_count": int(counts[1]),
             "added": added, "removed": removed, "newly_denied": newly,
-            "newly_denied_count": int(newly_count[0]) if newly_count else 0,
-            "excluded": excluded, "excluded_count": int(excluded_count[0]) if excluded_count else 0,
+            "newly_denied_count": int(newly_ids[0][1]) if newly_ids else 0,
+            "excluded": excluded, "excluded_count": excluded_count,
             "excluded_by_reason": by_reason}

@@ -165,6 +165,18 @@ CREATE TABLE IF NOT EXISTS current_decisions (
     decision_id VARCHAR NOT NULL,
     allowed BOOLEAN NOT NULL
 );
+-- Derived, not sealed: current decisions counted per evaluation key, range of track ids (from `bucket` to
+-- the key's next one) and reason (a reason code; '*' denied for any; '' allowed); kept by the command that
+-- writes current_decisions and recounted by `audit verify` (licensing/decision_counts.py).
+CREATE TABLE IF NOT EXISTS decision_counts (
+    purpose VARCHAR NOT NULL,
+    territory VARCHAR NOT NULL,
+    on_date DATE NOT NULL,
+    policy_hash VARCHAR NOT NULL,
+    bucket VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    tracks BIGINT NOT NULL
+);
 -- Tracks of a proposed/approved release found denied after a deal or consent change.
 CREATE TABLE IF NOT EXISTS release_alerts (
     release_id VARCHAR NOT NULL,
