@@ -2,16 +2,18 @@
 
 ``decision_counts`` holds, per evaluation key (purpose, territory, date, policy hash) and range of
 track ids, how many tracks ``current_decisions`` has denied for each reason (``reason`` a reason
-code), denied at all (``*``) and allowed (``''``). The command that writes ``current_decisions`` updates it in the same transaction
-(:func:`record`): a whole-catalog evaluation replaces the key's counts, a re-decision of some tracks
-subtracts the counts of the decisions it replaces and adds those of the new ones. So counts per
-reason are a sum over a few hundred rows, and the n-th denied track lies in a known range of track
-ids: pages deep in a list of a million tracks read one range, not the whole list.
+code), denied at all (``*``) and allowed (``''``). The command that writes ``current_decisions``
+updates it in the same transaction (:func:`record`): a whole-catalog evaluation replaces the key's
+counts, a re-decision of some tracks subtracts the counts of the decisions it replaces and adds
+those of the new ones. So counts per reason are a sum over a few hundred rows, and the n-th denied
+track lies in a known range of track ids: pages deep in a list of a million tracks read one range,
+not the whole list.
 
 A range starts at its ``bucket`` (a track id; '' for the first) and ends where the key's next one
-starts. A whole evaluation cuts ranges of :data:`BUCKET` tracks; a later re-decision keeps them.
-The table is derived, not sealed: :func:`recount` rebuilds it from ``current_decisions`` and
-``decisions``, and :func:`mismatches` (run by ``audit verify``) compares the two.
+starts. A whole evaluation cuts ranges of about :data:`BUCKET` tracks; a later re-decision keeps them.
+The table is derived, not sealed: :func:`mismatches` (run by ``audit verify``) compares it with a
+recount of ``current_decisions``; a whole evaluation of a key rebuilds that key's counts, and a key
+left without counts by an older version is counted on its next re-decision.
 """
 
 from __future__ import annotations
@@ -33,12 +35,10 @@ def _key(purpose: str, territory: str, on_date: date, policy_hash: str) -> dict[
 
 
 def _buckets_of(w: Writer, rows: str, params: dict[str, Any] | None = None) -> None:
-    """Cut ``rows`` (a query of track ids) into ranges of :data:`BUCKET` tracks: ``_dc_buckets``."""
-    w.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _dc_buckets AS
-        SELECT CASE WHEN n = 0 THEN '' ELSE track_id END AS bucket FROM (
-            SELECT track_id, row_number() OVER (ORDER BY track_id) - 1 AS n FROM ({rows}))
-        WHERE n % {BUCKET} = 0 UNION SELECT ''""", params)
+    """Cut ``rows`` (a query of track ids) into ranges of :data:`BUCKET` tracks on average: a range starts
+    at each track id whose hash is 0 modulo :data:`BUCKET` (no sort of the whole list), and at ''."""
+    w.execute(f"CREATE OR REPLACE TEMP TABLE _dc_buckets AS SELECT track_id AS bucket FROM ({rows}) "
+              f"WHERE hash(track_id) % {BUCKET} = 0 UNION SELECT ''", params)
 
 
 def counted(w: Writer, *, purpose: str, territory: str, on_date: date, policy_hash: str) -> bool:
@@ -78,8 +78,11 @@ def record(w: Writer, *, purpose: str, territory: str, on_date: date, policy_has
                 "ASOF JOIN _dc_buckets b ON x.track_id >= b.bucket")
     elif mode == "whole":
         _buckets_of(w, "SELECT track_id FROM _eval_rows")
-        rows = (f"SELECT b.bucket, x.reason, x.n AS tracks FROM ({_reasons('SELECT track_id, reason_codes, 1 AS n FROM _eval')}) x "
-                "ASOF JOIN _dc_buckets b ON x.track_id >= b.bucket")
+        # counted per range and reason mask first, then each mask's few codes: 3x faster than per track and code
+        w.execute("CREATE OR REPLACE TEMP TABLE _dc_masks AS SELECT b.bucket, e.mask, count(*) AS n "
+                  "FROM _eval_rows e ASOF JOIN _dc_buckets b ON e.track_id >= b.bucket GROUP BY ALL")
+        rows = ("SELECT m.bucket, unnest(CASE WHEN len(k.reason_codes) = 0 THEN [''] ELSE list_prepend('*', "
+                "k.reason_codes) END) AS reason, m.n AS tracks FROM _dc_masks m JOIN _eval_masks k USING (mask)")
     else:
         current = f"SELECT track_id, decision_id FROM current_decisions WHERE {_KEY}"
         _buckets_of(w, current, key)
@@ -127,15 +130,6 @@ def mismatches(con: duckdb.DuckDBPyConnection, *, limit: int = 20) -> list[tuple
             AND f.reason = k.reason
         WHERE k.tracks IS DISTINCT FROM f.tracks
         ORDER BY ALL LIMIT ?""", [limit]).fetchall()]
-
-
-def recount(w: Writer) -> int:
-    """Rebuild ``decision_counts`` from ``current_decisions`` (keeping the recorded ranges); return its rows."""
-    w.execute(f"CREATE OR REPLACE TEMP TABLE _dc_recount AS {_RECOUNT}")
-    w.execute("DELETE FROM decision_counts")
-    w.execute("INSERT INTO decision_counts SELECT * FROM _dc_recount")
-    w.execute("DROP TABLE _dc_recount")
-    return int(w.con.execute("SELECT count(*) FROM decision_counts").fetchall()[0][0])
 
 
 # --- reads ----------------------------------------------------------------------------------------

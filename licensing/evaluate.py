@@ -724,9 +724,7 @@ def decide(w: Writer, policy: Policy, *, purpose: str, territory: str, on_date: 
         decision_counts.capture_replaced(w, **counted)
     w.execute("DELETE FROM current_decisions WHERE purpose = ? AND territory = ? AND on_date = ? "
               "AND policy_hash = ?" + scope, key)
-    # in track-id order, so a range of track ids (a page deep in a list) reads few row groups
-    w.execute("INSERT INTO current_decisions SELECT track_id, ?, ?, ?, ?, decision_id, allowed FROM _eval_rows "
-              "ORDER BY track_id", key)
+    w.execute("INSERT INTO current_decisions SELECT track_id, ?, ?, ?, ?, decision_id, allowed FROM _eval_rows", key)
     decision_counts.record(w, **counted, mode=mode)
     total, allowed, by_reason = 0, 0, dict[str, int]()
     masks = w.con.execute("SELECT mask, count(*) FROM _eval_rows GROUP BY mask").fetchall()
