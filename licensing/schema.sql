@@ -317,3 +317,10 @@ CREATE TABLE IF NOT EXISTS work_contributors (
     audit_seq BIGINT,
     PRIMARY KEY (iswc, party_id, role)
 );
+-- Indexes for a party's and a deal's recordings (licensing.records.party_isrcs: the impact preview of a
+-- revocation, the re-decision it triggers; the party and deal pages): without them each lookup is a scan
+-- of every contributor, rights controller and deal recording row.
+CREATE INDEX IF NOT EXISTS licensing_contributors_party ON contributors (party_id);
+CREATE INDEX IF NOT EXISTS licensing_rights_controllers_party ON rights_controllers (party_id);
+CREATE INDEX IF NOT EXISTS licensing_deal_recordings_deal ON deal_recordings (deal_id);
+CREATE INDEX IF NOT EXISTS licensing_deals_licensor ON deals (licensor_party_id);
