@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 
 from store.ledger import Writer
 
 BUCKET = 1024
+Mode = Literal["whole", "delta", "recount"]
 _KEY = "purpose = $purpose AND territory = $territory AND on_date = $on_date AND policy_hash = $policy_hash"
 
 
@@ -60,7 +61,8 @@ def capture_replaced(w: Writer, *, purpose: str, territory: str, on_date: date, 
               _key(purpose, territory, on_date, policy_hash))
 
 
-def record(w: Writer, *, purpose: str, territory: str, on_date: date, policy_hash: str, mode: str) -> None:
+def record(w: Writer, *, purpose: str, territory: str, on_date: date, policy_hash: str,
+           mode: Mode) -> None:
     """Count the evaluation just written to ``current_decisions`` into ``decision_counts``.
 
     ``mode``: ``whole`` (``_eval`` is the key's every track: its counts replace the key's),

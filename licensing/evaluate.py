@@ -719,7 +719,8 @@ def decide(w: Writer, policy: Policy, *, purpose: str, territory: str, on_date: 
         "WHERE purpose = $1 AND territory = $2 AND on_date = $3 AND policy_hash = $4)", key)
     scope = "" if track_ids is None else " AND track_id IN (SELECT track_id FROM _eval_rows)"
     counted = {"purpose": purpose, "territory": territory, "on_date": on_date, "policy_hash": policy.content_hash}
-    mode = "whole" if track_ids is None else "delta" if decision_counts.counted(w, **counted) else "recount"
+    mode: decision_counts.Mode = ("whole" if track_ids is None else
+                                  "delta" if decision_counts.counted(w, **counted) else "recount")
     if mode == "delta":
         decision_counts.capture_replaced(w, **counted)
     w.execute("DELETE FROM current_decisions WHERE purpose = ? AND territory = ? AND on_date = ? "
