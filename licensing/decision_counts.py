@@ -12,8 +12,9 @@ not the whole list.
 A range starts at its ``bucket`` (a track id; '' for the first) and ends where the key's next one
 starts. A whole evaluation cuts ranges of about :data:`BUCKET` tracks; a later re-decision keeps them.
 The table is derived, not sealed: :func:`mismatches` (run by ``audit verify``) compares it with a
-recount of ``current_decisions``; a whole evaluation of a key rebuilds that key's counts, and a key
-left without counts by an older version is counted on its next re-decision.
+recount of ``current_decisions``; :func:`recount` (``linernotes rights recount``) or a whole evaluation
+of a key rebuilds the counts, and a key left without counts by an older version is counted on its
+next re-decision.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any, Literal
 
 import duckdb
 
-from store.ledger import Writer
+from store.ledger import Writer, command
+from store.roles import Principal, RoleBook
 
 BUCKET = 1024
 Mode = Literal["whole", "delta", "recount"]
@@ -132,6 +134,20 @@ def mismatches(con: duckdb.DuckDBPyConnection, *, limit: int = 20) -> list[tuple
             AND f.reason = k.reason
         WHERE k.tracks IS DISTINCT FROM f.tracks
         ORDER BY ALL LIMIT ?""", [limit]).fetchall()]
+
+
+def recount(con: duckdb.DuckDBPyConnection, *, actor: Principal | str, roles: RoleBook | None = None) -> int:
+    """Count every evaluation key anew from ``current_decisions`` (a ledger written before counts were kept,
+    or counts ``audit verify`` found changed): one command, permission ``rights.evaluate``, audited as
+    ``rights.recount``. Returns how many keys were counted."""
+    keys = con.execute("SELECT DISTINCT purpose, territory, on_date, policy_hash FROM current_decisions "
+                       "ORDER BY ALL").fetchall()
+    with command(con, actor, "rights.evaluate", "decision_counts", roles=roles, record_as="rights.recount") as w:
+        w.execute("DELETE FROM decision_counts")
+        for purpose, territory, on_date, policy_hash in keys:
+            record(w, purpose=purpose, territory=territory, on_date=on_date, policy_hash=policy_hash, mode="recount")
+        w.payload["keys"] = [[p, t, d.isoformat(), h] for p, t, d, h in keys]
+    return len(keys)
 
 
 # --- reads ----------------------------------------------------------------------------------------

@@ -199,7 +199,7 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
     findings.extend(Finding(kind="ledger_row", subject=f"decision_counts {p}/{t}/{on} {h[:12]} from {b or 'start'} "
                                                        f"{reason or 'allowed'}",
                             problem="differs from a recount of current_decisions: edited outside the write path "
-                                    "(or left by a version that kept no counts); re-evaluating the key rebuilds it", expected=str(fresh), actual=str(kept))
+                                    "(or left by a version that kept no counts); `linernotes rights recount` rebuilds them", expected=str(fresh), actual=str(kept))
                     for p, t, on, h, b, reason, kept, fresh in decision_counts.mismatches(con))
     findings.extend(Finding(kind="ledger_row", subject=f"decisions {decision_id} ({track_id})",
                             problem="explanation differs from what the decision's sealed columns give: edited outside "

@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+from typer.testing import CliRunner
 
+from dagster_project.cli import app
 from licensing import decision_counts as dc
 from licensing.evaluate import evaluate_catalog
 from licensing.importers.tabular import import_rights_file
@@ -15,7 +17,9 @@ from licensing.releases import approve_release, propose_release, release_review
 from licensing.revocation import expire_deal, revoke_consent
 from licensing.synthetic import generate_catalog
 from lineage.integrity import verify_ledger
-from store.roles import RoleBook
+from store.database import connect
+from store.home import Home
+from store.roles import RoleBook, os_user
 from tests.licensing.helpers import consent, deal, write_rights
 
 GEN = "UseForTrainingGenerativeAI"
@@ -186,3 +190,24 @@ def test_a_release_review_reads_the_same_as_a_full_scan(con: duckdb.DuckDBPyConn
         assert review["newly_denied_count"] == len(newly)
         assert sorted((r["track_id"], list(r["reason_codes"])) for r in review["newly_denied"]) == sorted(
             (t, list(c)) for t, _, c in newly[:50])
+
+
+def test_rights_recount_rebuilds_counts_through_the_cli_and_refuses_a_reader(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "roles.yaml").write_text(f"users:\n  ops: [rights_team]\n  aude: [auditor]\n"
+                                     f"  admin:\n    roles: [admin]\n    os_users: [{os_user()}]\n")
+    with connect(Home.from_env(home).db_path) as con:
+        generate_catalog(con, tracks=1500, seed=3, on_date=TODAY)
+        evaluate_catalog(con, load_policy(), purpose=GEN, territory="DE", on_date=TODAY, actor="ops")
+        con.execute("DELETE FROM decision_counts")  # as a ledger written before counts were kept
+        assert dc.mismatches(con)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["rights", "recount", "--home", str(home), "--actor", "aude"])
+    assert refused.exit_code == 3 and "role_missing" in refused.output
+    done = runner.invoke(app, ["rights", "recount", "--home", str(home), "--actor", "ops"], catch_exceptions=False)
+    assert done.exit_code == 0 and "1 evaluation key" in done.output
+    with connect(Home.from_env(home).db_path) as con:
+        _same(con)
+        assert con.execute("SELECT actor, action FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone() == (
+            "ops", "rights.recount")
