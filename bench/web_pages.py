@@ -5,9 +5,11 @@ duplicates and withdrawals; ``licensing.synthetic``), decides it and proposes tw
 the domain commands (the first approved by a second person, so the review page has a baseline to
 diff against), sets a web password, then requests each page through the ASGI app in this process
 (Starlette's test client: the full middleware, session, template and ledger path, no network) as a
-logged-in rights user. Each page is requested once (``first``: whole-catalog counts per reason are then
-computed and kept until the ledger's audit head moves), then ``--repeat`` times; the median and the
-slowest are reported, with the ratio to the anchor: the login page, which reads no ledger.
+logged-in rights user. Each page is requested once (``first``: the first view in a fresh process),
+then ``--repeat`` times; the median and the slowest are reported, with the ratio of the median to
+the anchor: the login page, which reads no ledger. Then a change is recorded (the later release's
+evaluation key decided again, a ``rights.evaluate`` command) and each page is requested once more
+(``after change``). The target: every page under 300 ms, first views and median.
 
     python bench/web_pages.py [--tracks 1000000] [--repeat 5] [--threads 2]
 """
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from starlette.testclient import TestClient
 
+from licensing.evaluate import evaluate_catalog
 from licensing.policy import load_policy
 from licensing.releases import approve_release, propose_release
 from licensing.synthetic import generate_catalog
@@ -149,23 +152,41 @@ def main() -> None:
             for name, path in pages:
                 median, worst, first_ms = _time(client, path, args.repeat)
                 rows.append((name, path, median, worst, first_ms))
+            # A recorded change between requests: the later release's evaluation key decided again as a
+            # whole (a rights.evaluate command rewriting its current decisions and their counts)
+            t0 = time.perf_counter()
+            with connect(home.db_path) as con:
+                con.execute(f"SET threads = {args.threads}")
+                evaluate_catalog(con, load_policy(), purpose=PURPOSE, territory=TERRITORY, on_date=ON + timedelta(days=30),
+                                 actor="bench")
+            change_s = time.perf_counter() - t0
+            after = {}
+            for name, path in pages:
+                t0 = time.perf_counter()
+                if client.get(path).status_code != 200:
+                    raise RuntimeError(f"{path}: HTTP error after the change")
+                after[name] = (time.perf_counter() - t0) * 1000
     load_after = os.getloadavg()
     anchor = rows[0][2]
     print(f"ledger: {counts['tracks']:,} tracks, {counts['contributors']:,} contributor rows, {counts['consents']:,} "
           f"consents, {counts['deals']:,} deals, {counts['decisions']:,} decisions, {counts['current_decisions']:,} "
           f"current decisions, {counts['release_tracks']:,} release tracks, {counts['audit_log']:,} audit entries "
           f"(built in {build_s:.1f} s); threads={args.threads}, cpus={os.cpu_count()}; repeat={args.repeat}; "
-          f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+          f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; the change between the first and "
+          f"the after-change views (the release key re-evaluated) took {change_s:.1f} s")
     print()
-    print(f"| {'page':38} | {'first ms':>8} | {'median ms':>9} | {'max ms':>7} | {'vs anchor':>9} | {'< 300 ms':>8} |")
-    print(f"|{'-' * 40}|{'-' * 10}|{'-' * 11}|{'-' * 9}|{'-' * 11}|{'-' * 10}|")
+    print(f"| {'page':38} | {'first ms':>8} | {'after change ms':>15} | {'median ms':>9} | {'max ms':>7} | "
+          f"{'vs anchor':>9} | {'first views < 300':>17} | {'median < 300':>12} |")
+    print(f"|{'-' * 40}|{'-' * 10}|{'-' * 17}|{'-' * 11}|{'-' * 9}|{'-' * 11}|{'-' * 19}|{'-' * 14}|")
     for name, _, median, worst, first_ms in rows:
+        first_ok = "yes" if max(first_ms, after[name]) < TARGET_MS else "NO"
         ok = "yes" if median < TARGET_MS else "NO"
-        print(f"| {name:38} | {first_ms:8.1f} | {median:9.1f} | {worst:7.1f} | {median / anchor:8.1f}x | {ok:>8} |")
-    slow = [name for name, _, median, _, _ in rows if median >= TARGET_MS]
+        print(f"| {name:38} | {first_ms:8.1f} | {after[name]:15.1f} | {median:9.1f} | {worst:7.1f} | "
+              f"{median / anchor:8.1f}x | {first_ok:>17} | {ok:>12} |")
+    slow = [name for name, _, median, _, first_ms in rows if max(median, first_ms, after[name]) >= TARGET_MS]
     print()
-    print(f"target: every page < {TARGET_MS:.0f} ms (median) at {counts['tracks']:,} tracks -> "
-          + ("met" if not slow else f"NOT met for: {', '.join(slow)}"))
+    print(f"target: every page < {TARGET_MS:.0f} ms (first view, first view after a change, and median) at "
+          f"{counts['tracks']:,} tracks -> " + ("met" if not slow else f"NOT met for: {', '.join(slow)}"))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from licensing import decision_counts
 from licensing.policy import policy_by_hash, store_policy
 from schemas.decisions import Decision, EvaluationSummary, ReasonCode, explanation_for
 from schemas.identifiers import normalize_territory
@@ -701,7 +702,8 @@ def decide(w: Writer, policy: Policy, *, purpose: str, territory: str, on_date: 
 
     New decisions are appended to ``decisions`` (an identical decision, same id, is kept once) and
     ``current_decisions`` is replaced for this evaluation key (for the evaluated tracks only when
-    ``track_ids`` is given). The command's audit payload gets the summary and the batch hash.
+    ``track_ids`` is given) and its counts per reason in ``decision_counts`` follow
+    (:mod:`licensing.decision_counts`). The command's audit payload gets the summary and the batch hash.
     """
     territory = normalize_territory(territory)
     started = time.perf_counter()
@@ -716,9 +718,15 @@ def decide(w: Writer, policy: Policy, *, purpose: str, territory: str, on_date: 
         "e.evidence, now() AS decided_at FROM _eval e WHERE e.decision_id NOT IN (SELECT decision_id FROM decisions "
         "WHERE purpose = $1 AND territory = $2 AND on_date = $3 AND policy_hash = $4)", key)
     scope = "" if track_ids is None else " AND track_id IN (SELECT track_id FROM _eval_rows)"
+    counted = {"purpose": purpose, "territory": territory, "on_date": on_date, "policy_hash": policy.content_hash}
+    mode: decision_counts.Mode = ("whole" if track_ids is None else
+                                  "delta" if decision_counts.counted(w, **counted) else "recount")
+    if mode == "delta":
+        decision_counts.capture_replaced(w, **counted)
     w.execute("DELETE FROM current_decisions WHERE purpose = ? AND territory = ? AND on_date = ? "
               "AND policy_hash = ?" + scope, key)
     w.execute("INSERT INTO current_decisions SELECT track_id, ?, ?, ?, ?, decision_id, allowed FROM _eval_rows", key)
+    decision_counts.record(w, **counted, mode=mode)
     total, allowed, by_reason = 0, 0, dict[str, int]()
     masks = w.con.execute("SELECT mask, count(*) FROM _eval_rows GROUP BY mask").fetchall()
     for mask, count in masks:

@@ -7,11 +7,11 @@ against today's deals and consents whenever it is built, served or trained on.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime
 
 import duckdb
 
+from licensing import decision_counts
 from licensing.evaluate import decide, require_purpose
 from licensing.gate import denied_tracks
 from schemas.canonical import canonical_json, sha256_text
@@ -220,19 +220,6 @@ def tracks_without_allow(con: duckdb.DuckDBPyConnection, release_id: str) -> lis
 
 
 
-def _used(sql: str, params: list[object] | dict[str, object]) -> list[object] | dict[str, object]:
-    """Named parameters: only those the statement names (DuckDB refuses extra ones)."""
-    if isinstance(params, dict):
-        return {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
-    return params
-
-
-def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | dict[str, object]) -> list[dict[str, object]]:
-    cur = con.execute(sql, _used(sql, params))
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
 def baseline_release(con: duckdb.DuckDBPyConnection, release_id: str) -> str | None:
     """The last release approved before this one for the same purpose and territory (the review's baseline)."""
     row = con.execute(
@@ -242,6 +229,39 @@ def baseline_release(con: duckdb.DuckDBPyConnection, release_id: str) -> str | N
     return row[0] if row else None
 
 
+def _by_track(con: duckdb.DuckDBPyConnection, select: str, track_ids: list[str]) -> list[tuple[object, ...]]:
+    """``select`` for the rows of ``track_ids``, looked up by the track-id index in lists of 50 (DuckDB
+    scans the whole table instead for a longer list)."""
+    found: list[tuple[object, ...]] = []
+    for at in range(0, len(track_ids), 50):
+        found += con.execute(f"{select} WHERE track_id = ANY(?::VARCHAR[])", [track_ids[at:at + 50]]).fetchall()
+    return found
+
+
+def _current_denials(con: duckdb.DuckDBPyConnection, track_ids: list[str],
+                     key: dict[str, object]) -> list[tuple[object, ...]]:
+    """(track_id, decision_id) of the current denial of each of ``track_ids`` (all denied now) for the
+    evaluation key: found in ``decisions`` by its track-id index where the key has one denial for the track,
+    in ``current_decisions`` only for tracks re-decided to another denial."""
+    if not track_ids:
+        return []
+    params = {**{k: key[k] for k in "ptdh"}, "ids": track_ids}
+    wanted = (key["p"], key["t"], key["d"], key["h"], False)
+    found: dict[str, list[str]] = {}
+    # the key is compared here: with it in the WHERE clause the track-id index would not be used
+    for track_id, decision_id, *decided in _by_track(
+            con, "SELECT track_id, decision_id, purpose, territory, on_date, policy_hash, allowed FROM decisions",
+            track_ids):
+        if tuple(decided) == wanted:
+            found.setdefault(track_id, []).append(decision_id)
+    several = [t for t in track_ids if len(found.get(t, ())) != 1]
+    if several:
+        found.update({t: [d] for t, d in con.execute(
+            "SELECT track_id, decision_id FROM current_decisions WHERE purpose = $p AND territory = $t AND on_date = $d "
+            "AND policy_hash = $h AND track_id = ANY($ids::VARCHAR[])", {**params, "ids": several}).fetchall()})
+    return [(t, found[t][0]) for t in track_ids if t in found]
+
+
 def release_review(con: duckdb.DuckDBPyConnection, release_id: str, *, limit: int = 50,
                    offset: int = 0) -> dict[str, object]:
     """What a reviewer reads before approving: the diff against the baseline and the excluded tracks.
@@ -249,7 +269,8 @@ def release_review(con: duckdb.DuckDBPyConnection, release_id: str, *, limit: in
     ``added``/``removed`` compare the release's tracks with its baseline's (:func:`baseline_release`);
     ``newly_denied`` are the removed ones the release's own evaluation denies, with its reasons;
     ``excluded`` are every track that evaluation denied (``limit``/``offset`` page through them), and
-    ``excluded_by_reason`` counts them per reason. All set-based: one query per part.
+    ``excluded_by_reason`` counts them per reason (from ``decision_counts``, which also says which range
+    of track ids holds the page). All set-based: one query per part.
     """
     release = get_release(con, release_id, with_tracks=False)
     if release is None:
@@ -257,45 +278,55 @@ def release_review(con: duckdb.DuckDBPyConnection, release_id: str, *, limit: in
     base = baseline_release(con, release_id)
     key = {"p": release.purpose, "t": release.territory, "d": release.on_date, "h": release.policy_hash,
            "r": release_id, "b": base}
-    # Denied keys come from current_decisions alone; decisions are joined only where reasons are shown,
-    # pre-filtered on the same key so the join reads one evaluation's rows.
+    # Keys first (from release_tracks, current_decisions and decision_counts alone), then only the shown
+    # rows' titles and reasons.
     denied_keys = ("SELECT track_id, decision_id FROM current_decisions WHERE purpose = $p AND territory = $t "
                    "AND on_date = $d AND policy_hash = $h AND NOT allowed")
-    reasons = ("SELECT decision_id, reason_codes FROM decisions WHERE purpose = $p AND territory = $t "
-               "AND on_date = $d AND policy_hash = $h AND NOT allowed")
-    counts = con.execute(
-        "SELECT (SELECT count(*) FROM release_tracks n WHERE n.release_id = $r AND NOT EXISTS "
-        "        (SELECT 1 FROM release_tracks o WHERE o.release_id = $b AND o.track_id = n.track_id)), "
-        "       (SELECT count(*) FROM release_tracks o WHERE o.release_id = $b AND NOT EXISTS "
-        "        (SELECT 1 FROM release_tracks n WHERE n.release_id = $r AND n.track_id = o.track_id))",
-        {"r": release_id, "b": base}).fetchone() or (0, 0)
-    added = _dicts(con, "SELECT n.track_id, n.isrc, t.title FROM release_tracks n JOIN tracks t USING (track_id) "
-                        "WHERE n.release_id = ? AND NOT EXISTS (SELECT 1 FROM release_tracks o WHERE o.release_id = ? "
-                        "AND o.track_id = n.track_id) ORDER BY n.isrc, n.track_id LIMIT ?", [release_id, base, limit])
-    removed = _dicts(con, "SELECT o.track_id, o.isrc, t.title FROM release_tracks o JOIN tracks t USING (track_id) "
-                          "WHERE o.release_id = ? AND NOT EXISTS (SELECT 1 FROM release_tracks n WHERE n.release_id = ? "
-                          "AND n.track_id = o.track_id) ORDER BY o.isrc, o.track_id LIMIT ?", [base, release_id, limit])
-    newly_keys = f"SELECT k.* FROM ({denied_keys}) k SEMI JOIN release_tracks o ON o.track_id = k.track_id AND o.release_id = $b"
-    newly = _dicts(con, f"""
-        WITH k AS ({newly_keys} ORDER BY k.track_id LIMIT {int(limit)})
-        SELECT k.track_id, t.isrc, t.title, d.reason_codes FROM k JOIN ({reasons}) d USING (decision_id)
-        JOIN tracks t ON t.track_id = k.track_id ORDER BY t.isrc, k.track_id""", key)
-    newly_sql = f"SELECT count(*) FROM ({newly_keys})"
-    newly_count = con.execute(newly_sql, _used(newly_sql, key)).fetchone()
-    reason_sql = (f"SELECT r, count(*) FROM (SELECT d.reason_codes FROM ({reasons}) d SEMI JOIN ({denied_keys}) k "
-                  "ON k.decision_id = d.decision_id) x, unnest(x.reason_codes) u(r) "
-                  "GROUP BY r ORDER BY count(*) DESC, r")
-    by_reason = dict(con.execute(reason_sql, _used(reason_sql, key)).fetchall())
-    excluded_sql = f"SELECT count(*) FROM ({denied_keys})"
-    excluded_count = con.execute(excluded_sql, _used(excluded_sql, key)).fetchone()
-    excluded = _dicts(con, f"""
-        WITH k AS ({denied_keys} ORDER BY track_id LIMIT {int(limit)} OFFSET {int(offset)}),
-        d AS (SELECT decision_id, reason_codes FROM decisions WHERE track_id IN (SELECT track_id FROM k)
-              AND decision_id IN (SELECT decision_id FROM k))
-        SELECT k.track_id, t.isrc, t.title, d.reason_codes FROM k JOIN d USING (decision_id)
-        JOIN tracks t ON t.track_id = k.track_id ORDER BY k.track_id""", key)
-    return {"release": release, "baseline": base, "added_count": int(counts[0]), "removed_count": int(counts[1]),
-            "added": added, "removed": removed, "newly_denied": newly,
-            "newly_denied_count": int(newly_count[0]) if newly_count else 0,
-            "excluded": excluded, "excluded_count": int(excluded_count[0]) if excluded_count else 0,
+    diff = con.execute(
+        "WITH n AS (SELECT track_id, isrc FROM release_tracks WHERE release_id = $r), "
+        "o AS (SELECT track_id, isrc FROM release_tracks WHERE release_id = $b) "
+        "SELECT n.track_id IS NULL AS removed, coalesce(n.track_id, o.track_id) AS track_id, "
+        "coalesce(n.isrc, o.isrc) AS isrc, count(*) OVER (PARTITION BY n.track_id IS NULL) AS total "
+        "FROM n FULL JOIN o USING (track_id) WHERE n.track_id IS NULL OR o.track_id IS NULL "
+        "QUALIFY row_number() OVER (PARTITION BY n.track_id IS NULL ORDER BY coalesce(n.isrc, o.isrc), "
+        "coalesce(n.track_id, o.track_id)) <= $limit ORDER BY 1, 3, 2", {"r": release_id, "b": base, "limit": limit}).fetchall()
+    added_keys = [(t, i) for removed, t, i, _ in diff if not removed]
+    removed_keys = [(t, i) for removed, t, i, _ in diff if removed]
+    totals = {removed: int(n) for removed, _, _, n in diff}
+    # track ids alone first (reading decision ids for ~all denied tracks would cost more than the join)
+    newly_ids = con.execute(
+        "SELECT track_id, count(*) OVER () FROM current_decisions WHERE purpose = $p AND territory = $t AND on_date = $d "
+        "AND policy_hash = $h AND NOT allowed AND track_id IN (SELECT track_id FROM release_tracks WHERE release_id = $b) "
+        f"ORDER BY track_id LIMIT {int(limit)}", {k: key[k] for k in "ptdhb"}).fetchall() if base else []
+    newly_keys = _current_denials(con, [r[0] for r in newly_ids], key)
+    excluded_count, by_reason = decision_counts.denied_by_reason(con, release.purpose, release.territory,
+                                                                 release.on_date, release.policy_hash)
+    win = decision_counts.window(con, release.purpose, release.territory, release.on_date, release.policy_hash,
+                                 size=limit, skip=offset)
+    excluded_keys: list[tuple[object, ...]] = []
+    if win is not None:
+        cond, more = decision_counts.window_sql(win)
+        sql = f"{denied_keys} AND {cond} ORDER BY track_id LIMIT {int(limit)} OFFSET {int(win.skip)}"
+        excluded_keys = con.execute(sql, {**{k: key[k] for k in "ptdh"}, **more}).fetchall()
+    # the shown rows' titles and reasons, looked up by the track-id indexes
+    titles = {r[0]: r[1:] for r in _by_track(con, "SELECT track_id, isrc, title FROM tracks", [
+        str(k[0]) for k in (*added_keys, *removed_keys, *newly_keys, *excluded_keys)])}
+    wanted = {k[1] for k in (*newly_keys, *excluded_keys)}
+    codes = {r[0]: r[1] for r in _by_track(con, "SELECT decision_id, reason_codes FROM decisions", [
+        str(k[0]) for k in (*newly_keys, *excluded_keys)]) if r[0] in wanted}
+
+    def detailed(keys: list[tuple[object, ...]], reasons: bool) -> list[dict[str, object]]:
+        out = []
+        for k in keys:
+            isrc, title = titles.get(str(k[0]), (None, None))
+            out.append({"track_id": k[0], "isrc": isrc, "title": title,
+                        **({"reason_codes": codes.get(str(k[1]), [])} if reasons else {})})
+        return out
+
+    return {"release": release, "baseline": base, "added_count": totals.get(False, 0),
+            "removed_count": totals.get(True, 0), "added": detailed(added_keys, False),
+            "removed": detailed(removed_keys, False),
+            "newly_denied": sorted(detailed(newly_keys, True), key=lambda r: (str(r["isrc"]), str(r["track_id"]))),
+            "newly_denied_count": int(newly_ids[0][1]) if newly_ids else 0,
+            "excluded": detailed(excluded_keys, True), "excluded_count": excluded_count,
             "excluded_by_reason": by_reason}

@@ -165,6 +165,18 @@ CREATE TABLE IF NOT EXISTS current_decisions (
     decision_id VARCHAR NOT NULL,
     allowed BOOLEAN NOT NULL
 );
+-- Derived, not sealed: current decisions counted per evaluation key, range of track ids (from `bucket` to
+-- the key's next one) and reason (a reason code; '*' denied for any; '' allowed); kept by the command that
+-- writes current_decisions and recounted by `audit verify` (licensing/decision_counts.py).
+CREATE TABLE IF NOT EXISTS decision_counts (
+    purpose VARCHAR NOT NULL,
+    territory VARCHAR NOT NULL,
+    on_date DATE NOT NULL,
+    policy_hash VARCHAR NOT NULL,
+    bucket VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    tracks BIGINT NOT NULL
+);
 -- Tracks of a proposed/approved release found denied after a deal or consent change.
 CREATE TABLE IF NOT EXISTS release_alerts (
     release_id VARCHAR NOT NULL,
@@ -305,3 +317,10 @@ CREATE TABLE IF NOT EXISTS work_contributors (
     audit_seq BIGINT,
     PRIMARY KEY (iswc, party_id, role)
 );
+-- Indexes for a party's and a deal's recordings (licensing.records.party_isrcs: the impact preview of a
+-- revocation, the re-decision it triggers; the party and deal pages): without them each lookup is a scan
+-- of every contributor, rights controller and deal recording row.
+CREATE INDEX IF NOT EXISTS licensing_contributors_party ON contributors (party_id);
+CREATE INDEX IF NOT EXISTS licensing_rights_controllers_party ON rights_controllers (party_id);
+CREATE INDEX IF NOT EXISTS licensing_deal_recordings_deal ON deal_recordings (deal_id);
+CREATE INDEX IF NOT EXISTS licensing_deals_licensor ON deals (licensor_party_id);

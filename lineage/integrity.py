@@ -21,6 +21,7 @@ from typing import Any, Literal
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 
+from licensing import decision_counts
 from licensing.evaluate import inconsistent_explanations
 from lineage.snapshots import AUDIT_ACTION, audit_subject
 from shards.verify import manifest_location
@@ -195,6 +196,11 @@ def verify_ledger(con: duckdb.DuckDBPyConnection, *, store: ObjectStore | None =
                             problem=f.problem + (f" (audit entry #{f.audit_seq})" if f.audit_seq else ""),
                             expected=f.expected, actual=f.actual) for f in sealed)
     findings.extend(_derived_rows(con))
+    findings.extend(Finding(kind="ledger_row", subject=f"decision_counts {p}/{t}/{on} {h[:12]} from {b or 'start'} "
+                                                       f"{reason or 'allowed'}",
+                            problem="differs from a recount of current_decisions: edited outside the write path "
+                                    "(or left by a version that kept no counts); `linernotes rights recount` rebuilds them", expected=str(fresh), actual=str(kept))
+                    for p, t, on, h, b, reason, kept, fresh in decision_counts.mismatches(con))
     findings.extend(Finding(kind="ledger_row", subject=f"decisions {decision_id} ({track_id})",
                             problem="explanation differs from what the decision's sealed columns give: edited outside "
                                     "the write path", expected=expected, actual=stored)

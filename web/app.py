@@ -334,8 +334,7 @@ async def release_page(request: Request) -> Response:
     page = _page(request)
 
     def read(con: duckdb.DuckDBPyConnection) -> Any:
-        return reads.memo(con, ("release_review", release_id, page), lambda: rl.release_review(
-            con, release_id, limit=reads.PAGE, offset=(page - 1) * reads.PAGE))
+        return rl.release_review(con, release_id, limit=reads.PAGE, offset=(page - 1) * reads.PAGE)
     try:
         review = await _app(request).ledger(read)
     except rl.ReleaseError as exc:

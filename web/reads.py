@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
 
+from licensing import decision_counts
 from licensing.policy import load_policy, policy_by_hash
 from schemas.decisions import REASON_TEXT
 
 PAGE = 50
-_MEMO: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_MEMO_SIZE = 64
-_MEMO_LOCK = threading.Lock()
 _ISRC = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$")
 
 
@@ -39,29 +35,6 @@ def one(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> dict[st
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
     row = con.execute(sql, params).fetchone()
     return row[0] if row else None
-
-
-def ledger_state(con: duckdb.DuckDBPyConnection) -> tuple[str, int, str]:
-    """Which ledger, and how far its audit log goes: every change to it is a command that moves the head."""
-    row = con.execute("SELECT (SELECT value FROM ledger_meta WHERE key = 'ledger_id'), seq, entry_hash "
-                      "FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    return (str(row[0]), int(row[1]), str(row[2])) if row else ("", 0, "")
-
-
-def memo(con: duckdb.DuckDBPyConnection, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-    """``compute()``, kept for as long as the ledger's audit head stays where it is (whole-catalog
-    aggregates such as counts per reason are then computed once per ledger state, not per page view)."""
-    full = (ledger_state(con), *key)
-    with _MEMO_LOCK:
-        if full in _MEMO:
-            _MEMO.move_to_end(full)
-            return _MEMO[full]
-    value = compute()
-    with _MEMO_LOCK:
-        _MEMO[full] = value
-        while len(_MEMO) > _MEMO_SIZE:
-            _MEMO.popitem(last=False)
-    return value
 
 
 def overview(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -196,8 +169,7 @@ def _json(value: Any) -> dict[str, Any]:
 # Denied tracks and quarantine ---------------------------------------------------------------------
 
 def decision_keys(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
-    return [(p, t) for p, t in con.execute("SELECT DISTINCT purpose, territory FROM current_decisions "
-                                           "ORDER BY 1, 2").fetchall()]
+    return decision_counts.decided_keys(con)
 
 
 _LATEST = "(SELECT max(on_date) FROM current_decisions WHERE purpose = $purpose AND territory = $territory)"
@@ -214,39 +186,39 @@ def denied(con: duckdb.DuckDBPyConnection, purpose: str, territory: str, *, page
     after ``after`` when given, else at ``page``), the total, and the counts per reason (with ``reason``,
     only the tracks denied for it).
 
-    The page's keys come from ``current_decisions`` alone; only those 50 are looked up in ``decisions``
-    and ``tracks`` (by their track-id indexes). Whole-set counts are kept per ledger state (:func:`memo`).
+    Counts come from ``decision_counts``, kept as decisions are written; they also say which range of
+    track ids holds the page, so only that range of ``current_decisions`` is read, and only the page's
+    50 rows are looked up in ``decisions`` and ``tracks`` (by their track-id indexes).
     """
-    params: dict[str, Any] = {"purpose": purpose, "territory": territory}
-    by_reason = memo(con, ("denied_by_reason", purpose, territory),
-                     lambda: denied_by_reason(con, purpose, territory))
+    on = decision_counts.latest_date(con, purpose, territory)
+    if on is None:
+        return [], 0, {}
+    total, by_reason = decision_counts.denied_by_reason(con, purpose, territory, on)
     if reason:
         total = by_reason.get(reason, 0)
+    params: dict[str, Any] = {"purpose": purpose, "territory": territory, "on": on}
+    hashes = decision_counts.policy_hashes(con, purpose, territory, on)
+    skip = 0 if after else (page - 1) * PAGE
+    if len(hashes) == 1:
+        win = decision_counts.window(con, purpose, territory, on, hashes[0], size=PAGE, skip=skip, after=after,
+                                     reason=reason)
+        if win is None:
+            return [], total, by_reason
+        cond, more = decision_counts.window_sql(win)
+        params.update(more)
+        skip = win.skip
+    else:  # several policies decided on that date: their ranges differ, so the whole list is read
+        cond = "track_id > $after" if after else "TRUE"
+        params.update({"after": after} if after else {})
+    keys = ("SELECT track_id, decision_id FROM current_decisions WHERE purpose = $purpose AND territory = $territory "
+            f"AND on_date = $on AND NOT allowed AND {cond}")
+    if reason:
         params["reason"] = reason
-        keys = (f"SELECT c.track_id, c.decision_id FROM ({_DENIED_KEYS}) c SEMI JOIN decisions d "
-                "ON d.decision_id = c.decision_id AND list_contains(d.reason_codes, $reason)")
-    else:
-        total = memo(con, ("denied_count", purpose, territory),
-                     lambda: scalar(con, f"SELECT count(*) FROM ({_DENIED_KEYS})", params))
-        keys = _DENIED_KEYS
-    if after:
-        params["after"] = after
-        window = f"SELECT * FROM ({keys}) WHERE track_id > $after ORDER BY track_id LIMIT {PAGE}"
-    elif page > 1:
-        # A page by number: the first track id of every page is found once per ledger state, then any
-        # page is a keyed range rather than an OFFSET over the whole sorted set.
-        starts: list[str] = memo(con, ("denied_page_starts", purpose, territory, reason), lambda: [r[0] for r in con.execute(
-            f"SELECT track_id FROM (SELECT track_id, row_number() OVER (ORDER BY track_id) - 1 AS n FROM ({keys})) "
-            f"WHERE n % {PAGE} = 0 ORDER BY track_id", params).fetchall()])
-        if page > len(starts):
-            return [], int(total or 0), by_reason
-        params["start"] = starts[page - 1]
-        window = f"SELECT * FROM ({keys}) WHERE track_id >= $start ORDER BY track_id LIMIT {PAGE}"
-    else:
-        window = f"SELECT * FROM ({keys}) ORDER BY track_id LIMIT {PAGE}"
-    page_keys = con.execute(window, params).fetchall()
+        keys += (f" AND decision_id IN (SELECT decision_id FROM decisions WHERE {cond} AND purpose = $purpose "
+                 "AND territory = $territory AND on_date = $on AND list_contains(reason_codes, $reason))")
+    page_keys = con.execute(f"{keys} ORDER BY track_id LIMIT {PAGE} OFFSET {int(skip)}", params).fetchall()
     if not page_keys:
-        return [], int(total or 0), by_reason
+        return [], total, by_reason
     ids = [k[0] for k in page_keys]
     wanted = {k[1] for k in page_keys}
     found = [r for r in rows(con, """
@@ -254,17 +226,7 @@ def denied(con: duckdb.DuckDBPyConnection, purpose: str, territory: str, *, page
         FROM (SELECT * FROM decisions WHERE track_id = ANY($ids::VARCHAR[])) d
         JOIN (SELECT * FROM tracks WHERE track_id = ANY($ids::VARCHAR[])) t USING (track_id)
         ORDER BY t.track_id""", {"ids": ids}) if r["decision_id"] in wanted]
-    return found, int(total or 0), by_reason
-
-
-def denied_by_reason(con: duckdb.DuckDBPyConnection, purpose: str, territory: str) -> dict[str, int]:
-    """How many tracks are denied for (purpose, territory) per reason, most frequent first."""
-    return dict(con.execute(f"""
-        SELECT r, count(*) FROM (
-            SELECT d.reason_codes FROM decisions d SEMI JOIN ({_DENIED_KEYS}) k ON k.decision_id = d.decision_id
-            WHERE d.purpose = $purpose AND d.territory = $territory AND NOT d.allowed AND d.on_date = {_LATEST}) x,
-            unnest(x.reason_codes) u(r)
-        GROUP BY r ORDER BY 2 DESC, 1""", {"purpose": purpose, "territory": territory}).fetchall())
+    return found, total, by_reason
 
 
 def denied_csv(con: duckdb.DuckDBPyConnection, purpose: str, territory: str, *, batch: int = 10_000) -> Iterator[list[Any]]:

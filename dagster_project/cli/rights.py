@@ -296,6 +296,22 @@ def register(app: typer.Typer) -> None:
         console.print(f"deal {result.deal_id}: valid to [bold]{result.valid_to}[/bold] (was {result.previous_valid_to or 'open'}); "
                       f"{len(result.isrcs)} recording(s) affected from {result.valid_to}")
 
+    @rights.command("recount")
+    def recount_cmd(home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption) -> None:
+        """Count the current decisions per reason anew (decision_counts), e.g. for a ledger written before
+        they were kept or when `audit verify` finds them changed; needs the rights.evaluate permission."""
+        from licensing.decision_counts import recount
+        from store.database import connect
+        from store.roles import RoleRefused
+
+        who = actor_from(actor, home_from(home))
+        with connect(home_from(home).db_path) as con:
+            try:
+                keys = recount(con, actor=who)
+            except RoleRefused as exc:
+                fail(f"refused ({exc.code}): {exc.message}", code=3)
+        console.print(f"decision counts rebuilt for {keys} evaluation key(s)")
+
     @rights.command("import-lyrics")
     def import_lyrics_cmd(path: Path = typer.Argument(..., help="JSON list of lyrics licences (schemas/text.py)."),
                           home: Optional[str] = HomeOption, actor: Optional[str] = ActorOption) -> None:

@@ -18,8 +18,8 @@ PACKAGES = ("schemas", "store", "catalog", "fingerprinting", "licensing", "shard
 # The write path itself, and the schema it applies.
 WRITE_PATH = {"store/ledger.py", "store/sealing.py", "store/audit.py", "store/database.py"}
 # Derived tables: rebuilt by commands through Writer.execute and checked by `audit verify` against their source.
-DERIVED = {"current_decisions"}
-WRITE = re.compile(r"\b(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+\"?([a-z_][a-z0-9_]*)", re.I)
+DERIVED = {"current_decisions", "decision_counts"}
+WRITE = re.compile(r"\b(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+\"?([a-z_][a-z0-9_]*)", re.IGNORECASE)
 
 
 def _product_files() -> list[Path]:

@@ -229,8 +229,8 @@ def test_a_ddex_message_uploads_with_its_report(client: TestClient, web_home: Ho
     assert _one(web_home, "SELECT count(*) FROM recordings WHERE isrc = 'JPTO09404900'")[0] == 1  # type: ignore[index]
 
 
-def test_counts_kept_per_ledger_state_follow_a_change(client: TestClient) -> None:
-    """The denied page's counts per reason are kept between views, and a recorded change refreshes them."""
+def test_counts_per_reason_follow_a_change(client: TestClient) -> None:
+    """The denied page's counts per reason (kept as decisions are written) follow a recorded change at once."""
     login(client, "rita.rights")
     query = {"purpose": "UseForTrainingGenerativeAI", "territory": "GB"}
     expired = "the deals licensing this use here have expired by this date"
