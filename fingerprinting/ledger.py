@@ -36,6 +36,10 @@ SCHEMA_VERSION = 1
 # score = 1 - 2*BER. Transformed copies and excerpts of the demo catalog score >= 0.85;
 # distinct recordings stay below 0.6 (see bench/results/fingerprint.md).
 MATCH_THRESHOLD = 0.7
+# Over an overlap shorter than MIN_SPAN_S few items vote and chance agreement is larger: band-limited
+# 3-6 s overlaps of unrelated music reached 0.83, while positives' own-source scores stay above it
+# (the span curve in bench/results/robustness.md).
+SHORT_SPAN_THRESHOLD = 0.85
 # Landmark hashes agreeing on one offset (and speed) within 10 s. Calibrated on the demo catalog against
 # 2,159 queries of music outside it (bench/results/robustness.md): the highest any reached was 26.
 LANDMARK_THRESHOLD = 30.0
@@ -111,24 +115,36 @@ class MatchSummary(_Frozen):
     threshold: float
     min_span_s: float
     landmark_threshold: float = LANDMARK_THRESHOLD
+    short_span_threshold: float = SHORT_SPAN_THRESHOLD
     matches_by_method: dict[str, int] = {}
 
 
+def match_threshold(m: Match, *, threshold: float = MATCH_THRESHOLD, min_span_s: float = MIN_SPAN_S,
+                    landmark_threshold: float = LANDMARK_THRESHOLD,
+                    short_span_threshold: float = SHORT_SPAN_THRESHOLD) -> float:
+    """The score ``m`` is held to: its method's threshold, higher for a short Chromaprint overlap."""
+    if m.method == LANDMARK:
+        return landmark_threshold
+    return threshold if m.span_s >= min_span_s else max(threshold, short_span_threshold)
+
+
 def is_match(m: Match, query_length_s: float, *, threshold: float = MATCH_THRESHOLD,
-             min_span_s: float = MIN_SPAN_S, landmark_threshold: float = LANDMARK_THRESHOLD) -> bool:
+             min_span_s: float = MIN_SPAN_S, landmark_threshold: float = LANDMARK_THRESHOLD,
+             short_span_threshold: float = SHORT_SPAN_THRESHOLD) -> bool:
     """Whether a query result is strong enough to act on.
 
     Chromaprint: the overlap must reach ``min_span_s``, or 80% of the shorter recording when
-    that is shorter (a 6-second jingle can still be recognised), and never less than 2 s.
+    that is shorter (a 6-second jingle can still be recognised), and never less than 2 s; an
+    overlap shorter than ``min_span_s`` needs ``short_span_threshold`` rather than ``threshold``.
     Landmarks: at least ``landmark_threshold`` agreeing hashes, the first and last of them
     ``min_span_s`` apart or half the shorter recording, and never less than 2 s.
     """
     shorter = min(query_length_s, m.ref_length_s or query_length_s)
-    if m.method == LANDMARK:
-        needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, LANDMARK_SPAN_SHARE * shorter))
-        return m.score >= landmark_threshold and m.span_s >= needed
-    needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, 0.8 * shorter))
-    return m.score >= threshold and m.span_s >= needed
+    held_to = match_threshold(m, threshold=threshold, min_span_s=min_span_s, landmark_threshold=landmark_threshold,
+                              short_span_threshold=short_span_threshold)
+    share = LANDMARK_SPAN_SHARE if m.method == LANDMARK else 0.8
+    needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, share * shorter))
+    return m.score >= held_to and m.span_s >= needed
 
 
 def landmark_index_dir(index_dir: str | os.PathLike[str]) -> Path:
@@ -422,7 +438,7 @@ def _reversed(a: AudioMatch, track_id: str, kind: Literal["optout", "duplicate"]
 
 def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[str], *,
                   threshold: float = MATCH_THRESHOLD, min_span_s: float = MIN_SPAN_S,
-                  landmark_threshold: float = LANDMARK_THRESHOLD,
+                  landmark_threshold: float = LANDMARK_THRESHOLD, short_span_threshold: float = SHORT_SPAN_THRESHOLD,
                   actor: Principal | str = DEFAULT_ACTOR, roles: RoleBook | None = None) -> MatchSummary:
     """Match every fingerprinted track against the opt-out registry and the rest of the catalog.
 
@@ -446,7 +462,8 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
     optouts = con.execute("SELECT count(*) FROM optout_registry").fetchone()
     landmarks_of = {ref: np.asarray(lm, dtype=np.uint32) for ref, lm in con.execute(
         "SELECT ref, landmarks FROM landmark_fingerprints").fetchall()}
-    thresholds = {CHROMAPRINT: threshold, LANDMARK: landmark_threshold}
+    rule = {"threshold": threshold, "min_span_s": min_span_s, "landmark_threshold": landmark_threshold,
+            "short_span_threshold": short_span_threshold}
     by_key: dict[tuple[str, str, str], AudioMatch] = {}
 
     def keep(a: AudioMatch) -> None:
@@ -462,21 +479,20 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
             found += index.query(items, limit=50, min_score=threshold, exclude=ref)
         if ref in landmarks_of:
             found += lm_index.query(landmarks_of[ref], limit=50, min_score=landmark_threshold, exclude=ref)
-        return [m for m in found if is_match(m, length_s, threshold=threshold, min_span_s=min_span_s,
-                                             landmark_threshold=landmark_threshold)]
+        return [m for m in found if is_match(m, length_s, **rule)]
 
     for track_id, items, _isrc in tracks:
         for m in lookups(TRACK_PREFIX + track_id, np.asarray(items, dtype=np.uint32), len(items) * ITEM_SECONDS):
             if m.ref.startswith(OPTOUT_PREFIX):
-                keep(_evidence(track_id, "optout", m.ref[len(OPTOUT_PREFIX):], m, thresholds[m.method]))
+                keep(_evidence(track_id, "optout", m.ref[len(OPTOUT_PREFIX):], m, match_threshold(m, **rule)))
             elif m.ref.startswith(TRACK_PREFIX):
-                keep(_evidence(track_id, "duplicate", m.ref[len(TRACK_PREFIX):], m, thresholds[m.method]))
+                keep(_evidence(track_id, "duplicate", m.ref[len(TRACK_PREFIX):], m, match_threshold(m, **rule)))
     for optout_id, duration_s in con.execute("SELECT optout_id, duration_s FROM optout_registry").fetchall():
         ref = OPTOUT_PREFIX + optout_id
         for m in lookups(ref, None, duration_s or 0.0):
             if m.ref.startswith(TRACK_PREFIX):
                 track_id = m.ref[len(TRACK_PREFIX):]
-                seen = _evidence(optout_id, "optout", track_id, m, thresholds[m.method])
+                seen = _evidence(optout_id, "optout", track_id, m, match_threshold(m, **rule))
                 keep(_reversed(seen, track_id, "optout", optout_id))
     # A pair is a duplicate when either direction matched; record both directions.
     dup_pairs = {tuple(sorted((a.track_id, a.matched_ref))) for a in by_key.values() if a.kind == "duplicate"}
@@ -521,7 +537,7 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
             optout_matches=len(optout_rows), tracks_denied_by_optout=len({a.track_id for a in optout_rows}),
             duplicate_pairs=len(dup_pairs), duplicate_clusters=len(clusters),
             tracks_in_clusters=sum(len(c) for c in clusters), threshold=threshold, min_span_s=min_span_s,
-            landmark_threshold=landmark_threshold,
+            landmark_threshold=landmark_threshold, short_span_threshold=short_span_threshold,
             matches_by_method=dict(sorted(Counter(a.method for a in by_key.values()).items())))
         changed = {k for k in by_key if k not in previous} | {k for k in previous if k not in by_key}
         w.payload.update({**summary.model_dump(),
