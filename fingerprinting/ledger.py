@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from fingerprinting.batch import FingerprintOutcome, fingerprint_many
 from fingerprinting.chromaprint import ITEM_SECONDS, FingerprintError, fingerprint_file
 from fingerprinting.index import CHROMAPRINT, LANDMARK, FingerprintIndex, Match, Method, item_digest
+from fingerprinting.landmarks import FANOUT, QUERY_FANOUT, query_landmarks
 from schemas.canonical import canonical_json, sha256_text
 from schemas.identifiers import normalize_isrc
 from store.digest import sha256_file
@@ -40,9 +41,10 @@ MATCH_THRESHOLD = 0.7
 # 3-6 s overlaps of unrelated music reached 0.83, while positives' own-source scores stay above it
 # (the span curve in bench/results/robustness.md).
 SHORT_SPAN_THRESHOLD = 0.85
-# Landmark hashes agreeing on one offset (and speed) within 10 s. Calibrated on the demo catalog against
-# 2,159 queries of music outside it (bench/results/robustness.md): the highest any reached was 26.
-LANDMARK_THRESHOLD = 30.0
+# Landmark hashes agreeing on one offset (and speed) within 10 s, the query read with its denser peaks.
+# Calibrated on the demo catalog (bench/results/robustness.md): over 3,167 queries the highest score
+# against a recording other than the query's source was 64; recall on mixed copies is flat from 65 to 80.
+LANDMARK_THRESHOLD = 80.0
 MIN_SPAN_S = 10.0
 SHORT_SPAN_FLOOR_S = 2.0
 LANDMARK_SPAN_SHARE = 0.5  # the first and last agreeing hash of a short query lie at least this far apart
@@ -152,14 +154,17 @@ def landmark_index_dir(index_dir: str | os.PathLike[str]) -> Path:
     return Path(index_dir) / LANDMARK_INDEX_DIR
 
 
-def _landmark_rows(refs_and_landmarks: Iterable[tuple[str, np.ndarray]], now: datetime) -> pa.Table:
-    pairs = list(refs_and_landmarks)
+def _landmark_rows(rows: Iterable[tuple[str, np.ndarray, np.ndarray | None]], now: datetime) -> pa.Table:
+    """Rows of ``landmark_fingerprints``: (ref, landmark array, packed query peaks)."""
+    rows = list(rows)
     return pa.table({
-        "ref": [r for r, _ in pairs],
-        "landmark_count": pa.array([len(lm) // 2 for _, lm in pairs], pa.int32()),
-        "landmarks": pa.array([np.asarray(lm, dtype=np.uint32) for _, lm in pairs], pa.list_(pa.uint32())),
-        "landmarks_sha256": [item_digest(lm) for _, lm in pairs],
-        "computed_at": pa.array([now] * len(pairs), pa.timestamp("us", tz="UTC")),
+        "ref": [r for r, _, _ in rows],
+        "landmark_count": pa.array([len(lm) // 2 for _, lm, _ in rows], pa.int32()),
+        "landmarks": pa.array([np.asarray(lm, dtype=np.uint32) for _, lm, _ in rows], pa.list_(pa.uint32())),
+        "landmarks_sha256": [item_digest(lm) for _, lm, _ in rows],
+        "computed_at": pa.array([now] * len(rows), pa.timestamp("us", tz="UTC")),
+        "query_peaks": pa.array([None if qp is None else np.asarray(qp, dtype=np.uint32) for _, _, qp in rows],
+                                pa.list_(pa.uint32())),
     })
 
 
@@ -205,7 +210,8 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
                 **{k: v for k, v in rows.items() if k != "items"},
                 "items": pa.array([np.asarray(v, dtype=np.uint32) for v in rows["items"]], pa.list_(pa.uint32())),
             }))
-            with_landmarks = [(TRACK_PREFIX + t, o.fingerprint.landmarks) for t, o in good.items()
+            with_landmarks = [(TRACK_PREFIX + t, o.fingerprint.landmarks, o.fingerprint.query_peaks)
+                              for t, o in good.items()
                               if o.fingerprint is not None and o.fingerprint.landmarks is not None]
             if with_landmarks:
                 w.insert("landmark_fingerprints", _landmark_rows(with_landmarks, now))
@@ -252,12 +258,12 @@ def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant:
     entry = OptOut(optout_id=optout_id, claimant=claimant, isrc=normalize_isrc(isrc) if isrc else None, title=title,
                    note=note, audio_sha256=sha256_file(path), duration_s=fp.duration_s, item_count=len(fp.items))
     with command(con, actor, "optout.register", f"optout:{optout_id}", roles=roles) as w:
-        w.payload.update(_register(w, entry, fp.items.tolist(), path, fp.landmarks))
+        w.payload.update(_register(w, entry, fp.items.tolist(), path, fp.landmarks, fp.query_peaks))
     return entry
 
 
 def _register(w: Writer, entry: OptOut, items: list[int], path: Path,
-              landmarks: np.ndarray | None) -> dict[str, Any]:
+              landmarks: np.ndarray | None, query_peaks: np.ndarray | None = None) -> dict[str, Any]:
     """Enter (or replace) one registry entry; the same claim registered again changes nothing."""
     same = w.con.execute("SELECT count(*) FROM optout_registry WHERE optout_id = ? AND audio_sha256 = ? AND "
                          "claimant = ? AND isrc IS NOT DISTINCT FROM ? AND title IS NOT DISTINCT FROM ? AND "
@@ -266,13 +272,14 @@ def _register(w: Writer, entry: OptOut, items: list[int], path: Path,
     ref = OPTOUT_PREFIX + entry.optout_id
     digest = item_digest(landmarks) if landmarks is not None else None
     same_landmarks = w.con.execute("SELECT count(*) FROM landmark_fingerprints WHERE ref = ? AND landmarks_sha256 "
-                                   "IS NOT DISTINCT FROM ?", [ref, digest]).fetchall()[0][0] or digest is None
+                                   "IS NOT DISTINCT FROM ? AND (query_peaks IS NOT NULL OR ?)",
+                                   [ref, digest, query_peaks is None]).fetchall()[0][0] or digest is None
     detail = {**entry.model_dump(), "audio_path": ledger_ref(w.con, path), "landmarks_sha256": digest}
     if same and same_landmarks:
         return {**detail, "unchanged": True}
     w.supersede("landmark_fingerprints", "ref = ?", [ref])
     if landmarks is not None:
-        w.insert("landmark_fingerprints", _landmark_rows([(ref, landmarks)], _now()))
+        w.insert("landmark_fingerprints", _landmark_rows([(ref, landmarks, query_peaks)], _now()))
     if same:
         return {**detail, "landmarks_added": True}
     existed = w.supersede("optout_registry", "optout_id = ?", [entry.optout_id])
@@ -304,7 +311,7 @@ def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.Pa
     registry = Path(registry_path)
     root = registry.parent.resolve()
     problems: list[tuple[str, str, str]] = []
-    accepted: list[tuple[OptOut, list[int], Path, np.ndarray | None]] = []
+    accepted: list[tuple[OptOut, list[int], Path, np.ndarray | None, np.ndarray | None]] = []
     try:
         doc = json.loads(registry.read_text(encoding="utf-8"))
         entries = doc.get("entries") if isinstance(doc, dict) else None
@@ -334,19 +341,19 @@ def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.Pa
                 optout_id=entry["optout_id"], claimant=entry["claimant"],
                 isrc=normalize_isrc(entry["isrc"]) if entry.get("isrc") else None, title=entry.get("title"),
                 note=entry.get("note"), audio_sha256=sha256_file(audio), duration_s=fp.duration_s,
-                item_count=len(fp.items)), fp.items.tolist(), audio, fp.landmarks))
+                item_count=len(fp.items)), fp.items.tolist(), audio, fp.landmarks, fp.query_peaks))
         except FingerprintError as exc:
             problems.append((ref, exc.reason_code, f"{ref}: {exc.message}"))
         except ValueError as exc:
             problems.append((ref, "invalid_identifier", f"{ref}: {exc}"))
     by_reason = dict(sorted(Counter(code for _, code, _ in problems).items()))
     with command(con, actor, "optout.register", ledger_ref(con, registry), roles=roles) as w:
-        entries = [_register(w, optout, items, audio, lm) for optout, items, audio, lm in accepted]
+        entries = [_register(w, optout, items, audio, lm, qp) for optout, items, audio, lm, qp in accepted]
         resolve_stage(w, stage="optout", prefix=str(registry))
         quarantine(w, [Rejection(ref, code, message) for ref, code, message in problems], stage="optout")
-        w.payload.update({"registered": [o.optout_id for o, _, _, _ in accepted], "entries": entries,
+        w.payload.update({"registered": [a[0].optout_id for a in accepted], "entries": entries,
                           "quarantined": len(problems), "by_reason": by_reason})
-    return RegistryReport(registry=str(registry), registered=tuple(o.optout_id for o, _, _, _ in accepted),
+    return RegistryReport(registry=str(registry), registered=tuple(a[0].optout_id for a in accepted),
                           quarantined=len(problems), by_reason=by_reason)
 
 
@@ -460,8 +467,10 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
     tracks = con.execute("SELECT f.track_id, f.items, t.isrc FROM fingerprints f "
                          "LEFT JOIN tracks t USING (track_id) ORDER BY f.track_id").fetchall()
     optouts = con.execute("SELECT count(*) FROM optout_registry").fetchone()
-    landmarks_of = {ref: np.asarray(lm, dtype=np.uint32) for ref, lm in con.execute(
-        "SELECT ref, landmarks FROM landmark_fingerprints").fetchall()}
+    # Each recording looks others up with its denser query peaks (older rows without them: its landmarks).
+    lookup_of = {ref: (query_landmarks(qp), QUERY_FANOUT) if qp is not None else (np.asarray(lm, np.uint32), FANOUT)
+                 for ref, lm, qp in con.execute("SELECT ref, landmarks, query_peaks FROM landmark_fingerprints"
+                                                ).fetchall()}
     rule = {"threshold": threshold, "min_span_s": min_span_s, "landmark_threshold": landmark_threshold,
             "short_span_threshold": short_span_threshold}
     by_key: dict[tuple[str, str, str], AudioMatch] = {}
@@ -477,8 +486,9 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
         found = []
         if items is not None:
             found += index.query(items, limit=50, min_score=threshold, exclude=ref)
-        if ref in landmarks_of:
-            found += lm_index.query(landmarks_of[ref], limit=50, min_score=landmark_threshold, exclude=ref)
+        if ref in lookup_of:
+            landmarks, fanout = lookup_of[ref]
+            found += lm_index.query(landmarks, limit=50, min_score=landmark_threshold, exclude=ref, fanout=fanout)
         return [m for m in found if is_match(m, length_s, **rule)]
 
     for track_id, items, _isrc in tracks:

@@ -64,5 +64,6 @@ CREATE TABLE IF NOT EXISTS landmark_fingerprints (
     landmarks_sha256 VARCHAR NOT NULL,
     computed_at TIMESTAMPTZ NOT NULL,
     row_sha256 VARCHAR,
-    audit_seq BIGINT
+    audit_seq BIGINT,
+    query_peaks UINTEGER[]            -- denser peaks the recording looks others up with (frame << 8 | bin - 14)
 );
