@@ -154,18 +154,32 @@ def landmark_index_dir(index_dir: str | os.PathLike[str]) -> Path:
     return Path(index_dir) / LANDMARK_INDEX_DIR
 
 
-def _landmark_rows(rows: Iterable[tuple[str, np.ndarray, np.ndarray | None]], now: datetime) -> pa.Table:
-    """Rows of ``landmark_fingerprints``: (ref, landmark array, packed query peaks)."""
+def _write_landmarks(w: Writer, rows: Iterable[tuple[str, np.ndarray, np.ndarray | None]], now: datetime) -> None:
+    """Insert (ref, landmark array, packed query peaks or None) into ``landmark_fingerprints`` and
+    ``landmark_query_peaks``; the caller has superseded the refs' earlier rows."""
     rows = list(rows)
-    return pa.table({
+    if not rows:
+        return
+    w.insert("landmark_fingerprints", pa.table({
         "ref": [r for r, _, _ in rows],
         "landmark_count": pa.array([len(lm) // 2 for _, lm, _ in rows], pa.int32()),
         "landmarks": pa.array([np.asarray(lm, dtype=np.uint32) for _, lm, _ in rows], pa.list_(pa.uint32())),
         "landmarks_sha256": [item_digest(lm) for _, lm, _ in rows],
         "computed_at": pa.array([now] * len(rows), pa.timestamp("us", tz="UTC")),
-        "query_peaks": pa.array([None if qp is None else np.asarray(qp, dtype=np.uint32) for _, _, qp in rows],
-                                pa.list_(pa.uint32())),
-    })
+    }))
+    peaks = [(r, qp) for r, _, qp in rows if qp is not None]
+    if peaks:
+        w.insert("landmark_query_peaks", pa.table({
+            "ref": [r for r, _ in peaks],
+            "peak_count": pa.array([len(qp) for _, qp in peaks], pa.int32()),
+            "query_peaks": pa.array([np.asarray(qp, dtype=np.uint32) for _, qp in peaks], pa.list_(pa.uint32())),
+            "computed_at": pa.array([now] * len(peaks), pa.timestamp("us", tz="UTC")),
+        }))
+
+
+def _supersede_landmarks(w: Writer, refs: list[str]) -> None:
+    for table in ("landmark_fingerprints", "landmark_query_peaks"):
+        w.supersede(table, "ref IN (SELECT unnest(?::VARCHAR[]))", [refs])
 
 
 def _now() -> datetime:
@@ -190,8 +204,7 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
     with command(con, actor, "fingerprint.store", f"delivery:{delivery_id}", roles=roles) as w:
         if touched:
             w.supersede("fingerprints", "track_id IN (SELECT unnest(?::VARCHAR[]))", [touched])
-            w.supersede("landmark_fingerprints", "ref IN (SELECT unnest(?::VARCHAR[]))",
-                        [[TRACK_PREFIX + t for t in touched]])
+            _supersede_landmarks(w, [TRACK_PREFIX + t for t in touched])
             resolve_stage(w, stage="fingerprint", delivery_id=delivery_id, source_refs=touched)
         if good:
             rows = {k: [] for k in ("track_id", "algorithm", "duration_s", "seconds_used", "items", "fingerprint",
@@ -213,8 +226,7 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
             with_landmarks = [(TRACK_PREFIX + t, o.fingerprint.landmarks, o.fingerprint.query_peaks)
                               for t, o in good.items()
                               if o.fingerprint is not None and o.fingerprint.landmarks is not None]
-            if with_landmarks:
-                w.insert("landmark_fingerprints", _landmark_rows(with_landmarks, now))
+            _write_landmarks(w, with_landmarks, now)
         quarantine(w, [Rejection(track_id, str(outcome.reason_code), outcome.message or str(outcome.path))
                        for track_id, outcome in bad.items()], stage="fingerprint", delivery_id=delivery_id)
         by_reason = dict(sorted(Counter(str(o.reason_code) for o in bad.values()).items()))
@@ -271,15 +283,16 @@ def _register(w: Writer, entry: OptOut, items: list[int], path: Path,
                                                          entry.isrc, entry.title, entry.note]).fetchall()[0][0]
     ref = OPTOUT_PREFIX + entry.optout_id
     digest = item_digest(landmarks) if landmarks is not None else None
-    same_landmarks = w.con.execute("SELECT count(*) FROM landmark_fingerprints WHERE ref = ? AND landmarks_sha256 "
-                                   "IS NOT DISTINCT FROM ? AND (query_peaks IS NOT NULL OR ?)",
-                                   [ref, digest, query_peaks is None]).fetchall()[0][0] or digest is None
+    same_landmarks = w.con.execute(
+        "SELECT count(*) FROM landmark_fingerprints WHERE ref = ? AND landmarks_sha256 IS NOT DISTINCT FROM ? AND "
+        "(? OR ref IN (SELECT ref FROM landmark_query_peaks))", [ref, digest, query_peaks is None]
+    ).fetchall()[0][0] or digest is None
     detail = {**entry.model_dump(), "audio_path": ledger_ref(w.con, path), "landmarks_sha256": digest}
     if same and same_landmarks:
         return {**detail, "unchanged": True}
-    w.supersede("landmark_fingerprints", "ref = ?", [ref])
+    _supersede_landmarks(w, [ref])
     if landmarks is not None:
-        w.insert("landmark_fingerprints", _landmark_rows([(ref, landmarks, query_peaks)], _now()))
+        _write_landmarks(w, [(ref, landmarks, query_peaks)], _now())
     if same:
         return {**detail, "landmarks_added": True}
     existed = w.supersede("optout_registry", "optout_id = ?", [entry.optout_id])
@@ -469,8 +482,8 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
     optouts = con.execute("SELECT count(*) FROM optout_registry").fetchone()
     # Each recording looks others up with its denser query peaks (older rows without them: its landmarks).
     lookup_of = {ref: (query_landmarks(qp), QUERY_FANOUT) if qp is not None else (np.asarray(lm, np.uint32), FANOUT)
-                 for ref, lm, qp in con.execute("SELECT ref, landmarks, query_peaks FROM landmark_fingerprints"
-                                                ).fetchall()}
+                 for ref, lm, qp in con.execute("SELECT l.ref, l.landmarks, q.query_peaks FROM landmark_fingerprints l "
+                                                "LEFT JOIN landmark_query_peaks q USING (ref)").fetchall()}
     rule = {"threshold": threshold, "min_span_s": min_span_s, "landmark_threshold": landmark_threshold,
             "short_span_threshold": short_span_threshold}
     by_key: dict[tuple[str, str, str], AudioMatch] = {}
@@ -589,8 +602,7 @@ def apply_fingerprint_batch(w: Writer, tables: Mapping[str, pa.Table], header: B
         raise BatchRejected("duplicate_track", "fingerprints: a track appears twice in one batch")
     replaced = w.supersede("fingerprints", "track_id IN (SELECT unnest(?::VARCHAR[]))", [track_ids])
     # Landmarks are not carried by the batch: those computed earlier may be of other audio.
-    w.supersede("landmark_fingerprints", "ref IN (SELECT unnest(?::VARCHAR[]))",
-                [[TRACK_PREFIX + t for t in track_ids]])
+    _supersede_landmarks(w, [TRACK_PREFIX + t for t in track_ids])
     w.insert("fingerprints", rows)
     return {"tracks": len(track_ids), "replaced": replaced, "delivery_ids": sorted(set(rows.column("delivery_id")
                                                                                         .to_pylist()))}

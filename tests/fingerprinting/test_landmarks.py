@@ -38,6 +38,7 @@ from fingerprinting.ledger import (
 from store.audit import verify_chain
 from store.database import connect
 from store.ledger import command
+from store.sealing import verify_sealed
 from tests.fingerprinting.conftest import RATE, TESTDATA, encode, music
 
 
@@ -163,8 +164,9 @@ def test_a_mixed_copy_of_an_opt_out_is_denied_with_landmark_evidence(
                                 for i, (t, p) in enumerate(ids.items())])
         outcomes = fingerprint_many(list(ids.values()), max_seconds=None, workers=1, landmarks=True)
         store_fingerprints(con, zip(ids, outcomes, strict=True), "D1", actor="test")
-        assert con.execute("SELECT count(*) FROM landmark_fingerprints WHERE ref LIKE 'track:%' AND "
-                           "len(query_peaks) > landmark_count / 8").fetchone() == (3,)
+        assert con.execute("SELECT count(*) FROM landmark_fingerprints l JOIN landmark_query_peaks q USING (ref) "
+                           "WHERE ref LIKE 'track:%' AND len(q.query_peaks) = q.peak_count "
+                           "AND q.peak_count > l.landmark_count / 8").fetchone() == (3,)
         register_optout(con, optout_id="OPT-9", claimant="Rights Holder Ltd", audio_path=recordings["real"],
                         actor="rights@label")
         summary = match_catalog(con, tmp_path / "index", actor="test")
@@ -179,7 +181,7 @@ def test_a_mixed_copy_of_an_opt_out_is_denied_with_landmark_evidence(
         rows_before = con.execute("SELECT * FROM audio_matches ORDER BY ALL").fetchall()
         match_catalog(con, tmp_path / "index", actor="test")
         assert con.execute("SELECT * FROM audio_matches ORDER BY ALL").fetchall() == rows_before
-        assert verify_chain(con).ok
+        assert verify_chain(con).ok and verify_sealed(con)[0] == []
 
 
 def test_the_landmark_index_persists_removes_and_keeps_its_method(tmp_path: Path,
