@@ -8,12 +8,14 @@ transforms applied to music that is NOT in the catalog (freely licensed Debian m
 asc-music, hyperrogue-music, fetched with ``apt-get download``), plus those tracks in full.
 The music mixed into positives comes from the same non-catalog packages.
 
-A positive is recalled when the decision rule (:func:`fingerprinting.ledger.is_match`) accepts
+Landmark lookups use the query's denser peaks (``fingerprinting.landmarks.query_landmarks``), as
+the product does. A positive is recalled when the decision rule (:func:`fingerprinting.ledger.is_match`) accepts
 a match to its source; any accepted match to another recording is a false match. The
 calibration curve prints, for each landmark threshold, the recall per transform and the false
 matches, and the highest score any negative query reached.
 
-    python bench/fingerprint_robustness.py [--per-track 1] [--negatives-per-track 12]
+    python bench/fingerprint_robustness.py [--per-track 1] [--negatives-per-track 12] [--dump FILE]
+    python bench/fingerprint_robustness.py --report-from FILE   # the tables again, from a dump
 
 Decoded source audio is cached (``--cache``) as 22050 Hz mono float32.
 """
@@ -40,8 +42,15 @@ from _audio import NONCATALOG_PACKAGES, PCM_RATE, demo_files, noncatalog_files, 
 
 from fingerprinting.batch import fingerprint_many  # noqa: E402
 from fingerprinting.chromaprint import ITEM_SECONDS  # noqa: E402
-from fingerprinting.index import LANDMARK, FingerprintIndex  # noqa: E402
-from fingerprinting.ledger import LANDMARK_THRESHOLD, MATCH_THRESHOLD, is_match  # noqa: E402
+from fingerprinting.index import LANDMARK, FingerprintIndex, Match  # noqa: E402
+from fingerprinting.landmarks import FANOUT, QUERY_FANOUT, query_landmarks  # noqa: E402
+from fingerprinting.ledger import (  # noqa: E402
+    LANDMARK_THRESHOLD,
+    MATCH_THRESHOLD,
+    MIN_SPAN_S,
+    SHORT_SPAN_THRESHOLD,
+    is_match,
+)
 
 RATE = PCM_RATE
 TRANSFORMS = ("telephone", "mix_-6dB", "mix_-10dB", "opus_16k", "mp3_32k", "excerpt", "speed_+3%", "speed_-3%",
@@ -107,7 +116,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--dump", type=Path, default=None,
                         help="write every query's candidates (JSON lines) here, to study other decision rules")
+    parser.add_argument("--report-from", type=Path, default=None,
+                        help="print the tables for the candidates of an earlier --dump (no fingerprinting)")
     args = parser.parse_args()
+    if args.report_from is not None:
+        report([json.loads(line) for line in args.report_from.open()])
+        return
     rng = np.random.default_rng(args.seed)
     catalog = demo_files()
     others = noncatalog_files(args.cache)
@@ -165,49 +179,68 @@ def main() -> None:
     t_make = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    results = []  # (kind, transform, source, method, top ref, score, accepted)
+    records = []  # one per query and method: its candidates (the --dump lines)
     outcomes = fingerprint_many([q[3] for q in queries], max_seconds=None, workers=args.workers, landmarks=True)
-    unusable = 0
-    dump = args.dump.open("w") if args.dump else None
     for (kind, name, source, _), o in zip(queries, outcomes, strict=True):
         fp = o.fingerprint
-        if fp is None or fp.landmarks is None:
-            unusable += 1
-            results.append((kind, name, source, "chromaprint", None, 0.0, False, 0.0))
-            results.append((kind, name, source, "landmark", None, 0.0, False, 0.0))
-            continue
-        length_s = len(fp.items) * ITEM_SECONDS
-        for method, index, items in (("chromaprint", cp_index, fp.items), ("landmark", lm_index, fp.landmarks)):
-            matches = index.query(items, limit=5)
-            if dump is not None:
-                dump.write(json.dumps({"kind": kind, "transform": name, "source": source, "method": method,
-                                       "length_s": length_s, "matches": [dataclasses.asdict(m) for m in matches]})
-                           + "\n")
-            # The strongest candidate the rule accepts, else the strongest one (for the curves).
-            accepted = [m for m in matches if is_match(m, length_s)]
-            top = accepted[0] if accepted else (matches[0] if matches else None)
-            span_ok = top is not None and is_match(top, length_s, threshold=0.0, landmark_threshold=0.0)
-            results.append((kind, name, source, method, None if top is None else int(top.ref),
-                            0.0 if top is None else top.score, bool(accepted), top.score if span_ok else 0.0))
+        length_s = len(fp.items) * ITEM_SECONDS if fp is not None else 0.0
+        for method, index in (("chromaprint", cp_index), ("landmark", lm_index)):
+            if fp is None or fp.query_peaks is None:
+                items, fanout = None, FANOUT
+            elif method == "chromaprint":
+                items, fanout = fp.items, FANOUT
+            else:  # looked up as the product does: the query's denser peaks
+                items, fanout = query_landmarks(fp.query_peaks), QUERY_FANOUT
+            matches = [] if items is None else index.query(items, limit=5, fanout=fanout)
+            records.append({"kind": kind, "transform": name, "source": source, "method": method,
+                            "length_s": length_s, "usable": items is not None,
+                            "matches": [dataclasses.asdict(m) for m in matches]})
     t_query = time.perf_counter() - t0
-    if dump is not None:
-        dump.close()
+    if args.dump is not None:
+        with args.dump.open("w") as dump:
+            for r in records:
+                dump.write(json.dumps(r) + "\n")
 
     positives = [q for q in queries if q[0] == "positive"]
     negatives = [q for q in queries if q[0] == "negative"]
     print(f"catalog: {len(catalog)} tracks (demo: wesnoth-1.16-music, singularity-music); "
           f"non-catalog: {len(others)} tracks from {', '.join(NONCATALOG_PACKAGES)}")
     print(f"catalog tracks without a fingerprint (no positives made from them): {', '.join(excluded) or 'none'}")
+    unusable = sum(not r["usable"] for r in records) // 2
     print(f"queries: {len(positives)} positive (5-10 s excerpts, {args.per_track} per track and transform), "
           f"{len(negatives)} negative ({len(negatives) - len(others)} transformed 5-10 s excerpts + "
           f"{len(others)} full tracks); {unusable} could not be fingerprinted")
-    print(f"decision rule: Chromaprint score >= {MATCH_THRESHOLD} (1 - 2*BER) or landmark score >= "
-          f"{LANDMARK_THRESHOLD:g} distinct agreeing hashes, each with its span rule (fingerprinting.ledger.is_match)")
-    print()
+    report(records)
+    print(f"time: index {t_index:.1f} s, make queries {t_make:.1f} s, fingerprint + query {t_query:.1f} s "
+          f"({len(queries)} queries, {args.workers} workers)")
 
-    by = defaultdict(list)
-    for r in results:
-        by[(r[0], r[1], r[3])].append(r)
+
+def _candidates(r: dict) -> list[Match]:
+    return [Match(**m) for m in r["matches"]]
+
+
+def _span_ok(m: Match, length_s: float) -> bool:
+    """Whether ``m`` passes the decision rule's span test (whatever its score)."""
+    return is_match(m, length_s, threshold=0.0, landmark_threshold=0.0, short_span_threshold=0.0)
+
+
+def report(records: list[dict]) -> None:
+    """Print recall, false matches, score distributions and the calibration curves of one run's candidates."""
+    print(f"decision rule (fingerprinting.ledger.is_match): Chromaprint score (1 - 2*BER) >= {MATCH_THRESHOLD} over "
+          f"an overlap of {MIN_SPAN_S:g} s or more, >= {SHORT_SPAN_THRESHOLD} over a shorter one; or landmark score "
+          f">= {LANDMARK_THRESHOLD:g} distinct agreeing hashes; each with its span rule")
+    print("a false match is a query for which the rule accepts any recording other than its source "
+          "(every accepted match is acted on, not only the best)")
+    print()
+    by: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        by[(r["kind"], r["transform"], r["method"])].append(r)
+
+    def hits(r: dict, **rule: float) -> tuple[bool, bool]:
+        """(source accepted, another recording accepted) under ``rule``."""
+        accepted = [m.ref for m in _candidates(r) if is_match(m, r["length_s"], **rule)]
+        return str(r["source"]) in accepted, any(ref != str(r["source"]) for ref in accepted)
+
     print("## Recall and false matches per transform")
     print()
     print("| transform | queries | Chromaprint recall | landmark recall | either (product rule) | "
@@ -217,50 +250,93 @@ def main() -> None:
     for name in (*TRANSFORMS, "full_track"):
         pos_c, pos_l = by[("positive", name, "chromaprint")], by[("positive", name, "landmark")]
         neg_c, neg_l = by[("negative", name, "chromaprint")], by[("negative", name, "landmark")]
-        hit_c = [r[6] and r[4] == r[2] for r in pos_c]
-        hit_l = [r[6] and r[4] == r[2] for r in pos_l]
-        either = [a or b for a, b in zip(hit_c, hit_l, strict=True)]
-        wrong = sum(r[6] and r[4] != r[2] for r in pos_c + pos_l)
-        neg_false = sum(r[6] for r in neg_c + neg_l)
+        hc, hl = [hits(r) for r in pos_c], [hits(r) for r in pos_l]
+        either = [a[0] or b[0] for a, b in zip(hc, hl, strict=True)]
+        wrong = sum(a[1] or b[1] for a, b in zip(hc, hl, strict=True))
+        neg_false = sum(hits(a)[1] or hits(b)[1] for a, b in zip(neg_c, neg_l, strict=True))
         total_false += wrong + neg_false
         npos = len(pos_c)
-        cells = [f"{sum(h)}/{npos} = {sum(h) / npos:.3f}" if npos else "-" for h in (hit_c, hit_l, either)]
+        cells = [f"{sum(h)}/{npos} = {sum(h) / npos:.3f}" if npos else "-"
+                 for h in ([h[0] for h in hc], [h[0] for h in hl], either)]
         print(f"| {name} | {npos} | {' | '.join(cells)} | {wrong} | {len(neg_c)} | {neg_false} |")
     print()
-    print(f"false matches in all: {total_false} over {len(negatives)} negative and {len(positives)} positive queries")
+    n_pos = len([r for r in records if r["kind"] == "positive"]) // 2
+    n_neg = len([r for r in records if r["kind"] == "negative"]) // 2
+    print(f"false matches in all: {total_false} over {n_neg} negative and {n_pos} positive queries")
 
-    lm_neg = np.array([r[7] for r in results if r[0] == "negative" and r[3] == "landmark"])
-    cp_neg = np.array([r[7] for r in results if r[0] == "negative" and r[3] == "chromaprint"])
-    lm_pos_right = np.array([r[7] for r in results if r[0] == "positive" and r[3] == "landmark" and r[4] == r[2]])
+    def best(r: dict, own: bool) -> float:
+        """Best span-passing score of the query's source (own) or of any other recording."""
+        return max([m.score for m in _candidates(r) if _span_ok(m, r["length_s"]) and
+                    (m.ref == str(r["source"])) == own], default=0.0)
+
+    unrelated = {method: np.array([best(r, own=False) for r in records if r["method"] == method])
+                 for method in ("chromaprint", "landmark")}
+    lm_own = np.array([best(r, own=True) for r in records if r["kind"] == "positive" and r["method"] == "landmark"])
     print()
     print("## Score distributions (best candidate passing the span rule; 0 when none)")
     print()
     print("| scores | n | p50 | p99 | p99.9 | max |")
     print("|---|---|---|---|---|---|")
-    for label, arr in (("landmark, negative queries", lm_neg), ("Chromaprint, negative queries", cp_neg),
-                       ("landmark, positives' own source", lm_pos_right)):
+    for label, arr in (("landmark, unrelated recordings (every query)", unrelated["landmark"]),
+                       ("Chromaprint, unrelated recordings (every query)", unrelated["chromaprint"]),
+                       ("landmark, positives' own source", lm_own[lm_own > 0])):
         if len(arr):
             print(f"| {label} | {len(arr)} | {np.percentile(arr, 50):.3g} | {np.percentile(arr, 99):.3g} | "
                   f"{np.percentile(arr, 99.9):.3g} | {arr.max():.3g} |")
+
+    print()
+    print("## Chromaprint score by overlap span (candidates passing the span rule)")
+    print()
+    print("| overlap span | unrelated candidates | max | >= 0.7 | >= 0.8 | >= 0.85 | positives' own source | "
+          "p1 | p10 | >= 0.85 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    cp = [(r, m) for r in records if r["method"] == "chromaprint" for m in _candidates(r) if _span_ok(m, r["length_s"])]
+    for lo, hi in ((2, 4), (4, 6), (6, 8), (8, 10), (10, 30), (30, 1e9)):
+        other = np.array([m.score for r, m in cp if m.ref != str(r["source"]) and lo <= m.span_s < hi])
+        own = np.array([m.score for r, m in cp if r["kind"] == "positive" and m.ref == str(r["source"])
+                        and lo <= m.span_s < hi])
+        o = (f"{len(other)} | {other.max():.3f} | {(other >= 0.7).sum()} | {(other >= 0.8).sum()} | "
+             f"{(other >= 0.85).sum()}") if len(other) else "0 | - | - | - | -"
+        p = (f"{len(own)} | {np.percentile(own, 1):.3f} | {np.percentile(own, 10):.3f} | "
+             f"{(own >= 0.85).mean():.3f}") if len(own) else "0 | - | - | -"
+        print(f"| {lo}-{hi:g} s | {o} | {p} |".replace("1e+09", "inf"))
+    print()
+    print(f"## Calibration curve: Chromaprint threshold for overlaps under {MIN_SPAN_S:g} s "
+          f"({MATCH_THRESHOLD} over longer ones)")
+    print()
+    print("Cells: Chromaprint recall / recall of the product rule (either method, landmark threshold "
+          f"{LANDMARK_THRESHOLD:g}); false matches by Chromaprint.")
+    print()
+    print("| short-span threshold | " + " | ".join(TRANSFORMS) + " | false matches |")
+    print("|---|" + "---|" * (len(TRANSFORMS) + 1))
+    for t in (0.7, 0.75, 0.8, 0.82, 0.85, 0.9):
+        cells = []
+        for name in TRANSFORMS:
+            pairs = list(zip(by[("positive", name, "chromaprint")], by[("positive", name, "landmark")], strict=True))
+            c = [hits(a, short_span_threshold=t)[0] for a, _ in pairs]
+            e = [x or hits(b)[0] for x, (_, b) in zip(c, pairs, strict=True)]
+            cells.append(f"{np.mean(c):.3f} / {np.mean(e):.3f}")
+        false = sum(hits(r, short_span_threshold=t)[1] for r in records if r["method"] == "chromaprint")
+        mark = " (used)" if t == SHORT_SPAN_THRESHOLD else ""
+        print(f"| {t}{mark} | " + " | ".join(cells) + f" | {false} |")
+
     print()
     print("## Calibration curve (landmark method alone)")
     print()
     print("| threshold | " + " | ".join(TRANSFORMS) + " | false matches |")
     print("|---|" + "---|" * (len(TRANSFORMS) + 1))
-    for t in (5, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80):
+    for t in (10, 20, 30, 40, 50, 60, 65, 70, 80, 90, 100, 120):
         cells = []
         for name in TRANSFORMS:
             rows = by[("positive", name, "landmark")]
-            cells.append(f"{sum(r[4] == r[2] and r[7] >= t for r in rows) / max(1, len(rows)):.3f}")
-        false = sum(r[7] >= t for r in results if r[3] == "landmark" and r[0] == "negative")
-        false += sum(r[7] >= t and r[4] != r[2] for r in results if r[3] == "landmark" and r[0] == "positive")
+            cells.append(f"{np.mean([hits(r, landmark_threshold=t)[0] for r in rows]):.3f}")
+        false = sum(hits(r, landmark_threshold=t)[1] for r in records if r["method"] == "landmark")
         mark = " (used)" if t == LANDMARK_THRESHOLD else ""
         print(f"| {t}{mark} | " + " | ".join(cells) + f" | {false} |")
     print()
-    print(f"highest landmark score of any negative query: {lm_neg.max() if len(lm_neg) else 0:g}; "
-          f"threshold {LANDMARK_THRESHOLD:g} ({LANDMARK_THRESHOLD / max(1.0, float(lm_neg.max())):.1f}x above it)")
-    print(f"time: index {t_index:.1f} s, make queries {t_make:.1f} s, fingerprint + query {t_query:.1f} s "
-          f"({len(queries)} queries, {args.workers} workers)")
+    lm_max = float(unrelated["landmark"].max()) if len(unrelated["landmark"]) else 0.0
+    print(f"highest landmark score of an unrelated recording: {lm_max:g}; threshold {LANDMARK_THRESHOLD:g} "
+          f"({LANDMARK_THRESHOLD / max(1.0, lm_max):.1f}x above it)")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,19 @@ makes posting lists long). Queries are fingerprints of real 10 s and 30 s audio 
 catalog tracks (fingerprinted from the excerpt's own samples, not cut from the track's items)
 and whole catalog tracks; each must find its source first.
 
-    python bench/index_query.py [--size 100000] [--queries 400] [--workdir DIR]
+    python bench/index_query.py [--size 100000] [--queries 400] [--workdir DIR] [--batch 10000]
+
+``--batch`` is how many fingerprints each commit adds (one segment each). With a batch of
+100,000 a 1,000,000-fingerprint index is ten segments that are never merged, so the build
+holds one batch in memory at a time; smaller batches are merged as they accumulate, and a merge
+near 1M holds most of the index in memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import resource
 import shutil
 import statistics
@@ -129,6 +135,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "linernotes-fp-index-bench")
     parser.add_argument("--reuse", action="store_true", help="query the index left by an earlier run")
+    parser.add_argument("--batch", type=int, default=BATCH, help="fingerprints added per commit (segment)")
     parser.add_argument("--query-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     rng = np.random.default_rng(7)
@@ -166,14 +173,14 @@ def _build(args: argparse.Namespace, real_items: list[np.ndarray], rng: np.rando
         items = distractor(pool, rng, flip)
         index.add(f"distractor:{n}", items)
         total_items += len(items)
-        if (n + 1) % BATCH == 0:
+        if (n + 1) % args.batch == 0:
             index.commit()
     index.commit()
     build_s = time.perf_counter() - t0
     disk_mb = sum(p.stat().st_size for p in args.workdir.rglob("*") if p.is_file()) / 2**20
     print(f"index: {args.size} fingerprints ({len(real_items)} real, whole files; {args.size - len(real_items)} "
           f"distractors from real audio), {total_items / 1e6:.1f} M items, {disk_mb:.0f} MiB on disk")
-    print(f"build {build_s:.1f} s, distractor generation included (commits every {BATCH}; peak RSS of the build "
+    print(f"build {build_s:.1f} s, distractor generation included (commits every {args.batch}; peak RSS of the build "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")
 
 
@@ -206,7 +213,9 @@ def _queries(args: argparse.Namespace, real_items: list[np.ndarray], rng: np.ran
         correct[kind] += bool(matches) and matches[0].ref == f"real:{i}"
 
     disk_mb = sum(p.stat().st_size for p in args.workdir.rglob("*") if p.is_file()) / 2**20
-    print(f"queried index: {len(index)} fingerprints, {disk_mb:.0f} MiB on disk; reopen {open_s * 1000:.0f} ms")
+    segments = len(json.loads((args.workdir / "manifest.json").read_text())["segments"])
+    print(f"queried index: {len(index)} fingerprints in {segments} segments, {disk_mb:.0f} MiB on disk; "
+          f"reopen {open_s * 1000:.0f} ms")
     print()
     print("| query | n | p50 ms | p99 ms | max ms | top-1 correct |")
     print("|---|---|---|---|---|---|")

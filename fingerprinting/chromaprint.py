@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from fingerprinting.landmarks import compute_landmarks
+from fingerprinting.landmarks import compute_landmarks_and_query_peaks
 
 SAMPLE_RATE = 11025
 ALGORITHM_TEST2 = 1  # Chromaprint's default (fpcalc -algorithm 2)
@@ -131,9 +131,10 @@ class Fingerprint:
     seconds_used: float
     algorithm: int = ALGORITHM_TEST2
     landmarks: npt.NDArray[np.uint32] | None = None
+    query_peaks: npt.NDArray[np.uint32] | None = None  # packed, see landmarks.query_landmarks
 
     def __post_init__(self) -> None:
-        for name in ("items", "landmarks"):
+        for name in ("items", "landmarks", "query_peaks"):
             value = getattr(self, name)
             if value is not None:
                 arr = np.ascontiguousarray(value, dtype=np.uint32)
@@ -302,7 +303,8 @@ def fingerprint_file(path: str | os.PathLike[str], *, max_seconds: float | None 
     """Fingerprint the first ``max_seconds`` of a file (``None`` or 0: the whole file).
 
     With ``landmarks=True`` the same decoded samples also give the landmark fingerprint
-    (:mod:`fingerprinting.landmarks`), so the file is decoded once for both.
+    and the denser peaks it is looked up with (:mod:`fingerprinting.landmarks`), so the file
+    is decoded once for all.
 
     Raises :class:`FingerprintError` with a reason code for audio that cannot be
     fingerprinted: missing, empty, not audio, unsupported codec, truncated, corrupt,
@@ -353,6 +355,6 @@ def fingerprint_file(path: str | os.PathLike[str], *, max_seconds: float | None 
     if len(items) == 0:
         raise FingerprintError("too_short", f"{path}: {decoded_s:.2f} s is too short for a fingerprint")
     duration = probe.duration_s if probe.duration_s is not None else decoded_s
-    hashes = compute_landmarks(np.concatenate(kept)) if landmarks else None
+    hashes, query_peaks = compute_landmarks_and_query_peaks(np.concatenate(kept)) if landmarks else (None, None)
     return Fingerprint(items=items, duration_s=float(duration), seconds_used=decoded_s, algorithm=algorithm,
-                       landmarks=hashes)
+                       landmarks=hashes, query_peaks=query_peaks)

@@ -33,7 +33,7 @@ import numpy.typing as npt
 Method = Literal["chromaprint", "landmark"]
 
 from fingerprinting.chromaprint import ITEM_SECONDS, SILENCE_ITEM
-from fingerprinting.landmarks import FRAME_SECONDS, HASH_BITS, landmark_seconds, speed_variants
+from fingerprinting.landmarks import FANOUT, FRAME_SECONDS, HASH_BITS, landmark_seconds, speed_variants
 
 FORMAT_VERSION = 2
 _DIRECTORY_BITS = 16
@@ -463,15 +463,16 @@ class FingerprintIndex:
         return [*self._segments, *([self._pending_segment] if self._pending and self._pending_segment else [])]
 
     def query(self, items: npt.ArrayLike, limit: int = 5, *, min_score: float = 0.0,
-              exclude: str | None = None) -> list[Match]:
+              exclude: str | None = None, fanout: int = FANOUT) -> list[Match]:
         """The indexed tracks that best match ``items``, best first.
 
         ``min_score`` drops weaker matches; ``exclude`` leaves one ref out (a track
         looking for its own duplicates). A landmark index takes a landmark array and scores
-        by agreeing hashes (see :class:`Match`).
+        by agreeing hashes (see :class:`Match`); ``fanout`` is the one the array was paired
+        with (:data:`~fingerprinting.landmarks.QUERY_FANOUT` for :func:`~fingerprinting.landmarks.query_landmarks`).
         """
         if self.method == LANDMARK:
-            return self._query_landmarks(np.asarray(items, dtype=np.uint32), limit, min_score, exclude)
+            return self._query_landmarks(np.asarray(items, dtype=np.uint32), limit, min_score, exclude, fanout)
         query = np.asarray(items, dtype=np.uint32)
         keys, qpos = _keys_and_positions(query, self.key_bits)
         if len(keys) == 0:
@@ -519,10 +520,11 @@ class FingerprintIndex:
                 best[ref] = match
         return sorted(best.values(), key=lambda m: (-m.score, m.ref))[:limit]
 
-    def _query_landmarks(self, landmarks: U32, limit: int, min_score: float, exclude: str | None) -> list[Match]:
+    def _query_landmarks(self, landmarks: U32, limit: int, min_score: float, exclude: str | None,
+                         fanout: int) -> list[Match]:
         best: dict[str, Match] = {}
         segments = self._live_segments()
-        for speed, variant in speed_variants(landmarks):
+        for speed, variant in speed_variants(landmarks, fanout=fanout):
             keys, qpos = _keys_and_positions(variant, self.key_bits, LANDMARK)
             if len(keys) == 0:
                 continue

@@ -40,6 +40,13 @@ DT_MAX = 63  # frames (~1.5 s): 6 bits
 DF_MAX = 63  # bins: 7 bits signed
 HASH_BITS = 21  # 8 bits anchor bin, 7 bits frequency difference, 6 bits time difference
 SPEEDS = tuple(round(1.0 + 0.01 * k, 2) for k in range(-4, 5))
+# A query is read with denser peaks (smaller neighbourhoods, three times as many per second) and a
+# wider fan-out than the indexed references, as audfprint does: a reference's pair is found when its
+# two peaks survive anywhere in the query, even where music mixed in takes the strongest peaks.
+QUERY_PEAKS_PER_SECOND = 72
+QUERY_FANOUT = 24
+QUERY_FREQ_RADIUS = 4
+QUERY_TIME_RADIUS = 3
 
 U32 = npt.NDArray[np.uint32]
 
@@ -66,12 +73,16 @@ def _spectrogram_db(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
     return spec
 
 
-def find_peaks(samples: npt.NDArray[np.int16]) -> Peaks:
+def find_peaks(samples: npt.NDArray[np.int16], *, peaks_per_second: float = PEAKS_PER_SECOND,
+               freq_radius: int = PEAK_FREQ_RADIUS, time_radius: int = PEAK_TIME_RADIUS) -> Peaks:
     """The strongest local maxima of the spectrogram of s16 mono 11025 Hz samples."""
-    spec = _spectrogram_db(samples)
+    return _peaks(_spectrogram_db(samples), peaks_per_second, freq_radius, time_radius)
+
+
+def _peaks(spec: npt.NDArray[np.float32], peaks_per_second: float, freq_radius: int, time_radius: int) -> Peaks:
     if len(spec) == 0:
         return Peaks(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    size = (2 * PEAK_TIME_RADIUS + 1, 2 * PEAK_FREQ_RADIUS + 1)
+    size = (2 * time_radius + 1, 2 * freq_radius + 1)
     local_max = ndimage.maximum_filter(spec, size=size, mode="nearest")
     level = ndimage.uniform_filter(spec, size=(2 * PEAK_TIME_RADIUS + 1, 4 * PEAK_FREQ_RADIUS + 1), mode="nearest")
     salience = spec - level
@@ -79,7 +90,7 @@ def find_peaks(samples: npt.NDArray[np.int16]) -> Peaks:
     frames, bins = np.nonzero(is_peak)
     strength = salience[frames, bins]
     # Keep the strongest peaks of each second, so loud passages do not crowd out quiet ones.
-    per_block = max(1, round(PEAKS_PER_SECOND * FRAME_SECONDS * 64))
+    per_block = max(1, round(peaks_per_second * FRAME_SECONDS * 64))
     block = frames // 64
     order = np.lexsort((-strength, block))
     frames, bins, block = frames[order], bins[order], block[order]
@@ -91,20 +102,21 @@ def find_peaks(samples: npt.NDArray[np.int16]) -> Peaks:
     return Peaks(frames[order].astype(np.int64), bins[order].astype(np.int64) + F_LOW)
 
 
-def _pairs(frames: npt.NDArray[np.int64], bins: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(hash, anchor frame) of each anchor paired with up to FANOUT later peaks in its target zone."""
+def _pairs(frames: npt.NDArray[np.int64], bins: npt.NDArray[np.int64], fanout: int = FANOUT
+           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(hash, anchor frame) of each anchor paired with up to ``fanout`` later peaks in its target zone."""
     n = len(frames)
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     hashes, anchors = [], []
     # Look ahead a fixed number of peaks: those within DT_MAX frames and DF_MAX bins are paired.
     found = np.zeros(n, dtype=np.int64)
-    for step in range(1, 4 * FANOUT):
+    for step in range(1, 4 * fanout):
         a = np.arange(n - step)
         b = a + step
         dt = frames[b] - frames[a]
         df = bins[b] - bins[a]
-        ok = (dt >= 1) & (dt <= DT_MAX) & (np.abs(df) <= DF_MAX) & (found[a] < FANOUT)
+        ok = (dt >= 1) & (dt <= DT_MAX) & (np.abs(df) <= DF_MAX) & (found[a] < fanout)
         if not ok.any():
             if (dt > DT_MAX).all():
                 break
@@ -121,7 +133,7 @@ def _pairs(frames: npt.NDArray[np.int64], bins: npt.NDArray[np.int64]) -> tuple[
     return h[valid], t[valid]
 
 
-def landmarks_from_peaks(peaks: Peaks, speed: float = 1.0) -> U32:
+def landmarks_from_peaks(peaks: Peaks, speed: float = 1.0, fanout: int = FANOUT) -> U32:
     """Landmark array ``[hash, frame, ...]`` of ``peaks``, read as if played at 1/``speed``.
 
     ``speed`` > 1 maps a copy played faster back onto the original's time and frequency grid.
@@ -132,7 +144,7 @@ def landmarks_from_peaks(peaks: Peaks, speed: float = 1.0) -> U32:
         bins = np.round(bins / speed).astype(np.int64)
         inside = (bins >= F_LOW) & (bins <= F_HIGH)
         frames, bins = frames[inside], bins[inside]
-    h, t = _pairs(frames, bins)
+    h, t = _pairs(frames, bins, fanout)
     order = np.lexsort((h, t))
     h, t = h[order], t[order]
     out = np.empty(2 * len(h), dtype=np.uint32)
@@ -144,6 +156,29 @@ def landmarks_from_peaks(peaks: Peaks, speed: float = 1.0) -> U32:
 def compute_landmarks(samples: npt.NDArray[np.int16]) -> U32:
     """The landmark array of s16 mono 11025 Hz samples."""
     return landmarks_from_peaks(find_peaks(samples))
+
+
+def compute_landmarks_and_query_peaks(samples: npt.NDArray[np.int16]) -> tuple[U32, U32]:
+    """The landmark array (what is indexed) and the packed query peaks (what is looked up) of the samples."""
+    spec = _spectrogram_db(samples)
+    reference = landmarks_from_peaks(_peaks(spec, PEAKS_PER_SECOND, PEAK_FREQ_RADIUS, PEAK_TIME_RADIUS))
+    return reference, pack_peaks(_peaks(spec, QUERY_PEAKS_PER_SECOND, QUERY_FREQ_RADIUS, QUERY_TIME_RADIUS))
+
+
+def pack_peaks(peaks: Peaks) -> U32:
+    """Peaks as one ``uint32`` each: frame << 8 | (bin - F_LOW)."""
+    return ((peaks.frames << 8) | (peaks.bins - F_LOW)).astype(np.uint32)
+
+
+def unpack_peaks(packed: npt.ArrayLike) -> Peaks:
+    """The peaks :func:`pack_peaks` packed."""
+    arr = np.asarray(packed, dtype=np.int64)
+    return Peaks(arr >> 8, (arr & 0xFF) + F_LOW)
+
+
+def query_landmarks(packed_peaks: npt.ArrayLike) -> U32:
+    """The landmark array a query looks up, from its packed query peaks (fan-out ``QUERY_FANOUT``)."""
+    return landmarks_from_peaks(unpack_peaks(packed_peaks), fanout=QUERY_FANOUT)
 
 
 def peaks_from_landmarks(landmarks: npt.ArrayLike) -> Peaks:
@@ -159,11 +194,12 @@ def peaks_from_landmarks(landmarks: npt.ArrayLike) -> Peaks:
     return Peaks(unique // 1024, unique % 1024)
 
 
-def speed_variants(landmarks: npt.ArrayLike, speeds: tuple[float, ...] = SPEEDS) -> list[tuple[float, U32]]:
+def speed_variants(landmarks: npt.ArrayLike, speeds: tuple[float, ...] = SPEEDS,
+                   fanout: int = FANOUT) -> list[tuple[float, U32]]:
     """A query's landmarks re-read at each speed of ``speeds`` (1.0 is the landmarks themselves)."""
     arr = np.asarray(landmarks, dtype=np.uint32)
     peaks = peaks_from_landmarks(arr) if any(s != 1.0 for s in speeds) else None
-    return [(s, arr if s == 1.0 or peaks is None else landmarks_from_peaks(peaks, s)) for s in speeds]
+    return [(s, arr if s == 1.0 or peaks is None else landmarks_from_peaks(peaks, s, fanout)) for s in speeds]
 
 
 def landmark_seconds(landmarks: npt.ArrayLike) -> float:

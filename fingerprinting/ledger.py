@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from fingerprinting.batch import FingerprintOutcome, fingerprint_many
 from fingerprinting.chromaprint import ITEM_SECONDS, FingerprintError, fingerprint_file
 from fingerprinting.index import CHROMAPRINT, LANDMARK, FingerprintIndex, Match, Method, item_digest
+from fingerprinting.landmarks import FANOUT, QUERY_FANOUT, query_landmarks
 from schemas.canonical import canonical_json, sha256_text
 from schemas.identifiers import normalize_isrc
 from store.digest import sha256_file
@@ -36,9 +37,14 @@ SCHEMA_VERSION = 1
 # score = 1 - 2*BER. Transformed copies and excerpts of the demo catalog score >= 0.85;
 # distinct recordings stay below 0.6 (see bench/results/fingerprint.md).
 MATCH_THRESHOLD = 0.7
-# Landmark hashes agreeing on one offset (and speed) within 10 s. Calibrated on the demo catalog against
-# 2,159 queries of music outside it (bench/results/robustness.md): the highest any reached was 26.
-LANDMARK_THRESHOLD = 30.0
+# Over an overlap shorter than MIN_SPAN_S few items vote and chance agreement is larger: band-limited
+# 3-6 s overlaps of unrelated music reached 0.83, while positives' own-source scores stay above it
+# (the span curve in bench/results/robustness.md).
+SHORT_SPAN_THRESHOLD = 0.85
+# Landmark hashes agreeing on one offset (and speed) within 10 s, the query read with its denser peaks.
+# Calibrated on the demo catalog (bench/results/robustness.md): over 3,167 queries the highest score
+# against a recording other than the query's source was 64; recall on mixed copies is flat from 65 to 80.
+LANDMARK_THRESHOLD = 80.0
 MIN_SPAN_S = 10.0
 SHORT_SPAN_FLOOR_S = 2.0
 LANDMARK_SPAN_SHARE = 0.5  # the first and last agreeing hash of a short query lie at least this far apart
@@ -111,24 +117,36 @@ class MatchSummary(_Frozen):
     threshold: float
     min_span_s: float
     landmark_threshold: float = LANDMARK_THRESHOLD
+    short_span_threshold: float = SHORT_SPAN_THRESHOLD
     matches_by_method: dict[str, int] = {}
 
 
+def match_threshold(m: Match, *, threshold: float = MATCH_THRESHOLD, min_span_s: float = MIN_SPAN_S,
+                    landmark_threshold: float = LANDMARK_THRESHOLD,
+                    short_span_threshold: float = SHORT_SPAN_THRESHOLD) -> float:
+    """The score ``m`` is held to: its method's threshold, higher for a short Chromaprint overlap."""
+    if m.method == LANDMARK:
+        return landmark_threshold
+    return threshold if m.span_s >= min_span_s else max(threshold, short_span_threshold)
+
+
 def is_match(m: Match, query_length_s: float, *, threshold: float = MATCH_THRESHOLD,
-             min_span_s: float = MIN_SPAN_S, landmark_threshold: float = LANDMARK_THRESHOLD) -> bool:
+             min_span_s: float = MIN_SPAN_S, landmark_threshold: float = LANDMARK_THRESHOLD,
+             short_span_threshold: float = SHORT_SPAN_THRESHOLD) -> bool:
     """Whether a query result is strong enough to act on.
 
     Chromaprint: the overlap must reach ``min_span_s``, or 80% of the shorter recording when
-    that is shorter (a 6-second jingle can still be recognised), and never less than 2 s.
+    that is shorter (a 6-second jingle can still be recognised), and never less than 2 s; an
+    overlap shorter than ``min_span_s`` needs ``short_span_threshold`` rather than ``threshold``.
     Landmarks: at least ``landmark_threshold`` agreeing hashes, the first and last of them
     ``min_span_s`` apart or half the shorter recording, and never less than 2 s.
     """
     shorter = min(query_length_s, m.ref_length_s or query_length_s)
-    if m.method == LANDMARK:
-        needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, LANDMARK_SPAN_SHARE * shorter))
-        return m.score >= landmark_threshold and m.span_s >= needed
-    needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, 0.8 * shorter))
-    return m.score >= threshold and m.span_s >= needed
+    held_to = match_threshold(m, threshold=threshold, min_span_s=min_span_s, landmark_threshold=landmark_threshold,
+                              short_span_threshold=short_span_threshold)
+    share = LANDMARK_SPAN_SHARE if m.method == LANDMARK else 0.8
+    needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, share * shorter))
+    return m.score >= held_to and m.span_s >= needed
 
 
 def landmark_index_dir(index_dir: str | os.PathLike[str]) -> Path:
@@ -136,15 +154,32 @@ def landmark_index_dir(index_dir: str | os.PathLike[str]) -> Path:
     return Path(index_dir) / LANDMARK_INDEX_DIR
 
 
-def _landmark_rows(refs_and_landmarks: Iterable[tuple[str, np.ndarray]], now: datetime) -> pa.Table:
-    pairs = list(refs_and_landmarks)
-    return pa.table({
-        "ref": [r for r, _ in pairs],
-        "landmark_count": pa.array([len(lm) // 2 for _, lm in pairs], pa.int32()),
-        "landmarks": pa.array([np.asarray(lm, dtype=np.uint32) for _, lm in pairs], pa.list_(pa.uint32())),
-        "landmarks_sha256": [item_digest(lm) for _, lm in pairs],
-        "computed_at": pa.array([now] * len(pairs), pa.timestamp("us", tz="UTC")),
-    })
+def _write_landmarks(w: Writer, rows: Iterable[tuple[str, np.ndarray, np.ndarray | None]], now: datetime) -> None:
+    """Insert (ref, landmark array, packed query peaks or None) into ``landmark_fingerprints`` and
+    ``landmark_query_peaks``; the caller has superseded the refs' earlier rows."""
+    rows = list(rows)
+    if not rows:
+        return
+    w.insert("landmark_fingerprints", pa.table({
+        "ref": [r for r, _, _ in rows],
+        "landmark_count": pa.array([len(lm) // 2 for _, lm, _ in rows], pa.int32()),
+        "landmarks": pa.array([np.asarray(lm, dtype=np.uint32) for _, lm, _ in rows], pa.list_(pa.uint32())),
+        "landmarks_sha256": [item_digest(lm) for _, lm, _ in rows],
+        "computed_at": pa.array([now] * len(rows), pa.timestamp("us", tz="UTC")),
+    }))
+    peaks = [(r, qp) for r, _, qp in rows if qp is not None]
+    if peaks:
+        w.insert("landmark_query_peaks", pa.table({
+            "ref": [r for r, _ in peaks],
+            "peak_count": pa.array([len(qp) for _, qp in peaks], pa.int32()),
+            "query_peaks": pa.array([np.asarray(qp, dtype=np.uint32) for _, qp in peaks], pa.list_(pa.uint32())),
+            "computed_at": pa.array([now] * len(peaks), pa.timestamp("us", tz="UTC")),
+        }))
+
+
+def _supersede_landmarks(w: Writer, refs: list[str]) -> None:
+    for table in ("landmark_fingerprints", "landmark_query_peaks"):
+        w.supersede(table, "ref IN (SELECT unnest(?::VARCHAR[]))", [refs])
 
 
 def _now() -> datetime:
@@ -169,8 +204,7 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
     with command(con, actor, "fingerprint.store", f"delivery:{delivery_id}", roles=roles) as w:
         if touched:
             w.supersede("fingerprints", "track_id IN (SELECT unnest(?::VARCHAR[]))", [touched])
-            w.supersede("landmark_fingerprints", "ref IN (SELECT unnest(?::VARCHAR[]))",
-                        [[TRACK_PREFIX + t for t in touched]])
+            _supersede_landmarks(w, [TRACK_PREFIX + t for t in touched])
             resolve_stage(w, stage="fingerprint", delivery_id=delivery_id, source_refs=touched)
         if good:
             rows = {k: [] for k in ("track_id", "algorithm", "duration_s", "seconds_used", "items", "fingerprint",
@@ -189,10 +223,10 @@ def store_fingerprints(con: duckdb.DuckDBPyConnection, outcomes_with_track_ids: 
                 **{k: v for k, v in rows.items() if k != "items"},
                 "items": pa.array([np.asarray(v, dtype=np.uint32) for v in rows["items"]], pa.list_(pa.uint32())),
             }))
-            with_landmarks = [(TRACK_PREFIX + t, o.fingerprint.landmarks) for t, o in good.items()
+            with_landmarks = [(TRACK_PREFIX + t, o.fingerprint.landmarks, o.fingerprint.query_peaks)
+                              for t, o in good.items()
                               if o.fingerprint is not None and o.fingerprint.landmarks is not None]
-            if with_landmarks:
-                w.insert("landmark_fingerprints", _landmark_rows(with_landmarks, now))
+            _write_landmarks(w, with_landmarks, now)
         quarantine(w, [Rejection(track_id, str(outcome.reason_code), outcome.message or str(outcome.path))
                        for track_id, outcome in bad.items()], stage="fingerprint", delivery_id=delivery_id)
         by_reason = dict(sorted(Counter(str(o.reason_code) for o in bad.values()).items()))
@@ -236,12 +270,12 @@ def register_optout(con: duckdb.DuckDBPyConnection, *, optout_id: str, claimant:
     entry = OptOut(optout_id=optout_id, claimant=claimant, isrc=normalize_isrc(isrc) if isrc else None, title=title,
                    note=note, audio_sha256=sha256_file(path), duration_s=fp.duration_s, item_count=len(fp.items))
     with command(con, actor, "optout.register", f"optout:{optout_id}", roles=roles) as w:
-        w.payload.update(_register(w, entry, fp.items.tolist(), path, fp.landmarks))
+        w.payload.update(_register(w, entry, fp.items.tolist(), path, fp.landmarks, fp.query_peaks))
     return entry
 
 
 def _register(w: Writer, entry: OptOut, items: list[int], path: Path,
-              landmarks: np.ndarray | None) -> dict[str, Any]:
+              landmarks: np.ndarray | None, query_peaks: np.ndarray | None = None) -> dict[str, Any]:
     """Enter (or replace) one registry entry; the same claim registered again changes nothing."""
     same = w.con.execute("SELECT count(*) FROM optout_registry WHERE optout_id = ? AND audio_sha256 = ? AND "
                          "claimant = ? AND isrc IS NOT DISTINCT FROM ? AND title IS NOT DISTINCT FROM ? AND "
@@ -249,14 +283,16 @@ def _register(w: Writer, entry: OptOut, items: list[int], path: Path,
                                                          entry.isrc, entry.title, entry.note]).fetchall()[0][0]
     ref = OPTOUT_PREFIX + entry.optout_id
     digest = item_digest(landmarks) if landmarks is not None else None
-    same_landmarks = w.con.execute("SELECT count(*) FROM landmark_fingerprints WHERE ref = ? AND landmarks_sha256 "
-                                   "IS NOT DISTINCT FROM ?", [ref, digest]).fetchall()[0][0] or digest is None
+    same_landmarks = w.con.execute(
+        "SELECT count(*) FROM landmark_fingerprints WHERE ref = ? AND landmarks_sha256 IS NOT DISTINCT FROM ? AND "
+        "(? OR ref IN (SELECT ref FROM landmark_query_peaks))", [ref, digest, query_peaks is None]
+    ).fetchall()[0][0] or digest is None
     detail = {**entry.model_dump(), "audio_path": ledger_ref(w.con, path), "landmarks_sha256": digest}
     if same and same_landmarks:
         return {**detail, "unchanged": True}
-    w.supersede("landmark_fingerprints", "ref = ?", [ref])
+    _supersede_landmarks(w, [ref])
     if landmarks is not None:
-        w.insert("landmark_fingerprints", _landmark_rows([(ref, landmarks)], _now()))
+        _write_landmarks(w, [(ref, landmarks, query_peaks)], _now())
     if same:
         return {**detail, "landmarks_added": True}
     existed = w.supersede("optout_registry", "optout_id = ?", [entry.optout_id])
@@ -288,7 +324,7 @@ def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.Pa
     registry = Path(registry_path)
     root = registry.parent.resolve()
     problems: list[tuple[str, str, str]] = []
-    accepted: list[tuple[OptOut, list[int], Path, np.ndarray | None]] = []
+    accepted: list[tuple[OptOut, list[int], Path, np.ndarray | None, np.ndarray | None]] = []
     try:
         doc = json.loads(registry.read_text(encoding="utf-8"))
         entries = doc.get("entries") if isinstance(doc, dict) else None
@@ -318,19 +354,19 @@ def register_registry(con: duckdb.DuckDBPyConnection, registry_path: str | os.Pa
                 optout_id=entry["optout_id"], claimant=entry["claimant"],
                 isrc=normalize_isrc(entry["isrc"]) if entry.get("isrc") else None, title=entry.get("title"),
                 note=entry.get("note"), audio_sha256=sha256_file(audio), duration_s=fp.duration_s,
-                item_count=len(fp.items)), fp.items.tolist(), audio, fp.landmarks))
+                item_count=len(fp.items)), fp.items.tolist(), audio, fp.landmarks, fp.query_peaks))
         except FingerprintError as exc:
             problems.append((ref, exc.reason_code, f"{ref}: {exc.message}"))
         except ValueError as exc:
             problems.append((ref, "invalid_identifier", f"{ref}: {exc}"))
     by_reason = dict(sorted(Counter(code for _, code, _ in problems).items()))
     with command(con, actor, "optout.register", ledger_ref(con, registry), roles=roles) as w:
-        entries = [_register(w, optout, items, audio, lm) for optout, items, audio, lm in accepted]
+        entries = [_register(w, optout, items, audio, lm, qp) for optout, items, audio, lm, qp in accepted]
         resolve_stage(w, stage="optout", prefix=str(registry))
         quarantine(w, [Rejection(ref, code, message) for ref, code, message in problems], stage="optout")
-        w.payload.update({"registered": [o.optout_id for o, _, _, _ in accepted], "entries": entries,
+        w.payload.update({"registered": [a[0].optout_id for a in accepted], "entries": entries,
                           "quarantined": len(problems), "by_reason": by_reason})
-    return RegistryReport(registry=str(registry), registered=tuple(o.optout_id for o, _, _, _ in accepted),
+    return RegistryReport(registry=str(registry), registered=tuple(a[0].optout_id for a in accepted),
                           quarantined=len(problems), by_reason=by_reason)
 
 
@@ -422,7 +458,7 @@ def _reversed(a: AudioMatch, track_id: str, kind: Literal["optout", "duplicate"]
 
 def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[str], *,
                   threshold: float = MATCH_THRESHOLD, min_span_s: float = MIN_SPAN_S,
-                  landmark_threshold: float = LANDMARK_THRESHOLD,
+                  landmark_threshold: float = LANDMARK_THRESHOLD, short_span_threshold: float = SHORT_SPAN_THRESHOLD,
                   actor: Principal | str = DEFAULT_ACTOR, roles: RoleBook | None = None) -> MatchSummary:
     """Match every fingerprinted track against the opt-out registry and the rest of the catalog.
 
@@ -444,9 +480,12 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
     tracks = con.execute("SELECT f.track_id, f.items, t.isrc FROM fingerprints f "
                          "LEFT JOIN tracks t USING (track_id) ORDER BY f.track_id").fetchall()
     optouts = con.execute("SELECT count(*) FROM optout_registry").fetchone()
-    landmarks_of = {ref: np.asarray(lm, dtype=np.uint32) for ref, lm in con.execute(
-        "SELECT ref, landmarks FROM landmark_fingerprints").fetchall()}
-    thresholds = {CHROMAPRINT: threshold, LANDMARK: landmark_threshold}
+    # Each recording looks others up with its denser query peaks (older rows without them: its landmarks).
+    lookup_of = {ref: (query_landmarks(qp), QUERY_FANOUT) if qp is not None else (np.asarray(lm, np.uint32), FANOUT)
+                 for ref, lm, qp in con.execute("SELECT l.ref, l.landmarks, q.query_peaks FROM landmark_fingerprints l "
+                                                "LEFT JOIN landmark_query_peaks q USING (ref)").fetchall()}
+    rule = {"threshold": threshold, "min_span_s": min_span_s, "landmark_threshold": landmark_threshold,
+            "short_span_threshold": short_span_threshold}
     by_key: dict[tuple[str, str, str], AudioMatch] = {}
 
     def keep(a: AudioMatch) -> None:
@@ -460,23 +499,23 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
         found = []
         if items is not None:
             found += index.query(items, limit=50, min_score=threshold, exclude=ref)
-        if ref in landmarks_of:
-            found += lm_index.query(landmarks_of[ref], limit=50, min_score=landmark_threshold, exclude=ref)
-        return [m for m in found if is_match(m, length_s, threshold=threshold, min_span_s=min_span_s,
-                                             landmark_threshold=landmark_threshold)]
+        if ref in lookup_of:
+            landmarks, fanout = lookup_of[ref]
+            found += lm_index.query(landmarks, limit=50, min_score=landmark_threshold, exclude=ref, fanout=fanout)
+        return [m for m in found if is_match(m, length_s, **rule)]
 
     for track_id, items, _isrc in tracks:
         for m in lookups(TRACK_PREFIX + track_id, np.asarray(items, dtype=np.uint32), len(items) * ITEM_SECONDS):
             if m.ref.startswith(OPTOUT_PREFIX):
-                keep(_evidence(track_id, "optout", m.ref[len(OPTOUT_PREFIX):], m, thresholds[m.method]))
+                keep(_evidence(track_id, "optout", m.ref[len(OPTOUT_PREFIX):], m, match_threshold(m, **rule)))
             elif m.ref.startswith(TRACK_PREFIX):
-                keep(_evidence(track_id, "duplicate", m.ref[len(TRACK_PREFIX):], m, thresholds[m.method]))
+                keep(_evidence(track_id, "duplicate", m.ref[len(TRACK_PREFIX):], m, match_threshold(m, **rule)))
     for optout_id, duration_s in con.execute("SELECT optout_id, duration_s FROM optout_registry").fetchall():
         ref = OPTOUT_PREFIX + optout_id
         for m in lookups(ref, None, duration_s or 0.0):
             if m.ref.startswith(TRACK_PREFIX):
                 track_id = m.ref[len(TRACK_PREFIX):]
-                seen = _evidence(optout_id, "optout", track_id, m, thresholds[m.method])
+                seen = _evidence(optout_id, "optout", track_id, m, match_threshold(m, **rule))
                 keep(_reversed(seen, track_id, "optout", optout_id))
     # A pair is a duplicate when either direction matched; record both directions.
     dup_pairs = {tuple(sorted((a.track_id, a.matched_ref))) for a in by_key.values() if a.kind == "duplicate"}
@@ -521,7 +560,7 @@ def match_catalog(con: duckdb.DuckDBPyConnection, index_dir: str | os.PathLike[s
             optout_matches=len(optout_rows), tracks_denied_by_optout=len({a.track_id for a in optout_rows}),
             duplicate_pairs=len(dup_pairs), duplicate_clusters=len(clusters),
             tracks_in_clusters=sum(len(c) for c in clusters), threshold=threshold, min_span_s=min_span_s,
-            landmark_threshold=landmark_threshold,
+            landmark_threshold=landmark_threshold, short_span_threshold=short_span_threshold,
             matches_by_method=dict(sorted(Counter(a.method for a in by_key.values()).items())))
         changed = {k for k in by_key if k not in previous} | {k for k in previous if k not in by_key}
         w.payload.update({**summary.model_dump(),
@@ -563,8 +602,7 @@ def apply_fingerprint_batch(w: Writer, tables: Mapping[str, pa.Table], header: B
         raise BatchRejected("duplicate_track", "fingerprints: a track appears twice in one batch")
     replaced = w.supersede("fingerprints", "track_id IN (SELECT unnest(?::VARCHAR[]))", [track_ids])
     # Landmarks are not carried by the batch: those computed earlier may be of other audio.
-    w.supersede("landmark_fingerprints", "ref IN (SELECT unnest(?::VARCHAR[]))",
-                [[TRACK_PREFIX + t for t in track_ids]])
+    _supersede_landmarks(w, [TRACK_PREFIX + t for t in track_ids])
     w.insert("fingerprints", rows)
     return {"tracks": len(track_ids), "replaced": replaced, "delivery_ids": sorted(set(rows.column("delivery_id")
                                                                                         .to_pylist()))}

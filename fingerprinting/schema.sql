@@ -66,3 +66,13 @@ CREATE TABLE IF NOT EXISTS landmark_fingerprints (
     row_sha256 VARCHAR,
     audit_seq BIGINT
 );
+-- The denser spectral peaks each of those recordings looks others up with (landmarks.query_landmarks),
+-- packed frame << 8 | (bin - 14); never indexed. Its own table, so rows sealed before it existed stay intact.
+CREATE TABLE IF NOT EXISTS landmark_query_peaks (
+    ref VARCHAR PRIMARY KEY,
+    peak_count INTEGER NOT NULL,
+    query_peaks UINTEGER[] NOT NULL,
+    computed_at TIMESTAMPTZ NOT NULL,
+    row_sha256 VARCHAR,
+    audit_seq BIGINT
+);

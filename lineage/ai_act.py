@@ -87,9 +87,10 @@ def build_summary(con: duckdb.DuckDBPyConnection, run_id: str, *, provider: str,
     optout_entries = _one(con, "SELECT count(*) FROM optout_registry", []) or 0
     optout_hits = con.execute("SELECT count(DISTINCT track_id) FROM audio_matches "
                               "WHERE kind = 'optout' AND score >= threshold", []).fetchone()
-    # Each method scores on its own scale (Chromaprint 0..1, landmarks in agreeing hashes): one threshold each.
-    thresholds = dict(con.execute("SELECT coalesce(method, 'chromaprint'), min(threshold) FROM audio_matches "
-                                  "WHERE kind = 'optout' GROUP BY ALL ORDER BY ALL", []).fetchall())
+    # Each method scores on its own scale (Chromaprint 0..1, landmarks in agreeing hashes); Chromaprint holds
+    # a short overlap to a higher threshold, so every threshold a recorded match was held to is listed.
+    thresholds = dict(con.execute("SELECT coalesce(method, 'chromaprint'), list(DISTINCT threshold ORDER BY threshold) "
+                                  "FROM audio_matches WHERE kind = 'optout' GROUP BY ALL ORDER BY ALL", []).fetchall())
     consents = con.execute("SELECT count(*), count(*) FILTER (WHERE revoked_at IS NOT NULL) FROM consents").fetchone()
     quarantined = dict(con.execute("SELECT stage || ':' || reason_code, count(*) FROM quarantine GROUP BY ALL "
                                    "ORDER BY ALL").fetchall())
@@ -236,5 +237,6 @@ def export_summary(con: duckdb.DuckDBPyConnection, run_id: str, directory: Path,
     return summary, paths
 
 
-def _thresholds(by_method: dict[str, float]) -> str:
-    return ", ".join(f"{method} {value:g}" for method, value in by_method.items()) or "no matches recorded"
+def _thresholds(by_method: dict[str, list[float]]) -> str:
+    return ", ".join(f"{method} {' / '.join(f'{v:g}' for v in values)}" for method, values in by_method.items()
+                     ) or "no matches recorded"

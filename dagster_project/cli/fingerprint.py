@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         """Print the catalog tracks and opt-outs whose audio best matches FILE."""
         from fingerprinting.chromaprint import ITEM_SECONDS, FingerprintError, fingerprint_file
         from fingerprinting.index import LANDMARK, FingerprintIndex
+        from fingerprinting.landmarks import QUERY_FANOUT, query_landmarks
         from fingerprinting.ledger import (
             LANDMARK_THRESHOLD,
             MATCH_THRESHOLD,
@@ -75,8 +76,9 @@ def register(app: typer.Typer) -> None:
             fail(f"{exc.reason_code}: {exc.message}")
             return
         matches = FingerprintIndex.open(root).query(fp.items, limit=limit)
-        if fp.landmarks is not None and (landmark_index_dir(root) / "manifest.json").exists():
-            matches += FingerprintIndex.open(landmark_index_dir(root), method=LANDMARK).query(fp.landmarks, limit=limit)
+        if fp.query_peaks is not None and (landmark_index_dir(root) / "manifest.json").exists():
+            matches += FingerprintIndex.open(landmark_index_dir(root), method=LANDMARK).query(
+                query_landmarks(fp.query_peaks), limit=limit, fanout=QUERY_FANOUT)
         titles = _titles(data.db_path)
         query_s = len(fp.items) * ITEM_SECONDS
         rows = [{"ref": m.ref, "title": titles.get(m.ref), "method": m.method, "score": round(m.score, 4),

@@ -17,10 +17,14 @@ from fingerprinting.index import LANDMARK, FingerprintIndex
 from fingerprinting.landmarks import (
     FRAME_SECONDS,
     HASH_BITS,
+    QUERY_FANOUT,
     find_peaks,
     landmarks_from_peaks,
+    pack_peaks,
     peaks_from_landmarks,
+    query_landmarks,
     speed_variants,
+    unpack_peaks,
 )
 from fingerprinting.ledger import (
     LANDMARK_THRESHOLD,
@@ -34,6 +38,7 @@ from fingerprinting.ledger import (
 from store.audit import verify_chain
 from store.database import connect
 from store.ledger import command
+from store.sealing import verify_sealed
 from tests.fingerprinting.conftest import RATE, TESTDATA, encode, music
 
 
@@ -93,8 +98,8 @@ def landmark_index(recordings: dict[str, Path], tmp_path_factory: pytest.TempPat
 
 def _best(index: FingerprintIndex, path: Path):  # type: ignore[no-untyped-def]
     fp = fingerprint_file(path, max_seconds=None, landmarks=True)
-    assert fp.landmarks is not None
-    matches = index.query(fp.landmarks, limit=3)
+    assert fp.query_peaks is not None  # looked up as the product does: with the denser query peaks
+    matches = index.query(query_landmarks(fp.query_peaks), limit=3, fanout=QUERY_FANOUT)
     return (matches[0] if matches else None), fp.seconds_used
 
 
@@ -159,7 +164,9 @@ def test_a_mixed_copy_of_an_opt_out_is_denied_with_landmark_evidence(
                                 for i, (t, p) in enumerate(ids.items())])
         outcomes = fingerprint_many(list(ids.values()), max_seconds=None, workers=1, landmarks=True)
         store_fingerprints(con, zip(ids, outcomes, strict=True), "D1", actor="test")
-        assert con.execute("SELECT count(*) FROM landmark_fingerprints WHERE ref LIKE 'track:%'").fetchone() == (3,)
+        assert con.execute("SELECT count(*) FROM landmark_fingerprints l JOIN landmark_query_peaks q USING (ref) "
+                           "WHERE ref LIKE 'track:%' AND len(q.query_peaks) = q.peak_count "
+                           "AND q.peak_count > l.landmark_count / 8").fetchone() == (3,)
         register_optout(con, optout_id="OPT-9", claimant="Rights Holder Ltd", audio_path=recordings["real"],
                         actor="rights@label")
         summary = match_catalog(con, tmp_path / "index", actor="test")
@@ -174,7 +181,7 @@ def test_a_mixed_copy_of_an_opt_out_is_denied_with_landmark_evidence(
         rows_before = con.execute("SELECT * FROM audio_matches ORDER BY ALL").fetchall()
         match_catalog(con, tmp_path / "index", actor="test")
         assert con.execute("SELECT * FROM audio_matches ORDER BY ALL").fetchall() == rows_before
-        assert verify_chain(con).ok
+        assert verify_chain(con).ok and verify_sealed(con)[0] == []
 
 
 def test_the_landmark_index_persists_removes_and_keeps_its_method(tmp_path: Path,
@@ -194,3 +201,17 @@ def test_the_landmark_index_persists_removes_and_keeps_its_method(tmp_path: Path
     assert reopened.remove("A")
     reopened.commit()
     assert FingerprintIndex.open(root, method=LANDMARK).query(query) == []
+
+
+def test_denser_query_peaks_find_more_of_a_mixed_copys_hashes(landmark_index: FingerprintIndex,
+                                                               recordings: dict[str, Path]) -> None:
+    fp = fingerprint_file(recordings["real_mixed"], max_seconds=None, landmarks=True)
+    assert fp.landmarks is not None and fp.query_peaks is not None
+    peaks = unpack_peaks(fp.query_peaks)
+    assert np.array_equal(pack_peaks(peaks), fp.query_peaks)  # packing loses nothing
+    sparse = peaks_from_landmarks(fp.landmarks)
+    assert len(peaks.frames) > 2 * len(sparse.frames)
+    as_reference = landmark_index.query(fp.landmarks, limit=1)[0]
+    as_query = landmark_index.query(query_landmarks(fp.query_peaks), limit=1, fanout=QUERY_FANOUT)[0]
+    assert as_reference.ref == as_query.ref == "real"
+    assert as_query.score > 1.5 * as_reference.score

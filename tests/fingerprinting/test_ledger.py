@@ -10,6 +10,8 @@ from fingerprinting.batch import fingerprint_many
 from fingerprinting.chromaprint import FingerprintError, decode_items
 from fingerprinting.index import FingerprintIndex, Match
 from fingerprinting.ledger import (
+    MATCH_THRESHOLD,
+    SHORT_SPAN_THRESHOLD,
     index_delivery,
     is_match,
     match_catalog,
@@ -119,9 +121,31 @@ def test_refingerprinting_a_failed_track_drops_its_old_fingerprint(tmp_path: Pat
     (0.69, 25.0, 30.0, 200.0, False),    # below the score threshold
     (0.95, 4.5, 200.0, 5.5, True),       # a 5.5 s jingle matched in full
     (0.95, 1.8, 200.0, 2.0, False),      # under the 2 s floor, however short the recording
+    (0.80, 12.0, 30.0, 200.0, True),     # 0.7 is enough over 10 s or more ...
+    (0.80, 4.5, 200.0, 5.5, False),      # ... not over a shorter overlap, where chance agreement is larger
+    (0.86, 4.5, 200.0, 5.5, True),
 ])
 def test_is_match_needs_score_and_enough_overlap(score: float, span_s: float, query_s: float, ref_s: float,
                                                  expected: bool) -> None:
     m = Match(ref="r", score=score, offset_s=0.0, span_s=span_s, bit_error_rate=(1 - score) / 2, votes=10,
               query_start_s=0.0, ref_start_s=0.0, ref_length_s=ref_s)
     assert is_match(m, query_s) is expected
+
+
+def test_a_short_overlap_is_held_to_the_higher_threshold_and_says_so(tmp_path: Path,
+                                                                      delivery: dict[str, Path]) -> None:
+    short = encode(tmp_path / "short-claim.flac", music(22, 40.0)[:, 12 * RATE: 20 * RATE])  # 8 s of T3
+    with connect(tmp_path / "ledger.duckdb") as con:
+        _seed(con, delivery)
+        ids = ["T1", "T2", "T3", "T4", "T5"]
+        outcomes = fingerprint_many([delivery[t] for t in ids], max_seconds=None, workers=1, landmarks=True)
+        store_fingerprints(con, zip(ids, outcomes, strict=True), "D1", actor="test")
+        register_optout(con, optout_id="OPT-LONG", claimant="x", audio_path=delivery["optout"], actor="rights@label")
+        register_optout(con, optout_id="OPT-SHORT", claimant="x", audio_path=short, actor="rights@label")
+        summary = match_catalog(con, tmp_path / "index", actor="test")
+        assert summary.short_span_threshold == SHORT_SPAN_THRESHOLD
+        (short_hit,) = optout_matches(con, "T3")
+        (long_hit,) = optout_matches(con, "T4")
+    assert (short_hit.matched_ref, short_hit.method) == ("OPT-SHORT", "chromaprint")
+    assert short_hit.span_s < 10.0 and short_hit.threshold == SHORT_SPAN_THRESHOLD <= short_hit.score
+    assert (long_hit.matched_ref, long_hit.threshold) == ("OPT-LONG", MATCH_THRESHOLD)

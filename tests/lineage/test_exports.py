@@ -61,7 +61,7 @@ def test_ai_act_summary_from_lineage(ledger_copy: Path, tmp_path: Path, pipeline
     # one threshold per matching method, each on its own scale
     thresholds = rights["opt_out_registry"]["match_thresholds"]
     assert thresholds and set(thresholds) <= {"chromaprint", "landmark"}
-    assert all(0 < v <= 1 for m, v in thresholds.items() if m == "chromaprint")
+    assert all(0 < v <= 1 for m, values in thresholds.items() if m == "chromaprint" for v in values)
     markdown = (out / "ai_act_summary.md").read_text()
     for heading in ("## 1. General information", "## 2. List of data sources", "### 2.3 Data crawled or scraped",
                     "## 3. Data processing aspects", "### 3.1 Respect of reservations of rights"):
