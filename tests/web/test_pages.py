@@ -27,8 +27,9 @@ from tests.ledger_seed import today
 from tests.licensing.helpers import add_track, consent, deal
 from tests.lineage.pipeline import RELEASE_ID, RUN_ID
 from tests.roles import write_test_roles
-from tests.web.conftest import csrf_of, login
+from tests.web.conftest import csrf_of, login, settings_for
 from web import reads
+from web.app import create_app, templates
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 
@@ -299,3 +300,13 @@ def test_a_track_page_shows_the_decision_in_force_not_the_newest_row(tmp_path: P
         current = con.execute("SELECT allowed FROM current_decisions WHERE track_id = ? AND on_date = ?",
                               [track_id, on]).fetchall()
         assert current == [(True,)] and shown() == [(True, [])]
+
+
+def test_start_up_compiles_every_template_and_reads_the_ledger_before_the_first_request(web_home: Home) -> None:
+    assert templates.env.cache is not None
+    templates.env.cache.clear()  # compiled by earlier tests in this process
+    app = create_app(web_home, settings_for(web_home))
+    with TestClient(app, follow_redirects=False):
+        compiled = {key[1] for key in templates.env.cache.keys()}
+        assert compiled == set(templates.env.list_templates())
+        assert app.state.warm_up_s > 0
