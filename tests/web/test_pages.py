@@ -307,6 +307,6 @@ def test_start_up_compiles_every_template_and_reads_the_ledger_before_the_first_
     templates.env.cache.clear()  # compiled by earlier tests in this process
     app = create_app(web_home, settings_for(web_home))
     with TestClient(app, follow_redirects=False):
-        compiled = {key[1] for key in templates.env.cache.keys()}
+        compiled = {key[1] for key in templates.env.cache}
         assert compiled == set(templates.env.list_templates())
         assert app.state.warm_up_s > 0
