@@ -644,8 +644,8 @@ async def warm_up(app: Starlette) -> AsyncIterator[None]:
     yield
 
 
-def create_app(home: Home, settings: auth.WebSettings) -> Starlette:
-    """The Starlette application for one data directory."""
+def create_app(home: Home, settings: auth.WebSettings, *, warm: bool = True) -> Starlette:
+    """The Starlette application for one data directory (``warm``: run :func:`warm_up` at start-up)."""
     routes = [
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
@@ -683,7 +683,7 @@ def create_app(home: Home, settings: auth.WebSettings) -> Starlette:
                              https_only=settings.secure_cookies),
                   Middleware(BaseHTTPMiddleware, dispatch=security_headers)]
     app = Starlette(routes=routes, middleware=middleware,
-                    exception_handlers={HTTPException: not_authenticated}, lifespan=warm_up)
+                    exception_handlers={HTTPException: not_authenticated}, lifespan=warm_up if warm else None)
     app.state.web = WebApp(home, settings)
     return app
 
