@@ -8,10 +8,15 @@ time difference). A peak that survives a transform is enough: a copy matches whe
 enough hashes agree on a single time offset, and the hashes of unrelated audio almost
 never do.
 
-Peaks are taken from the same 11025 Hz mono samples Chromaprint is fed, inside the
-telephone band (300–3400 Hz) so that a band-limited copy keeps them. A copy played
-slightly faster or slower (±4%) is found by rescaling the query's peaks over a grid of
-speeds before hashing.
+Peaks are taken from the same 11025 Hz mono samples Chromaprint is fed, in two bands read
+separately: the telephone band (300–3400 Hz, 512-point FFT) so that a band-limited copy keeps
+them, and the bass (21–300 Hz, 2048-point FFT on the same 23 ms frames, so notes a few Hz apart
+are told apart). Mixing other music in is judged by broadband level, and in a track whose
+energy lies mostly in the bass the telephone band keeps little of it once other music is
+mixed in; its bass peaks survive. A pair never crosses bands: bass peaks are numbered from
+``F_LOW + BASS_BASE`` in the same 8-bit bin field, so a bass hash can never equal a telephone-band
+one. A copy played slightly faster or slower (±4%) is found by rescaling the query's peaks
+over a grid of speeds before hashing.
 
 A landmark array holds two ``uint32`` per landmark: ``[hash, frame, hash, frame, ...]``.
 """
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
+from scipy import ndimage, signal
 
 SAMPLE_RATE = 11025
 N_FFT = 512
@@ -39,6 +44,18 @@ FANOUT = 8
 DT_MAX = 63  # frames (~1.5 s): 6 bits
 DF_MAX = 63  # bins: 7 bits signed
 HASH_BITS = 21  # 8 bits anchor bin, 7 bits frequency difference, 6 bits time difference
+# The bass band: bins of a 2048-point FFT (~5.4 Hz), numbered from F_LOW + BASS_BASE in the shared bin field.
+# Computed on the samples decimated 8 times (1378 Hz) with a 256-point FFT and a 32-sample hop: the same
+# bins and frames at an eighth of the cost.
+BASS_N_FFT = 2048
+BASS_DECIMATION = 8
+BASS_BIN_LOW = 4  # ~21.5 Hz
+BASS_BIN_HIGH = 56  # ~301 Hz
+BASS_BASE = 150  # above F_HIGH - F_LOW (144): anchors 150-202 are bass
+BASS_PEAKS_PER_SECOND = 12
+BASS_FREQ_RADIUS = 3
+QUERY_BASS_PEAKS_PER_SECOND = 36
+QUERY_BASS_FREQ_RADIUS = 2
 SPEEDS = tuple(round(1.0 + 0.01 * k, 2) for k in range(-4, 5))
 # A query is read with denser peaks (smaller neighbourhoods, three times as many per second) and a
 # wider fan-out than the indexed references, as audfprint does: a reference's pair is found when its
@@ -59,32 +76,59 @@ class Peaks:
     bins: npt.NDArray[np.int64]
 
 
-def _spectrogram_db(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
-    """Log magnitude (dB) of the telephone band, one row per frame."""
-    x = samples.astype(np.float32) / 32768.0
-    if len(x) < N_FFT:
-        return np.zeros((0, F_HIGH - F_LOW + 1), dtype=np.float32)
-    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP]
-    window = np.hanning(N_FFT).astype(np.float32)
-    spec = np.empty((len(frames), F_HIGH - F_LOW + 1), dtype=np.float32)
-    for start in range(0, len(frames), 4096):  # bounded temporary memory for long files
-        block = np.fft.rfft(frames[start:start + 4096] * window, axis=1)[:, F_LOW:F_HIGH + 1]
-        spec[start:start + 4096] = 10.0 * np.log10(np.abs(block) ** 2 + 1e-10)
+def _spectrogram_db(samples: npt.NDArray[np.int16], n_fft: int = N_FFT, low: int = F_LOW, high: int = F_HIGH,
+                    hop: int = HOP) -> npt.NDArray[np.float32]:
+    """Log magnitude (dB) of FFT bins ``low``-``high`` (the telephone band by default), one row per frame."""
+    x = np.asarray(samples, dtype=np.float32) / 32768.0
+    if len(x) < n_fft:
+        return np.zeros((0, high - low + 1), dtype=np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop]
+    window = np.hanning(n_fft).astype(np.float32)
+    spec = np.empty((len(frames), high - low + 1), dtype=np.float32)
+    step = (1 << 21) // n_fft  # frames per block: bounded temporary memory for long files
+    for start in range(0, len(frames), step):
+        block = np.fft.rfft(frames[start:start + step] * window, axis=1)[:, low:high + 1]
+        spec[start:start + step] = 10.0 * np.log10(np.abs(block) ** 2 + 1e-10)
     return spec
+
+
+def _bass_spectrogram_db(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
+    """The bass band, one row per frame: a 2048-point FFT's bins 4-56, from the samples decimated 8 times."""
+    q = BASS_DECIMATION
+    low_rate = signal.resample_poly(np.asarray(samples, dtype=np.float32), 1, q)
+    # An eighth of the samples per window: +18 dB puts the levels on the 2048-point scale.
+    return _spectrogram_db(low_rate, BASS_N_FFT // q, BASS_BIN_LOW, BASS_BIN_HIGH, HOP // q) + np.float32(20 * np.log10(q))
 
 
 def find_peaks(samples: npt.NDArray[np.int16], *, peaks_per_second: float = PEAKS_PER_SECOND,
                freq_radius: int = PEAK_FREQ_RADIUS, time_radius: int = PEAK_TIME_RADIUS) -> Peaks:
-    """The strongest local maxima of the spectrogram of s16 mono 11025 Hz samples."""
+    """The strongest local maxima of the telephone-band spectrogram of s16 mono 11025 Hz samples."""
     return _peaks(_spectrogram_db(samples), peaks_per_second, freq_radius, time_radius)
 
 
-def _peaks(spec: npt.NDArray[np.float32], peaks_per_second: float, freq_radius: int, time_radius: int) -> Peaks:
+def _both_bands(spec: npt.NDArray[np.float32], bass: npt.NDArray[np.float32], *, query: bool) -> Peaks:
+    """The peaks of both bands (the reference's or, with ``query``, the denser ones a query is read with)."""
+    if query:
+        main = _peaks(spec, QUERY_PEAKS_PER_SECOND, QUERY_FREQ_RADIUS, QUERY_TIME_RADIUS)
+        low = _peaks(bass, QUERY_BASS_PEAKS_PER_SECOND, QUERY_BASS_FREQ_RADIUS, QUERY_TIME_RADIUS,
+                     first_bin=F_LOW + BASS_BASE, level_freq_radius=BASS_FREQ_RADIUS)
+    else:
+        main = _peaks(spec, PEAKS_PER_SECOND, PEAK_FREQ_RADIUS, PEAK_TIME_RADIUS)
+        low = _peaks(bass, BASS_PEAKS_PER_SECOND, BASS_FREQ_RADIUS, PEAK_TIME_RADIUS,
+                     first_bin=F_LOW + BASS_BASE, level_freq_radius=BASS_FREQ_RADIUS)
+    frames = np.concatenate([main.frames, low.frames])
+    bins = np.concatenate([main.bins, low.bins])
+    order = np.lexsort((bins, frames))
+    return Peaks(frames[order], bins[order])
+
+
+def _peaks(spec: npt.NDArray[np.float32], peaks_per_second: float, freq_radius: int, time_radius: int, *,
+           first_bin: int = F_LOW, level_freq_radius: int = PEAK_FREQ_RADIUS) -> Peaks:
     if len(spec) == 0:
         return Peaks(np.zeros(0, np.int64), np.zeros(0, np.int64))
     size = (2 * time_radius + 1, 2 * freq_radius + 1)
     local_max = ndimage.maximum_filter(spec, size=size, mode="nearest")
-    level = ndimage.uniform_filter(spec, size=(2 * PEAK_TIME_RADIUS + 1, 4 * PEAK_FREQ_RADIUS + 1), mode="nearest")
+    level = ndimage.uniform_filter(spec, size=(2 * PEAK_TIME_RADIUS + 1, 4 * level_freq_radius + 1), mode="nearest")
     salience = spec - level
     is_peak = (spec >= local_max) & (salience >= PEAK_MIN_DB) & (spec > -90.0)
     frames, bins = np.nonzero(is_peak)
@@ -99,7 +143,7 @@ def _peaks(spec: npt.NDArray[np.float32], peaks_per_second: float, freq_radius: 
     keep = rank < per_block
     frames, bins = frames[keep], bins[keep]
     order = np.lexsort((bins, frames))
-    return Peaks(frames[order].astype(np.int64), bins[order].astype(np.int64) + F_LOW)
+    return Peaks(frames[order].astype(np.int64), bins[order].astype(np.int64) + first_bin)
 
 
 def _pairs(frames: npt.NDArray[np.int64], bins: npt.NDArray[np.int64], fanout: int = FANOUT
@@ -137,14 +181,23 @@ def landmarks_from_peaks(peaks: Peaks, speed: float = 1.0, fanout: int = FANOUT)
     """Landmark array ``[hash, frame, ...]`` of ``peaks``, read as if played at 1/``speed``.
 
     ``speed`` > 1 maps a copy played faster back onto the original's time and frequency grid.
+    Each band is paired on its own.
     """
-    frames, bins = peaks.frames, peaks.bins
-    if speed != 1.0:
-        frames = np.round(frames * speed).astype(np.int64)
-        bins = np.round(bins / speed).astype(np.int64)
-        inside = (bins >= F_LOW) & (bins <= F_HIGH)
-        frames, bins = frames[inside], bins[inside]
-    h, t = _pairs(frames, bins, fanout)
+    bass = peaks.bins >= F_LOW + BASS_BASE
+    hashes, anchors = [], []
+    # (peaks of the band, its bin numbers minus its FFT bins, its lowest and highest FFT bin)
+    for keep, shift, low, high in ((~bass, 0, F_LOW, F_HIGH),
+                                   (bass, F_LOW + BASS_BASE - BASS_BIN_LOW, BASS_BIN_LOW, BASS_BIN_HIGH)):
+        frames, bins = peaks.frames[keep], peaks.bins[keep] - shift  # FFT bins of the band
+        if speed != 1.0:
+            frames = np.round(frames * speed).astype(np.int64)
+            bins = np.round(bins / speed).astype(np.int64)
+            inside = (bins >= low) & (bins <= high)
+            frames, bins = frames[inside], bins[inside]
+        h, t = _pairs(frames, bins + shift, fanout)
+        hashes.append(h)
+        anchors.append(t)
+    h, t = np.concatenate(hashes), np.concatenate(anchors)
     order = np.lexsort((h, t))
     h, t = h[order], t[order]
     out = np.empty(2 * len(h), dtype=np.uint32)
@@ -154,15 +207,15 @@ def landmarks_from_peaks(peaks: Peaks, speed: float = 1.0, fanout: int = FANOUT)
 
 
 def compute_landmarks(samples: npt.NDArray[np.int16]) -> U32:
-    """The landmark array of s16 mono 11025 Hz samples."""
-    return landmarks_from_peaks(find_peaks(samples))
+    """The landmark array of s16 mono 11025 Hz samples (both bands)."""
+    return landmarks_from_peaks(_both_bands(_spectrogram_db(samples), _bass_spectrogram_db(samples), query=False))
 
 
 def compute_landmarks_and_query_peaks(samples: npt.NDArray[np.int16]) -> tuple[U32, U32]:
     """The landmark array (what is indexed) and the packed query peaks (what is looked up) of the samples."""
-    spec = _spectrogram_db(samples)
-    reference = landmarks_from_peaks(_peaks(spec, PEAKS_PER_SECOND, PEAK_FREQ_RADIUS, PEAK_TIME_RADIUS))
-    return reference, pack_peaks(_peaks(spec, QUERY_PEAKS_PER_SECOND, QUERY_FREQ_RADIUS, QUERY_TIME_RADIUS))
+    spec, bass = _spectrogram_db(samples), _bass_spectrogram_db(samples)
+    reference = landmarks_from_peaks(_both_bands(spec, bass, query=False))
+    return reference, pack_peaks(_both_bands(spec, bass, query=True))
 
 
 def pack_peaks(peaks: Peaks) -> U32:

@@ -15,6 +15,7 @@ from fingerprinting.batch import fingerprint_many
 from fingerprinting.chromaprint import fingerprint_file
 from fingerprinting.index import LANDMARK, FingerprintIndex
 from fingerprinting.landmarks import (
+    BASS_BASE,
     FRAME_SECONDS,
     HASH_BITS,
     QUERY_FANOUT,
@@ -65,6 +66,22 @@ def mixed(x: np.ndarray, other: np.ndarray, db: float) -> np.ndarray:
     return (x + other * (_rms(x) / _rms(other)) * 10 ** (db / 20)).astype(np.float32) * 0.5
 
 
+def bass_line(seed: int, seconds: float) -> np.ndarray:
+    """Notes under 160 Hz only (MIDI 28-51, with their octave), nothing in the telephone band: (1, n) float32."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    out = np.zeros(n)
+    t_note = int(0.3 * RATE)
+    t = np.arange(t_note) / RATE
+    env = np.exp(-np.linspace(0, 3, t_note))
+    for start in range(0, n, t_note):
+        length = min(t_note, n - start)
+        freq = 440.0 * 2 ** ((int(rng.integers(28, 52)) - 69) / 12)
+        out[start:start + length] += (np.sin(2 * np.pi * freq * t[:length]) + 0.3 * np.sin(4 * np.pi * freq * t[:length])
+                                      ) * env[:length]
+    return (0.4 * out + rng.standard_normal(n) * 0.001)[None, :].astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("landmarks")
@@ -73,7 +90,11 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     x = _decode(real)
     piece = music(41, 30.0)
     other = music(43, 12.0)[0]
+    bass = bass_line(47, 30.0)
     return {
+        "bass": encode(d / "bass.flac", bass),
+        # 10 s of the bass line with other music 6 dB below it (broadband), which fills the telephone band
+        "bass_mixed": encode(d / "bass_mixed.flac", mixed(bass[0, 10 * RATE:20 * RATE], other, -6.0)[None, :]),
         "real": real,
         "A": encode(d / "a.flac", piece),
         "B": encode(d / "b.flac", music(42, 30.0)),
@@ -88,7 +109,7 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def landmark_index(recordings: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> FingerprintIndex:
     index = FingerprintIndex.open(tmp_path_factory.mktemp("lm-index"), method=LANDMARK)
-    for ref in ("real", "A", "B"):
+    for ref in ("real", "A", "B", "bass"):
         fp = fingerprint_file(recordings[ref], max_seconds=None, landmarks=True)
         assert fp.landmarks is not None
         index.add(ref, fp.landmarks)
@@ -108,6 +129,7 @@ def _best(index: FingerprintIndex, path: Path):  # type: ignore[no-untyped-def]
     ("real_mixed", "real", 1.0),       # other music mixed in 6 dB below
     ("real_fast", "real", 1.03),       # played 3% faster (pitch and tempo)
     ("A_phone_excerpt", "A", 1.0),     # an 8 s excerpt from the middle, band-limited
+    ("bass_mixed", "bass", 1.0),       # a bass line under louder mid-range music: found by the bass band
 ])
 def test_transformed_copies_match_their_recording(landmark_index: FingerprintIndex, recordings: dict[str, Path],
                                                   query: str, ref: str, speed: float) -> None:
@@ -118,6 +140,21 @@ def test_transformed_copies_match_their_recording(landmark_index: FingerprintInd
     assert m.bit_error_rate is None and m.span_s >= 0.5 * seconds
     if query == "A_phone_excerpt":
         assert m.offset_s == pytest.approx(8.0, abs=0.1)  # where the excerpt lies in A
+
+
+def test_a_bass_line_under_other_music_is_found_by_its_bass_peaks(landmark_index: FingerprintIndex,
+                                                                  recordings: dict[str, Path]) -> None:
+    fp = fingerprint_file(recordings["bass_mixed"], max_seconds=None, landmarks=True)
+    assert fp.query_peaks is not None
+    lm = query_landmarks(fp.query_peaks)
+    bass = (lm[0::2] >> 13) >= BASS_BASE
+    assert bass.any() and (~bass).any()  # the mixed-in music fills the telephone band
+    found = [m for m in landmark_index.query(lm, limit=3, fanout=QUERY_FANOUT) if is_match(m, fp.seconds_used)]
+    assert [m.ref for m in found] == ["bass"]
+    assert found[0].offset_s == pytest.approx(10.0, abs=0.1)
+    telephone_band = np.stack([lm[0::2][~bass], lm[1::2][~bass]], axis=1).reshape(-1)
+    assert not any(m.ref == "bass" and is_match(m, fp.seconds_used)
+                   for m in landmark_index.query(telephone_band, limit=3, fanout=QUERY_FANOUT))
 
 
 @pytest.mark.parametrize("query", ["real_mixed", "real_fast", "A_phone_excerpt"])
