@@ -47,6 +47,10 @@ SHORT_SPAN_THRESHOLD = 0.85
 LANDMARK_THRESHOLD = 80.0
 MIN_SPAN_S = 10.0
 SHORT_SPAN_FLOOR_S = 2.0
+# A Chromaprint overlap under 3 s is a handful of items: over the quiet end of a track an unrelated
+# excerpt agreed at 0.906 over 2.7 s (seed 23 in bench/results/robustness.md), above any score threshold
+# the short-span curve allows. Chromaprint evidence needs at least this much overlap.
+CHROMAPRINT_SPAN_FLOOR_S = 3.0
 LANDMARK_SPAN_SHARE = 0.5  # the first and last agreeing hash of a short query lie at least this far apart
 LANDMARK_INDEX_DIR = "landmarks"  # beside the Chromaprint index's segments, under its directory
 TRACK_PREFIX = "track:"
@@ -136,7 +140,8 @@ def is_match(m: Match, query_length_s: float, *, threshold: float = MATCH_THRESH
     """Whether a query result is strong enough to act on.
 
     Chromaprint: the overlap must reach ``min_span_s``, or 80% of the shorter recording when
-    that is shorter (a 6-second jingle can still be recognised), and never less than 2 s; an
+    that is shorter (a 6-second jingle can still be recognised), and never less than
+    ``CHROMAPRINT_SPAN_FLOOR_S`` (3 s); an
     overlap shorter than ``min_span_s`` needs ``short_span_threshold`` rather than ``threshold``.
     Landmarks: at least ``landmark_threshold`` agreeing hashes, the first and last of them
     ``min_span_s`` apart or half the shorter recording, and never less than 2 s.
@@ -144,8 +149,10 @@ def is_match(m: Match, query_length_s: float, *, threshold: float = MATCH_THRESH
     shorter = min(query_length_s, m.ref_length_s or query_length_s)
     held_to = match_threshold(m, threshold=threshold, min_span_s=min_span_s, landmark_threshold=landmark_threshold,
                               short_span_threshold=short_span_threshold)
-    share = LANDMARK_SPAN_SHARE if m.method == LANDMARK else 0.8
-    needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, share * shorter))
+    if m.method == LANDMARK:
+        needed = min(min_span_s, max(SHORT_SPAN_FLOOR_S, LANDMARK_SPAN_SHARE * shorter))
+    else:
+        needed = min(min_span_s, max(CHROMAPRINT_SPAN_FLOOR_S, 0.8 * shorter))
     return m.score >= held_to and m.span_s >= needed
 
 

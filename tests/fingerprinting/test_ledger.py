@@ -120,7 +120,9 @@ def test_refingerprinting_a_failed_track_drops_its_old_fingerprint(tmp_path: Pat
     (0.95, 8.0, 30.0, 200.0, False),     # too little overlap to act on
     (0.69, 25.0, 30.0, 200.0, False),    # below the score threshold
     (0.95, 4.5, 200.0, 5.5, True),       # a 5.5 s jingle matched in full
-    (0.95, 1.8, 200.0, 2.0, False),      # under the 2 s floor, however short the recording
+    (0.95, 1.8, 200.0, 2.0, False),      # under the floor, however short the recording
+    (0.906, 2.7, 3.4, 410.0, False),     # 2.7 s of a quiet tail (80% of a short query) is under the 3 s floor
+    (0.906, 3.0, 3.4, 410.0, True),
     (0.80, 12.0, 30.0, 200.0, True),     # 0.7 is enough over 10 s or more ...
     (0.80, 4.5, 200.0, 5.5, False),      # ... not over a shorter overlap, where chance agreement is larger
     (0.86, 4.5, 200.0, 5.5, True),
