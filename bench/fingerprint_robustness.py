@@ -43,8 +43,9 @@ from _audio import NONCATALOG_PACKAGES, PCM_RATE, demo_files, noncatalog_files, 
 from fingerprinting.batch import fingerprint_many  # noqa: E402
 from fingerprinting.chromaprint import ITEM_SECONDS  # noqa: E402
 from fingerprinting.index import LANDMARK, FingerprintIndex, Match  # noqa: E402
-from fingerprinting.landmarks import FANOUT, QUERY_FANOUT, query_landmarks  # noqa: E402
+from fingerprinting.landmarks import BASS_BASE, FANOUT, QUERY_FANOUT, query_landmarks  # noqa: E402
 from fingerprinting.ledger import (  # noqa: E402
+    CHROMAPRINT_SPAN_FLOOR_S,
     LANDMARK_THRESHOLD,
     MATCH_THRESHOLD,
     MIN_SPAN_S,
@@ -93,6 +94,18 @@ def make_query(name: str, x: np.ndarray, other: np.ndarray, path: Path, seed: in
     raise ValueError(name)
 
 
+def low_share(x: np.ndarray, cutoff_hz: float = 300.0) -> float:
+    """Share of the signal's energy below ``cutoff_hz`` (mixing is set by broadband RMS, so a track whose
+    energy lies mostly in the bass keeps little of the band the landmarks read)."""
+    block = 8192
+    n = len(x) // block * block
+    if n == 0:
+        return 0.0
+    power = (np.abs(np.fft.rfft(x[:n].reshape(-1, block) * np.hanning(block), axis=1)) ** 2).sum(axis=0)
+    freqs = np.fft.rfftfreq(block, 1 / RATE)
+    return float(power[freqs < cutoff_hz].sum() / max(power.sum(), 1e-12))
+
+
 def excerpt(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     length = int(rng.uniform(5.0, 10.0) * RATE)
     if len(x) <= length:
@@ -131,10 +144,15 @@ def main() -> None:
     cp_index = FingerprintIndex.open(args.workdir / f"index-{time.time_ns()}")
     lm_index = FingerprintIndex.open(cp_index.root / "landmarks", method=LANDMARK)
     excluded = []
+    bands = np.zeros(2, dtype=np.int64)  # landmarks of the telephone band, of the bass band
+    audio_s = 0.0
     for i, o in enumerate(fingerprint_many(catalog, max_seconds=None, workers=args.workers, landmarks=True)):
         if o.ok and o.fingerprint is not None and o.fingerprint.landmarks is not None:
             cp_index.add(str(i), o.fingerprint.items)
             lm_index.add(str(i), o.fingerprint.landmarks)
+            bass = (np.asarray(o.fingerprint.landmarks[0::2]) >> 13) >= BASS_BASE
+            bands += (int((~bass).sum()), int(bass.sum()))
+            audio_s += o.fingerprint.seconds_used
         else:
             excluded.append(f"{o.path.name} ({o.reason_code})")
     cp_index.commit()
@@ -155,11 +173,13 @@ def main() -> None:
     for old in qdir.iterdir():
         old.unlink()
     queries: list[tuple[str, str, int | None, Path]] = []  # (kind, transform, source or None, file)
+    sources: dict[int, tuple[str, float]] = {}  # catalog track -> (file name, share of energy below 300 Hz)
     n = 0
     for ci, path in enumerate(catalog):
         if str(ci) not in cp_index:
             continue  # not fingerprintable (digital silence): nothing to recall
         x = pcm(path, args.cache)
+        sources[ci] = (path.name, low_share(x))
         for name in TRANSFORMS:
             for _ in range(args.per_track):
                 seg = excerpt(x, rng)
@@ -193,6 +213,8 @@ def main() -> None:
                 items, fanout = query_landmarks(fp.query_peaks), QUERY_FANOUT
             matches = [] if items is None else index.query(items, limit=5, fanout=fanout)
             records.append({"kind": kind, "transform": name, "source": source, "method": method,
+                            "source_name": sources[source][0] if source is not None else None,
+                            "source_low_share": sources[source][1] if source is not None else None,
                             "length_s": length_s, "usable": items is not None,
                             "matches": [dataclasses.asdict(m) for m in matches]})
     t_query = time.perf_counter() - t0
@@ -206,6 +228,8 @@ def main() -> None:
     print(f"catalog: {len(catalog)} tracks (demo: wesnoth-1.16-music, singularity-music); "
           f"non-catalog: {len(others)} tracks from {', '.join(NONCATALOG_PACKAGES)}")
     print(f"catalog tracks without a fingerprint (no positives made from them): {', '.join(excluded) or 'none'}")
+    print(f"catalog landmarks: {bands.sum():,} over {audio_s:,.0f} s of audio ({bands[0]:,} telephone band, "
+          f"{bands[1]:,} bass: {bands[1] / max(1, bands[0]):.2f} more)")
     unusable = sum(not r["usable"] for r in records) // 2
     print(f"queries: {len(positives)} positive (5-10 s excerpts, {args.per_track} per track and transform), "
           f"{len(negatives)} negative ({len(negatives) - len(others)} transformed 5-10 s excerpts + "
@@ -228,7 +252,8 @@ def report(records: list[dict]) -> None:
     """Print recall, false matches, score distributions and the calibration curves of one run's candidates."""
     print(f"decision rule (fingerprinting.ledger.is_match): Chromaprint score (1 - 2*BER) >= {MATCH_THRESHOLD} over "
           f"an overlap of {MIN_SPAN_S:g} s or more, >= {SHORT_SPAN_THRESHOLD} over a shorter one; or landmark score "
-          f">= {LANDMARK_THRESHOLD:g} distinct agreeing hashes; each with its span rule")
+          f">= {LANDMARK_THRESHOLD:g} distinct agreeing hashes; each with its span rule (a Chromaprint overlap "
+          f"never under {CHROMAPRINT_SPAN_FLOOR_S:g} s)")
     print("a false match is a query for which the rule accepts any recording other than its source "
           "(every accepted match is acted on, not only the best)")
     print()
@@ -263,6 +288,33 @@ def report(records: list[dict]) -> None:
     n_pos = len([r for r in records if r["kind"] == "positive"]) // 2
     n_neg = len([r for r in records if r["kind"] == "negative"]) // 2
     print(f"false matches in all: {total_false} over {n_neg} negative and {n_pos} positive queries")
+
+    print()
+    print("## Misses by catalog track (product rule)")
+    print()
+    print("Mixing is set by broadband RMS: a track whose energy lies mostly below 300 Hz keeps little of the "
+          "300-3400 Hz band the landmarks read once other music is mixed in.")
+    print()
+    print("| catalog track | energy below 300 Hz | positives | missed | missed by transform |")
+    print("|---|---|---|---|---|")
+    per_track: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    shares: dict[str, float | None] = {}
+    for name in TRANSFORMS:
+        pairs = zip(by[("positive", name, "chromaprint")], by[("positive", name, "landmark")], strict=True)
+        for a, b in pairs:
+            track = a.get("source_name") or f"track {a['source']}"
+            shares[track] = a.get("source_low_share")
+            per_track[track][name].append(hits(a)[0] or hits(b)[0])
+    missed = sorted(((sum(not h for v in t.values() for h in v), track) for track, t in per_track.items()),
+                    key=lambda m: (-m[0], m[1]))
+    for count, track in [m for m in missed if m[0]]:
+        t = per_track[track]
+        share = shares[track]
+        by_name = ", ".join(f"{name} {sum(not h for h in t[name])}" for name in TRANSFORMS if not all(t[name]))
+        print(f"| {track} | {'-' if share is None else f'{share:.2f}'} | {sum(len(v) for v in t.values())} | "
+              f"{count} | {by_name} |")
+    print()
+    print(f"{sum(1 for m in missed if m[0])} of {len(missed)} catalog tracks account for every miss")
 
     def best(r: dict, own: bool) -> float:
         """Best span-passing score of the query's source (own) or of any other recording."""
