@@ -34,7 +34,11 @@ def _run_workers_while_applying(db: Path, outbox: str, store: ObjectStore, setti
     with ctx.Pool(WORKERS) as pool:
         results = [pool.apply_async(outbox_worker, (outbox, f"node{n}", BATCHES, PER_BATCH, start_at, settings_json))
                    for n in range(WORKERS)]
+        deadline = time.monotonic() + 600  # a worker that died with a task never reports: fail, do not hang
         while not all(r.ready() for r in results):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{sum(not r.ready() for r in results)} of {WORKERS} outbox workers had not finished "
+                            "after 600 s")
             with connect(db) as con:
                 _apply(con, outbox, store)
             passes += 1
