@@ -70,7 +70,11 @@ U32 = npt.NDArray[np.uint32]
 
 @dataclass(frozen=True)
 class Peaks:
-    """Spectral peaks: frame numbers and frequency bins (sorted by frame, then bin)."""
+    """Spectral peaks: frame numbers and bin numbers, sorted by frame, then bin.
+
+    A telephone-band peak's number is its 512-point FFT bin (``F_LOW``-``F_HIGH``); a bass peak's is
+    ``F_LOW + BASS_BASE`` plus its 2048-point FFT bin above ``BASS_BIN_LOW``.
+    """
 
     frames: npt.NDArray[np.int64]
     bins: npt.NDArray[np.int64]
