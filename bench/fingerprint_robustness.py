@@ -43,7 +43,7 @@ from _audio import NONCATALOG_PACKAGES, PCM_RATE, demo_files, noncatalog_files, 
 from fingerprinting.batch import fingerprint_many  # noqa: E402
 from fingerprinting.chromaprint import ITEM_SECONDS  # noqa: E402
 from fingerprinting.index import LANDMARK, FingerprintIndex, Match  # noqa: E402
-from fingerprinting.landmarks import BASS_BASE, FANOUT, QUERY_FANOUT, query_landmarks  # noqa: E402
+from fingerprinting.landmarks import FANOUT, QUERY_FANOUT, bass_landmarks, query_landmarks  # noqa: E402
 from fingerprinting.ledger import (  # noqa: E402
     CHROMAPRINT_SPAN_FLOOR_S,
     LANDMARK_THRESHOLD,
@@ -150,7 +150,7 @@ def main() -> None:
         if o.ok and o.fingerprint is not None and o.fingerprint.landmarks is not None:
             cp_index.add(str(i), o.fingerprint.items)
             lm_index.add(str(i), o.fingerprint.landmarks)
-            bass = (np.asarray(o.fingerprint.landmarks[0::2]) >> 13) >= BASS_BASE
+            bass = bass_landmarks(o.fingerprint.landmarks)
             bands += (int((~bass).sum()), int(bass.sum()))
             audio_s += o.fingerprint.seconds_used
         else:

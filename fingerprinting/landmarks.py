@@ -10,8 +10,8 @@ never do.
 
 Peaks are taken from the same 11025 Hz mono samples Chromaprint is fed, in two bands read
 separately: the telephone band (300–3400 Hz, 512-point FFT) so that a band-limited copy keeps
-them, and the bass (21–300 Hz, 2048-point FFT on the same 23 ms frames, so notes a few Hz apart
-are told apart). Mixing other music in is judged by broadband level, and in a track whose
+them, and the bass (21–300 Hz, the bins of a 2048-point FFT on the same 23 ms frames, so notes a
+few Hz apart are told apart). Mixing other music in is judged by broadband level, and in a track whose
 energy lies mostly in the bass the telephone band keeps little of it once other music is
 mixed in; its bass peaks survive. A pair never crosses bands: bass peaks are numbered from
 ``F_LOW + BASS_BASE`` in the same 8-bit bin field, so a bass hash can never equal a telephone-band
@@ -257,6 +257,11 @@ def speed_variants(landmarks: npt.ArrayLike, speeds: tuple[float, ...] = SPEEDS,
     arr = np.asarray(landmarks, dtype=np.uint32)
     peaks = peaks_from_landmarks(arr) if any(s != 1.0 for s in speeds) else None
     return [(s, arr if s == 1.0 or peaks is None else landmarks_from_peaks(peaks, s, fanout)) for s in speeds]
+
+
+def bass_landmarks(landmarks: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """One flag per landmark of a landmark array: whether it pairs two bass-band peaks."""
+    return (np.asarray(landmarks, dtype=np.int64)[0::2] >> 13) >= BASS_BASE
 
 
 def landmark_seconds(landmarks: npt.ArrayLike) -> float:
